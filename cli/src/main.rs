@@ -1,0 +1,51 @@
+//! lbctl: the command-line client of lb's admin API.
+//!
+//! It replaces a Go tool whose command line scripts still use, so it keeps the Go shape: flags
+//! before a camelCase command (`lbctl --pattern=/ addPool`), single-dash long flags
+//! (`-pattern=/`). Flags may also follow the command.
+//!
+//! Every failure is one line on stderr starting `lbctl: error: `, with exit code 2 for a wrong
+//! command line and 1 for anything the server or the network did.
+//!
+//! Layout:
+//! - `args`: flags and commands, Go-style rewriting, and the flags each command cannot do without.
+//! - `admin`: lb's admin API over HTTP and the JSON it answers.
+//! - `command`: runs one command and renders the answer for a person, or as JSON.
+//! - `table`: the aligned text tables of `poolHealth` and `listPools`.
+//! - `error`: why lbctl failed, and the exit code that tells scripts which kind of failure.
+
+mod admin;
+mod args;
+mod command;
+mod error;
+mod table;
+
+use std::{io::Write, process::ExitCode};
+
+use error::Error;
+
+fn main() -> ExitCode {
+    let printed = run().and_then(|output| {
+        std::io::stdout()
+            .write_all(output.as_bytes())
+            .map_err(|err| Error::Failed(format!("cannot write output: {err}")))
+    });
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line whatever the message holds, so scripts can log it as one record.
+            let message = err.to_string().replace(['\r', '\n'], " ");
+            eprintln!("lbctl: error: {message}");
+            err.exit_code()
+        }
+    }
+}
+
+fn run() -> Result<String, Error> {
+    let invocation = args::parse(std::env::args_os())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::Failed(format!("cannot start the async runtime: {err}")))?;
+    runtime.block_on(command::run(invocation))
+}

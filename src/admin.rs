@@ -1,0 +1,326 @@
+//! The admin API: JSON over HTTP under `/v1/`, served on its own thread and runtime.
+//!
+//! Pools are named by their pattern in a `pattern` query parameter, since patterns hold
+//! slashes, hosts and (later) spaces. Every error is `{"error": "..."}` with a 4xx status that
+//! says what kind of mistake it was.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::control::{self, ControlPlane, NewPool};
+use crate::pool::{parse_addr, Backend, BackendConfig, HealthCheckSpec, Mode, Pool, Strategy};
+
+/// Largest request body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The admin API's routes.
+pub fn router(control: Arc<ControlPlane>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/pools", get(list_pools).post(add_pool))
+        .route(
+            "/v1/pool",
+            get(get_pool).patch(update_pool).delete(remove_pool),
+        )
+        .route("/v1/pool/health", get(pool_health))
+        .route(
+            "/v1/pool/backends",
+            axum::routing::post(add_backend).delete(remove_backend),
+        )
+        .fallback(|uri: Uri| async move {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no admin endpoint {}", uri.path()),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint".into(),
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()).into_response()
+        }))
+        .with_state(control)
+}
+
+/// An error answer: a status and a message, sent as `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<control::Error> for ApiError {
+    fn from(e: control::Error) -> Self {
+        let status = match &e {
+            control::Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            control::Error::NotFound(_) => StatusCode::NOT_FOUND,
+            control::Error::Conflict(_) => StatusCode::CONFLICT,
+            control::Error::Sick(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            control::Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+type Answer<T> = Result<T, ApiError>;
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// Parses a JSON body, whatever its content type says (curl's `-d` claims a form).
+fn json_body<T: DeserializeOwned>(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer<T> {
+    let body = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn query<T: DeserializeOwned>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Answer<T> {
+    q.map(|Query(q)| q).map_err(|e| bad_request(e.body_text()))
+}
+
+// ---- JSON shapes ----
+
+#[derive(Serialize)]
+struct PoolJson {
+    pattern: String,
+    mode: Mode,
+    strategy: Strategy,
+    health_check: HealthCheckSpec,
+    status: &'static str,
+    backends: Vec<BackendJson>,
+}
+
+#[derive(Serialize)]
+struct BackendJson {
+    ip: String,
+    port: u16,
+    url_path: String,
+    address: String,
+    status: &'static str,
+    /// Requests sent to it whose response has not finished.
+    inflight: usize,
+}
+
+impl From<&Pool> for PoolJson {
+    fn from(pool: &Pool) -> Self {
+        PoolJson {
+            pattern: pool.config.pattern.clone(),
+            mode: pool.config.mode,
+            strategy: pool.config.strategy,
+            health_check: pool.config.health_check.clone(),
+            status: pool.status().as_str(),
+            backends: pool
+                .backends
+                .iter()
+                .map(|b| BackendJson::from(b.as_ref()))
+                .collect(),
+        }
+    }
+}
+
+impl From<&Backend> for BackendJson {
+    fn from(b: &Backend) -> Self {
+        BackendJson {
+            ip: b.addr().ip().to_string(),
+            port: b.addr().port(),
+            url_path: b.config.url_path.clone(),
+            address: b.addr().to_string(),
+            status: b.status().as_str(),
+            inflight: b.inflight(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct HealthJson {
+    pattern: String,
+    status: &'static str,
+    backends: Vec<BackendHealthJson>,
+}
+
+#[derive(Serialize)]
+struct BackendHealthJson {
+    address: String,
+    status: &'static str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatternQuery {
+    pattern: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendQuery {
+    pattern: String,
+    ip: String,
+    port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPoolBody {
+    pattern: String,
+    mode: Option<String>,
+    strategy: Option<String>,
+    health_check: Option<HealthCheckSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdatePoolBody {
+    mode: Option<String>,
+    strategy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBackendBody {
+    ip: String,
+    port: u16,
+    url_path: Option<String>,
+}
+
+fn parse_opt<T: std::str::FromStr<Err = String>>(value: Option<String>) -> Answer<Option<T>> {
+    value.map(|v| v.parse().map_err(bad_request)).transpose()
+}
+
+// ---- handlers ----
+
+type Control = State<Arc<ControlPlane>>;
+
+async fn list_pools(State(control): Control) -> Json<Vec<PoolJson>> {
+    Json(
+        control
+            .pools()
+            .await
+            .iter()
+            .map(|p| PoolJson::from(p.as_ref()))
+            .collect(),
+    )
+}
+
+async fn add_pool(
+    State(control): Control,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer<(StatusCode, Json<PoolJson>)> {
+    let body: AddPoolBody = json_body(body)?;
+    let new = NewPool {
+        pattern: body.pattern,
+        mode: parse_opt(body.mode)?,
+        strategy: parse_opt(body.strategy)?,
+        health_check: body.health_check,
+    };
+    let pool = control.add_pool(new).await?;
+    tracing::info!(pool = %pool.config.pattern, mode = %pool.config.mode, "pool added");
+    Ok((StatusCode::CREATED, Json(PoolJson::from(pool.as_ref()))))
+}
+
+async fn get_pool(
+    State(control): Control,
+    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer<Json<PoolJson>> {
+    let q = query(q)?;
+    Ok(Json(PoolJson::from(
+        control.pool(&q.pattern).await?.as_ref(),
+    )))
+}
+
+async fn update_pool(
+    State(control): Control,
+    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer<Json<PoolJson>> {
+    let q = query(q)?;
+    let body: UpdatePoolBody = json_body(body)?;
+    let (mode, strategy) = (parse_opt(body.mode)?, parse_opt(body.strategy)?);
+    if mode.is_none() && strategy.is_none() {
+        return Err(bad_request("nothing to change: give mode and/or strategy"));
+    }
+    let pool = control.update_pool(&q.pattern, mode, strategy).await?;
+    tracing::info!(pool = %pool.config.pattern, mode = %pool.config.mode, strategy = %pool.config.strategy, "pool changed");
+    Ok(Json(PoolJson::from(pool.as_ref())))
+}
+
+async fn remove_pool(
+    State(control): Control,
+    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer<Json<PoolJson>> {
+    let q = query(q)?;
+    let pool = control.remove_pool(&q.pattern).await?;
+    tracing::info!(pool = %pool.config.pattern, "pool removed");
+    Ok(Json(PoolJson::from(pool.as_ref())))
+}
+
+async fn pool_health(
+    State(control): Control,
+    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer<Json<HealthJson>> {
+    let q = query(q)?;
+    let pool = control.pool(&q.pattern).await?;
+    Ok(Json(HealthJson {
+        pattern: pool.config.pattern.clone(),
+        status: pool.status().as_str(),
+        backends: pool
+            .backends
+            .iter()
+            .map(|b| BackendHealthJson {
+                address: b.addr().to_string(),
+                status: b.status().as_str(),
+            })
+            .collect(),
+    }))
+}
+
+async fn add_backend(
+    State(control): Control,
+    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer<(StatusCode, Json<BackendJson>)> {
+    let q = query(q)?;
+    let body: AddBackendBody = json_body(body)?;
+    let addr = parse_addr(&body.ip, body.port).map_err(bad_request)?;
+    let config = BackendConfig {
+        addr,
+        url_path: body.url_path.unwrap_or_else(|| "/".into()),
+    };
+    let backend = control.add_backend(&q.pattern, config).await?;
+    tracing::info!(pool = %q.pattern, backend = %backend.addr(), "backend added");
+    Ok((
+        StatusCode::CREATED,
+        Json(BackendJson::from(backend.as_ref())),
+    ))
+}
+
+async fn remove_backend(
+    State(control): Control,
+    q: Result<Query<BackendQuery>, axum::extract::rejection::QueryRejection>,
+) -> Answer<Json<BackendJson>> {
+    let q = query(q)?;
+    let addr: SocketAddr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
+    let backend = control.remove_backend(&q.pattern, addr).await?;
+    tracing::info!(pool = %q.pattern, backend = %addr, "backend removed");
+    Ok(Json(BackendJson::from(backend.as_ref())))
+}

@@ -1,0 +1,136 @@
+//! The `lb` daemon: flags, start-up, the two runtimes, and shutdown.
+//!
+//! The data plane runs on a multi-threaded runtime with exactly `--threads` workers; the admin
+//! API runs on its own thread and single-threaded runtime, so admin work (store flushes, health
+//! checks) never takes a worker from traffic.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::sync::watch;
+
+use crate::admin;
+use crate::control::ControlPlane;
+use crate::data_plane::DataPlane;
+use crate::store::Store;
+
+/// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// lb: an L7 HTTP load balancer.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "lb", version, about, long_about = None, args_override_self = true)]
+pub struct Config {
+    /// Address of the data port, where clients send requests.
+    #[arg(long, env = "LB_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Address of the admin API (keep it on loopback or a private network).
+    #[arg(long, env = "LB_ADMIN", default_value = "127.0.0.1:8081")]
+    pub admin: SocketAddr,
+    /// Directory of the sled store holding pools and backends; created if missing.
+    #[arg(long, env = "LB_DATA_DIR", default_value = "./lb-data")]
+    pub data_dir: PathBuf,
+    /// Worker threads of the data plane [default: number of CPUs].
+    #[arg(long, env = "LB_THREADS")]
+    pub threads: Option<NonZeroUsize>,
+}
+
+/// Runs lb until SIGINT or SIGTERM. An error is one line, ready for the user.
+pub fn run(config: Config) -> Result<(), String> {
+    let bind = |addr: SocketAddr, what: &str| {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot set up {what} listener: {e}"))?;
+        Ok::<_, String>(listener)
+    };
+    let data_listener = bind(config.listen, "data port")?;
+    let admin_listener = bind(config.admin, "admin API")?;
+
+    let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
+    let control = Arc::new(ControlPlane::load(store).map_err(|e| e.to_string())?);
+    let routes = control.routes();
+    tracing::info!("store {} opened", config.data_dir.display());
+
+    let threads = config
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
+    tracing::info!(
+        "data listener on {} ({threads} worker threads)",
+        local(&data_listener)?
+    );
+    tracing::info!("admin listener on {}", local(&admin_listener)?);
+
+    let (stop, stopped) = watch::channel(false);
+    let admin_control = control.clone();
+    let admin_thread = std::thread::Builder::new()
+        .name("lb-admin".into())
+        .spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start admin runtime: {e}"))?;
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(admin_listener).map_err(|e| e.to_string())?;
+                axum::serve(listener, admin::router(admin_control))
+                    .with_graceful_shutdown(wait_for(stopped))
+                    .await
+                    .map_err(|e| format!("admin API failed: {e}"))
+            })
+        })
+        .map_err(|e| format!("cannot start admin thread: {e}"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("lb-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start data runtime: {e}"))?;
+    let served = runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::from_std(data_listener).map_err(|e| e.to_string())?;
+        let signal = termination()?;
+        Arc::new(DataPlane::new(routes))
+            .serve(listener, signal, SHUTDOWN_GRACE)
+            .await;
+        Ok::<_, String>(())
+    });
+    let _ = stop.send(true);
+    let admin_result = admin_thread
+        .join()
+        .unwrap_or_else(|_| Err("admin thread panicked".into()));
+    control
+        .flush()
+        .map_err(|e| format!("cannot flush store at shutdown: {e}"))?;
+    served?;
+    admin_result?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|&s| s).await;
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+fn termination() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+    })
+}

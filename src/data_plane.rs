@@ -1,0 +1,149 @@
+//! The data port: accept connections, route each request through the current snapshot, and hand
+//! it to its pool's mode. Reads routing snapshots only; never waits on the control plane.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue, LOCATION, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::body::Body;
+use crate::control::Routes;
+use crate::pool::{Mode, Pool};
+use crate::proxy::Proxy;
+use crate::redirect;
+use crate::routing::Route;
+
+/// Everything a request needs, shared by all connections.
+pub struct DataPlane {
+    routes: Arc<ArcSwap<Routes>>,
+    proxy: Proxy,
+}
+
+impl DataPlane {
+    pub fn new(routes: Arc<ArcSwap<Routes>>) -> Self {
+        DataPlane {
+            routes,
+            proxy: Proxy::default(),
+        }
+    }
+
+    /// Serves `listener` until `shutdown` resolves, then stops accepting and gives in-flight
+    /// requests up to `grace` to finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let plane = self.clone();
+            let service = service_fn(move |req| {
+                let plane = plane.clone();
+                async move { Ok::<_, Infallible>(plane.handle(req, client).await) }
+            });
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%client, "connection ended: {e}");
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight after {grace:?}; closing them");
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+        let pool = {
+            let routes = self.routes.load();
+            let host = match req.headers().get(header::HOST) {
+                Some(h) => h.to_str().unwrap_or(""),
+                None => req.uri().host().unwrap_or(""),
+            };
+            match routes.route(host, req.uri().path(), req.uri().query()) {
+                Route::Matched(pool) => pool.clone(),
+                Route::Redirect(location) => return moved(location),
+                Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),
+            }
+        };
+        match pool.config.mode {
+            Mode::Proxy => self.proxy.forward(&pool, req, client).await,
+            Mode::Redirect => redirect::answer(&pool, req.uri()),
+        }
+    }
+}
+
+/// A short plain-text answer written by lb itself.
+pub fn answer(status: StatusCode, text: impl Into<bytes::Bytes>) -> Response<Body> {
+    let mut response = Response::new(Body::text(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// `503` for a pool with no usable backend: a client may come back soon.
+pub fn no_backend(pool: &Pool) -> Response<Body> {
+    let why = if pool.backends.is_empty() {
+        "has no backends"
+    } else {
+        "has no healthy backend"
+    };
+    let mut response = answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "503 service unavailable: pool {} {why}\n",
+            pool.config.pattern
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn moved(location: String) -> Response<Body> {
+    let mut response = answer(StatusCode::MOVED_PERMANENTLY, "");
+    if let Ok(location) = HeaderValue::try_from(location) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    response
+}

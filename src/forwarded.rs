@@ -1,0 +1,153 @@
+//! The one place that decides which headers cross the proxy: hop-by-hop headers stay behind
+//! (RFC 9110 section 7.6.1), and `X-Forwarded-*` and `Via` say who forwarded what.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// The backend (`ip:port`) that served a response, on every proxied or redirected response.
+pub static X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1, and Go's list).
+fn hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &PROXY_CONNECTION,
+        &KEEP_ALIVE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
+
+/// Removes hop-by-hop headers, and those the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+fn via(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 lb",
+        Version::HTTP_10 => "1.0 lb",
+        Version::HTTP_2 => "2 lb",
+        Version::HTTP_3 => "3 lb",
+        _ => "1.1 lb",
+    })
+}
+
+/// Prepares a client's request headers for the backend. `host` is the host the client asked
+/// for (its `Host` header, or the URI authority in HTTP/2), passed through unchanged.
+pub fn request(
+    headers: &mut HeaderMap,
+    version: Version,
+    client_ip: IpAddr,
+    host: Option<HeaderValue>,
+) {
+    remove_hop_by_hop(headers);
+    append_forwarded_for(headers, client_ip);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if let Some(host) = host {
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, host.clone());
+        }
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    headers.append(header::VIA, via(version));
+}
+
+/// Prepares a backend's response headers for the client.
+pub fn response(headers: &mut HeaderMap, version: Version, server: &HeaderValue) {
+    remove_hop_by_hop(headers);
+    headers.append(header::VIA, via(version));
+    headers.insert(X_FORWARDED_SERVER.clone(), server.clone());
+}
+
+/// Appends the client to `X-Forwarded-For`, folding earlier values into one header as Go does.
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
+    let mut value = String::new();
+    for prior in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(prior) = prior.to_str() {
+            value.push_str(prior);
+            value.push_str(", ");
+        }
+    }
+    value.push_str(&client_ip.to_string());
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "gzip"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "x"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn sets_forwarded_headers() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("host", "a.com"),
+        ]);
+        request(
+            &mut h,
+            Version::HTTP_11,
+            "127.0.0.9".parse().unwrap(),
+            Some(HeaderValue::from_static("a.com")),
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a.com");
+        assert_eq!(h["host"], "a.com");
+        assert_eq!(h["via"], "1.1 lb");
+    }
+}

@@ -1,0 +1,420 @@
+//! The nouns of lb: a [`Pool`] of [`Backend`]s behind a pattern, in a [`Mode`].
+//!
+//! `PoolConfig` and `BackendConfig` are what an admin says and the store keeps; `Pool` and
+//! `Backend` are their live counterparts on the data path. A `Backend` outlives routing
+//! snapshots (the control plane hands the same `Arc` to every new snapshot), so its in-flight
+//! count and health stay true across admin changes.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+use crate::selection::Selector;
+
+/// How a pool hands a request to its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Full-NAT reverse proxy: the client only ever talks to lb.
+    #[default]
+    Proxy,
+    /// lb answers `307` and the client repeats its request at the backend.
+    Redirect,
+}
+
+/// How a pool picks a backend for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Power of two choices on in-flight requests.
+    #[default]
+    P2c,
+    /// Each usable backend in turn.
+    RoundRobin,
+}
+
+macro_rules! names {
+    ($ty:ty, $what:literal, $($variant:path => $name:literal),+ $(,)?) => {
+        impl $ty {
+            /// The name used in the admin API, lbctl and logs.
+            pub fn as_str(self) -> &'static str {
+                match self { $($variant => $name),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok($variant),)+
+                    _ => Err(format!(
+                        concat!("unknown ", $what, " {:?}, expected one of: {}"),
+                        s,
+                        [$($name),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+names!(Mode, "mode", Mode::Proxy => "proxy", Mode::Redirect => "redirect");
+names!(Strategy, "strategy", Strategy::P2c => "p2c", Strategy::RoundRobin => "round_robin");
+
+/// How lb checks a pool's backends: `GET path`, healthy when the trimmed body is one of
+/// `healthy_values`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub healthy_values: Vec<String>,
+    pub interval_ms: u64,
+}
+
+impl Default for HealthCheckSpec {
+    fn default() -> Self {
+        HealthCheckSpec {
+            path: "/healthz".into(),
+            healthy_values: vec!["ok".into(), "OK".into()],
+            interval_ms: 10_000,
+        }
+    }
+}
+
+impl HealthCheckSpec {
+    /// Refuses a spec no check could run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.path.starts_with('/')
+            || self
+                .path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "health check path {:?} must start with / and hold no spaces",
+                self.path
+            ));
+        }
+        if self.healthy_values.is_empty() {
+            return Err("health check needs at least one healthy value".into());
+        }
+        if self.interval_ms == 0 {
+            return Err("health check interval must be more than 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// A pool as the admin defined it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub pattern: String,
+    pub mode: Mode,
+    pub strategy: Strategy,
+    pub health_check: HealthCheckSpec,
+}
+
+/// A backend as the admin defined it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub addr: SocketAddr,
+    /// Joined in front of the request path; `/` leaves the path as it is.
+    pub url_path: String,
+}
+
+impl BackendConfig {
+    /// Refuses a url_path that could not prefix a request path.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.url_path;
+        if !p.starts_with('/')
+            || p.contains(['?', '#'])
+            || p.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "url_path {p:?} must start with / and hold no spaces, ? or #"
+            ));
+        }
+        if self.addr.port() == 0 {
+            return Err("port must be between 1 and 65535".into());
+        }
+        if self.addr.ip().is_unspecified() || self.addr.ip().is_multicast() {
+            return Err(format!("ip {} cannot be a backend address", self.addr.ip()));
+        }
+        Ok(())
+    }
+}
+
+/// What lb last learned of a backend's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BackendStatus {
+    /// Not checked since lb started.
+    Unknown = 0,
+    Healthy = 1,
+    Sick = 2,
+}
+
+impl BackendStatus {
+    /// The name used in the admin API and `lbctl poolHealth`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendStatus::Unknown => "BS_UNKNOWN",
+            BackendStatus::Healthy => "BS_HEALTHY",
+            BackendStatus::Sick => "BS_SICK",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => BackendStatus::Healthy,
+            2 => BackendStatus::Sick,
+            _ => BackendStatus::Unknown,
+        }
+    }
+}
+
+/// A pool's health at a glance, as the Go tool reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolStatus {
+    /// At least one healthy backend, none sick.
+    Full,
+    /// One or more backends sick.
+    Degraded,
+    /// No backends.
+    Empty,
+}
+
+impl PoolStatus {
+    /// The status of a pool whose backends have `statuses`.
+    pub fn of(statuses: impl IntoIterator<Item = BackendStatus>) -> Self {
+        let mut any = false;
+        for status in statuses {
+            if status == BackendStatus::Sick {
+                return PoolStatus::Degraded;
+            }
+            any = true;
+        }
+        if any {
+            PoolStatus::Full
+        } else {
+            PoolStatus::Empty
+        }
+    }
+
+    /// The name used in the admin API and `lbctl poolHealth`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolStatus::Full => "PS_FULL",
+            PoolStatus::Degraded => "PS_DEGRADED",
+            PoolStatus::Empty => "PS_EMPTY",
+        }
+    }
+}
+
+/// A live backend: where to send requests, and what the data path counts about it.
+#[derive(Debug)]
+pub struct Backend {
+    pub config: BackendConfig,
+    /// `ip:port`, ready for the `X-Forwarded-Server` header.
+    pub server_header: HeaderValue,
+    /// `http://ip:port`, the front of every redirect `Location`.
+    pub origin: String,
+    /// `ip:port`, the authority of every upstream URI.
+    pub authority: http::uri::Authority,
+    inflight: AtomicUsize,
+    status: AtomicU8,
+}
+
+impl Backend {
+    pub fn new(config: BackendConfig) -> Self {
+        let addr = config.addr;
+        Backend {
+            server_header: HeaderValue::from_str(&addr.to_string())
+                .expect("a socket address is a valid header"),
+            origin: format!("http://{addr}"),
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is a valid authority"),
+            config,
+            inflight: AtomicUsize::new(0),
+            status: AtomicU8::new(BackendStatus::Unknown as u8),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.config.addr
+    }
+
+    pub fn status(&self) -> BackendStatus {
+        BackendStatus::from_u8(self.status.load(Ordering::Relaxed))
+    }
+
+    pub fn set_status(&self, status: BackendStatus) {
+        self.status.store(status as u8, Ordering::Relaxed);
+    }
+
+    /// May new requests go here? Unknown counts as usable: right after a restart nothing is
+    /// known yet, and refusing every backend would turn a restart into an outage.
+    pub fn is_usable(&self) -> bool {
+        self.status() != BackendStatus::Sick
+    }
+
+    /// Requests sent to this backend whose response has not finished yet.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the returned guard drops.
+    pub fn start_request(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(self.clone())
+    }
+
+    /// The path to request at this backend for a client's `path_and_query`: the backend's
+    /// `url_path` joined with a single slash, as Go's `httputil.ReverseProxy` joins them.
+    pub fn upstream_path(&self, path_and_query: &str) -> String {
+        let base = self.config.url_path.as_str();
+        if base == "/" {
+            return path_and_query.to_owned();
+        }
+        let (path, query) = match path_and_query.find('?') {
+            Some(i) => path_and_query.split_at(i),
+            None => (path_and_query, ""),
+        };
+        let mut out = String::with_capacity(base.len() + path_and_query.len() + 1);
+        out.push_str(base);
+        match (base.ends_with('/'), path.starts_with('/')) {
+            (true, true) => out.push_str(&path[1..]),
+            (false, false) => {
+                out.push('/');
+                out.push_str(path);
+            }
+            _ => out.push_str(path),
+        }
+        out.push_str(query);
+        out
+    }
+}
+
+/// Keeps a request counted in its backend's in-flight total while alive.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<Backend>);
+
+impl InflightGuard {
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.0
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A live pool in one routing snapshot.
+pub struct Pool {
+    pub config: PoolConfig,
+    pub backends: Vec<Arc<Backend>>,
+    selector: Box<dyn Selector>,
+}
+
+impl Pool {
+    pub fn new(config: PoolConfig, backends: Vec<Arc<Backend>>) -> Self {
+        let selector = crate::selection::build(config.strategy);
+        Pool {
+            config,
+            backends,
+            selector,
+        }
+    }
+
+    /// The backend a new request should go to, if any is usable.
+    pub fn pick(&self) -> Option<&Arc<Backend>> {
+        let backends = &self.backends;
+        self.selector
+            .pick(backends, &|i| backends[i].is_usable())
+            .map(|i| &backends[i])
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        PoolStatus::of(self.backends.iter().map(|b| b.status()))
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("config", &self.config)
+            .field("backends", &self.backends)
+            .finish()
+    }
+}
+
+/// Parses `ip` and `port` as an admin gives them into a socket address.
+pub fn parse_addr(ip: &str, port: u16) -> Result<SocketAddr, String> {
+    let ip: IpAddr = ip
+        .trim()
+        .parse()
+        .map_err(|_| format!("ip {ip:?} is not an IPv4 or IPv6 address"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(url_path: &str) -> Backend {
+        Backend::new(BackendConfig {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            url_path: url_path.into(),
+        })
+    }
+
+    #[test]
+    fn upstream_path_joins_with_one_slash() {
+        assert_eq!(backend("/").upstream_path("/a?b=1"), "/a?b=1");
+        assert_eq!(backend("/v2/").upstream_path("/a?b=1"), "/v2/a?b=1");
+        assert_eq!(backend("/v2").upstream_path("/a?b=1"), "/v2/a?b=1");
+        assert_eq!(backend("/v2/").upstream_path("/"), "/v2/");
+        assert_eq!(backend("/v2").upstream_path("/?x"), "/v2/?x");
+    }
+
+    #[test]
+    fn pool_status_follows_the_go_tool() {
+        use BackendStatus::*;
+        assert_eq!(PoolStatus::of([]), PoolStatus::Empty);
+        assert_eq!(PoolStatus::of([Healthy, Unknown]), PoolStatus::Full);
+        assert_eq!(PoolStatus::of([Healthy, Sick]), PoolStatus::Degraded);
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_is_explained() {
+        assert_eq!("redirect".parse::<Mode>().unwrap(), Mode::Redirect);
+        assert_eq!(
+            "round_robin".parse::<Strategy>().unwrap(),
+            Strategy::RoundRobin
+        );
+        let err = "nat".parse::<Mode>().unwrap_err();
+        assert!(err.contains("proxy, redirect"), "{err}");
+    }
+
+    #[test]
+    fn inflight_guard_counts() {
+        let b = Arc::new(backend("/"));
+        let g = b.start_request();
+        assert_eq!(b.inflight(), 1);
+        drop(g);
+        assert_eq!(b.inflight(), 0);
+    }
+}

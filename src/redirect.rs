@@ -1,0 +1,33 @@
+//! Redirect mode: answer `307 Temporary Redirect` to the chosen backend, so the client repeats
+//! the same method and body there itself.
+
+use http::header::{HeaderValue, CACHE_CONTROL, LOCATION};
+use http::uri::PathAndQuery;
+use http::{Response, StatusCode, Uri};
+
+use crate::body::Body;
+use crate::data_plane::no_backend;
+use crate::forwarded::X_FORWARDED_SERVER;
+use crate::pool::Pool;
+
+/// The redirect for a request to `uri` in `pool`, or `503` when no backend is usable.
+pub fn answer(pool: &Pool, uri: &Uri) -> Response<Body> {
+    let Some(backend) = pool.pick() else {
+        return no_backend(pool);
+    };
+    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let location = format!("{}{}", backend.origin, backend.upstream_path(path));
+    let Ok(location) = HeaderValue::try_from(location) else {
+        return crate::data_plane::answer(
+            StatusCode::BAD_REQUEST,
+            "400 bad request: unusable path\n",
+        );
+    };
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    let headers = response.headers_mut();
+    headers.insert(LOCATION, location);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(&X_FORWARDED_SERVER, backend.server_header.clone());
+    response
+}

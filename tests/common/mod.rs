@@ -1,0 +1,345 @@
+//! Test scaffolding: real `lb`, `sample-web` and `lbctl` processes on loopback, a temp data dir,
+//! and waits with deadlines instead of sleeps.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long anything in a test may take to come up or change.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Path of a workspace binary. `lb` comes from Cargo; the others are built by
+/// `cargo test --workspace`, and built here once if this package is tested alone.
+pub fn bin(name: &str) -> PathBuf {
+    let lb = PathBuf::from(env!("CARGO_BIN_EXE_lb"));
+    if name == "lb" {
+        return lb;
+    }
+    let path = lb.with_file_name(name);
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if !lb.with_file_name("sample-web").exists() || !lb.with_file_name("lbctl").exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", "sample-web", "-p", "lbctl"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building sample-web and lbctl failed");
+        }
+    });
+    path
+}
+
+/// Lines a child printed, collected by a thread so its pipe never fills.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(
+        reader: impl std::io::Read + Send + 'static,
+        tx: Option<mpsc::Sender<String>>,
+    ) -> Lines {
+        let lines = Lines::default();
+        let store = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                if let Some(tx) = &tx {
+                    let _ = tx.send(line.clone());
+                }
+                store.0.lock().unwrap().push(line);
+            }
+        });
+        lines
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// Waits until `ready` finds what it wants in a line, or panics at the deadline.
+fn wait_line<T>(
+    rx: &mpsc::Receiver<String>,
+    what: &str,
+    mut ready: impl FnMut(&str) -> Option<T>,
+) -> T {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(v) = ready(&line) {
+                    return v;
+                }
+            }
+            Err(_) => panic!("no {what} within {DEADLINE:?}"),
+        }
+    }
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Sends a signal to a child.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a pid we spawned and have not reaped.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// Waits for a child to exit, killing it at the deadline.
+pub fn wait_exit(child: &mut Child) -> ExitStatus {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("process did not exit within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running `sample-web`.
+pub struct SampleWeb {
+    child: Child,
+    pub addr: SocketAddr,
+    pub node: String,
+}
+
+impl SampleWeb {
+    pub fn start(node: &str) -> SampleWeb {
+        Self::start_on(node, 0)
+    }
+
+    pub fn start_on(node: &str, port: u16) -> SampleWeb {
+        let mut child = Command::new(bin("sample-web"))
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--node",
+                node,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sample-web starts");
+        let (tx, rx) = mpsc::channel();
+        Lines::collect(child.stdout.take().unwrap(), Some(tx));
+        let addr = wait_line(&rx, "sample-web listening line", |l| {
+            addr_after(l, "listening on ")
+        });
+        SampleWeb {
+            child,
+            addr,
+            node: node.to_owned(),
+        }
+    }
+
+    pub fn ip(&self) -> String {
+        self.addr.ip().to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Stops it and waits until it is gone, so its port refuses connections.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SampleWeb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running `lb` with its own temp data dir (kept across restarts of the same `Lb`).
+pub struct Lb {
+    child: Option<Child>,
+    pub data: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: Arc<tempfile::TempDir>,
+    pub stderr: Lines,
+}
+
+impl Lb {
+    pub fn start() -> Lb {
+        Self::start_in(Arc::new(tempfile::tempdir().unwrap()))
+    }
+
+    pub fn start_in(dir: Arc<tempfile::TempDir>) -> Lb {
+        let mut child = lb_command(dir.path())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("lb starts");
+        let (tx, rx) = mpsc::channel();
+        let stderr = Lines::collect(child.stderr.take().unwrap(), Some(tx));
+        let data = wait_line(&rx, "lb data listener line", |l| {
+            addr_after(l, "data listener on ")
+        });
+        let admin = wait_line(&rx, "lb admin listener line", |l| {
+            addr_after(l, "admin listener on ")
+        });
+        Lb {
+            child: Some(child),
+            data,
+            admin,
+            dir,
+            stderr,
+        }
+    }
+
+    /// Stops lb with SIGTERM and returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("lb is running");
+        signal(&child, libc::SIGTERM);
+        wait_exit(&mut child)
+    }
+
+    /// Kills lb with SIGKILL, as a crash would.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("lb is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Stops (SIGTERM) and starts again on the same data dir, with new ports.
+    pub fn restart(mut self) -> Lb {
+        assert!(
+            self.stop().success(),
+            "lb exited badly:\n{}",
+            self.stderr.text()
+        );
+        Lb::start_in(self.dir.clone())
+    }
+
+    pub fn child(&self) -> &Child {
+        self.child.as_ref().expect("lb is running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.data)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Runs `lbctl --lb=<this lb's admin> args...`.
+    pub fn lbctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("lbctl"))
+            .arg(format!("--lb={}", self.admin))
+            .args(args)
+            .output()
+            .expect("lbctl runs")
+    }
+
+    /// Adds a pool through the admin API and asserts it was created.
+    pub async fn add_pool(&self, pattern: &str, mode: &str) {
+        let r = client()
+            .post(self.admin_url("/v1/pools"))
+            .json(&serde_json::json!({ "pattern": pattern, "mode": mode }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "add pool {pattern}: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// Adds a backend through the admin API and asserts it was created.
+    pub async fn add_backend(&self, pattern: &str, backend: &SampleWeb, url_path: &str) {
+        let r = client()
+            .post(self.admin_url("/v1/pool/backends"))
+            .query(&[("pattern", pattern)])
+            .json(&serde_json::json!({ "ip": backend.ip(), "port": backend.port(), "url_path": url_path }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "add backend {} to {pattern}: {}",
+            backend.addr,
+            r.text().await.unwrap()
+        );
+    }
+}
+
+/// The command line tests start lb with; one worker keeps the machine free for the rest.
+pub fn lb_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin("lb"));
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+        "--data-dir",
+    ])
+    .arg(dir)
+    .env("LB_LOG", "info")
+    .stdout(Stdio::null());
+    cmd
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTP client that shows redirects instead of following them.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap()
+}
+
+/// `GET url` and the body as text, with the status.
+pub async fn get(url: &str) -> (u16, String) {
+    let r = client().get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Retries `check` until it returns `Some`, or panics at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: not within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,221 @@
+//! lb's life: restart and crash keep every acknowledged change, bad start-up conditions fail with
+//! one line, and SIGTERM lets in-flight requests finish.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use common::{client, get, lb_command, Lb, SampleWeb};
+
+async fn pool_with_two_backends(lb: &Lb, a: &SampleWeb, b: &SampleWeb) {
+    lb.add_pool("/", "proxy").await;
+    lb.add_pool("/r/", "redirect").await;
+    lb.add_backend("/", a, "/").await;
+    lb.add_backend("/", b, "/").await;
+    lb.add_backend("/r/", a, "/").await;
+}
+
+async fn assert_serves(lb: &Lb, a: &SampleWeb) {
+    // The very first request after start is served: no warm-up, no waiting for a health check.
+    let (status, body) = get(&lb.url("/")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("Hello web from node"), "{body}");
+    let r = client().get(lb.url("/r/x")).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(
+        r.headers()["location"],
+        format!("http://{}/r/x", a.addr).as_str()
+    );
+}
+
+#[tokio::test]
+async fn pools_and_backends_survive_a_restart_and_serve_at_once() {
+    let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    let lb = Lb::start();
+    pool_with_two_backends(&lb, &a, &b).await;
+    let lb = lb.restart();
+    assert_serves(&lb, &a).await;
+    let pools: serde_json::Value = client()
+        .get(lb.admin_url("/v1/pools"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pools.as_array().unwrap().len(), 2, "{pools}");
+    assert_eq!(pools[0]["pattern"], "/");
+    assert_eq!(pools[0]["backends"].as_array().unwrap().len(), 2);
+    assert_eq!(pools[1]["mode"], "redirect");
+    // Nothing has checked the backends since the restart.
+    assert_eq!(pools[0]["backends"][0]["status"], "BS_UNKNOWN");
+}
+
+#[tokio::test]
+async fn acknowledged_changes_survive_a_crash() {
+    let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    let mut lb = Lb::start();
+    pool_with_two_backends(&lb, &a, &b).await;
+    let port = b.port().to_string();
+    let r = client()
+        .delete(lb.admin_url("/v1/pool/backends"))
+        .query(&[
+            ("pattern", "/"),
+            ("ip", "127.0.0.1"),
+            ("port", port.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    lb.crash();
+    let lb = Lb::start_in(lb.dir.clone());
+    assert_serves(&lb, &a).await;
+    let pool: serde_json::Value = client()
+        .get(lb.admin_url("/v1/pool"))
+        .query(&[("pattern", "/")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let backends = pool["backends"].as_array().unwrap();
+    assert_eq!(backends.len(), 1, "{pool}");
+    assert_eq!(backends[0]["address"], a.addr.to_string());
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
+    let a = SampleWeb::start("a");
+    let mut lb = Lb::start();
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/").await;
+    let url = lb.url("/slow?ms=1000");
+    let slow = tokio::spawn(async move { get(&url).await });
+    let pool_url = lb.admin_url("/v1/pool?pattern=/");
+    common::eventually("request in flight", || async {
+        let pool: serde_json::Value = client()
+            .get(&pool_url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (pool["backends"][0]["inflight"] == 1).then_some(())
+    })
+    .await;
+    let status = lb.stop();
+    assert!(status.success(), "exit {status:?}");
+    assert_eq!(slow.await.unwrap(), (200, "slow a".to_owned()));
+}
+
+/// Runs lb to completion (it must fail) and returns its stderr.
+fn failed_start(cmd: &mut std::process::Command) -> String {
+    let out = cmd.stderr(Stdio::piped()).output().unwrap();
+    assert!(!out.status.success(), "lb started but should not have");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("lb: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "want one error line:\n{stderr}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = lb_command(dir.path());
+    cmd.arg("--listen")
+        .arg(taken.local_addr().unwrap().to_string());
+    let line = failed_start(&mut cmd);
+    assert!(
+        line.contains("cannot listen on") && line.contains("data port"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_store_from_a_newer_lb_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &999u32.to_be_bytes())
+            .unwrap();
+        db.open_tree("pools")
+            .unwrap()
+            .insert("/", &b"future record"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let line = failed_start(&mut lb_command(dir.path()));
+    assert!(line.contains("schema version 999"), "{line}");
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(
+        db.open_tree("meta")
+            .unwrap()
+            .get("schema_version")
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        999u32.to_be_bytes()
+    );
+    assert_eq!(
+        db.open_tree("pools")
+            .unwrap()
+            .get("/")
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        b"future record"
+    );
+}
+
+#[test]
+fn an_unreadable_record_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        lb_migrations::run(&db).unwrap();
+        db.open_tree("pools")
+            .unwrap()
+            .insert("/", &[1u8, 0xff, 0xff, 0xff][..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let line = failed_start(&mut lb_command(dir.path()));
+    assert!(
+        line.contains("pools//") && line.contains("cannot be read"),
+        "{line}"
+    );
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(
+        db.open_tree("pools")
+            .unwrap()
+            .get("/")
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        [1u8, 0xff, 0xff, 0xff]
+    );
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_one_clear_error() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let line = failed_start(&mut lb_command(file.path()));
+    assert!(line.contains("cannot open store"), "{line}");
+}
+
+#[test]
+fn a_store_locked_by_another_lb_is_refused() {
+    let lb = Lb::start_in(Arc::new(tempfile::tempdir().unwrap()));
+    let line = failed_start(&mut lb_command(lb.dir.path()));
+    assert!(line.contains("cannot open store"), "{line}");
+}

@@ -1,0 +1,200 @@
+//! Proxy mode, end to end: real lb, real sample-web backends, real HTTP over loopback.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{client, get, Lb, SampleWeb};
+
+#[tokio::test]
+async fn both_backends_of_a_pool_answer() {
+    let lb = Lb::start();
+    let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/").await;
+    lb.add_backend("/", &b, "/").await;
+
+    let mut seen = HashSet::new();
+    let mut servers = HashSet::new();
+    for _ in 0..40 {
+        let r = client().get(lb.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        servers.insert(
+            r.headers()["x-forwarded-server"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        seen.insert(r.text().await.unwrap());
+    }
+    let want: HashSet<String> = ["Hello web from node a", "Hello web from node b"]
+        .map(String::from)
+        .into();
+    assert_eq!(seen, want);
+    assert_eq!(servers, [a.addr.to_string(), b.addr.to_string()].into());
+}
+
+#[tokio::test]
+async fn round_robin_alternates() {
+    let lb = Lb::start();
+    let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    let r = client()
+        .post(lb.admin_url("/v1/pools"))
+        .json(&serde_json::json!({ "pattern": "/", "strategy": "round_robin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    lb.add_backend("/", &a, "/").await;
+    lb.add_backend("/", &b, "/").await;
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(get(&lb.url("/")).await.1);
+    }
+    assert_ne!(bodies[0], bodies[1]);
+    assert_eq!(bodies[0], bodies[2]);
+    assert_eq!(bodies[1], bodies[3]);
+}
+
+#[tokio::test]
+async fn empty_pool_answers_503_with_retry_after() {
+    let lb = Lb::start();
+    lb.add_pool("/", "proxy").await;
+    let r = client().get(lb.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("no backends"));
+}
+
+#[tokio::test]
+async fn dead_backend_answers_502() {
+    let lb = Lb::start();
+    let mut a = SampleWeb::start("a");
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/").await;
+    assert_eq!(get(&lb.url("/")).await.0, 200);
+    a.kill();
+    let r = client().get(lb.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        r.headers()["x-forwarded-server"],
+        a.addr.to_string().as_str()
+    );
+    let body = r.text().await.unwrap();
+    assert!(
+        body.starts_with("502 bad gateway") && body.lines().count() == 1,
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/").await;
+
+    let r = client()
+        .get(lb.url("/echo?q=1"))
+        .header("Host", "shop.example")
+        .header("Connection", "keep-alive, X-Private")
+        .header("X-Private", "secret")
+        .header("Keep-Alive", "timeout=5")
+        .header("Proxy-Authorization", "Basic eA==")
+        .header("TE", "gzip")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .header("X-Kept", "yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["via"], "1.1 lb");
+    assert_eq!(
+        r.headers()["x-forwarded-server"],
+        a.addr.to_string().as_str()
+    );
+    let echo: serde_json::Value = r.json().await.unwrap();
+    let h = &echo["headers"];
+    for gone in [
+        "connection",
+        "x-private",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+    ] {
+        assert!(h.get(gone).is_none(), "{gone} reached the backend: {h}");
+    }
+    assert_eq!(h["x-kept"], serde_json::json!(["yes"]));
+    assert_eq!(h["host"], serde_json::json!(["shop.example"]));
+    assert_eq!(
+        h["x-forwarded-for"],
+        serde_json::json!(["203.0.113.7, 127.0.0.1"])
+    );
+    assert_eq!(h["x-forwarded-proto"], serde_json::json!(["http"]));
+    assert_eq!(h["x-forwarded-host"], serde_json::json!(["shop.example"]));
+    assert_eq!(h["via"], serde_json::json!(["1.1 lb"]));
+    assert_eq!(echo["path"], "/echo");
+    assert_eq!(echo["query"], "q=1");
+}
+
+#[tokio::test]
+async fn url_path_is_joined_in_front_of_the_request_path() {
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/echo/").await;
+    let echo: serde_json::Value = client()
+        .get(lb.url("/a?b=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["path"], "/echo/a");
+    assert_eq!(echo["query"], "b=1");
+}
+
+#[tokio::test]
+async fn large_bodies_pass_through_intact() {
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/").await;
+    let body: String = (0..300_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let r = client()
+        .put(lb.url("/echo"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["body"], body.as_str());
+}
+
+#[tokio::test]
+async fn chunked_request_body_is_forwarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/").await;
+    let mut conn = tokio::net::TcpStream::connect(lb.data).await.unwrap();
+    conn.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(common::DEADLINE, conn.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""body":"hello world""#), "{response}");
+}
