@@ -1,13 +1,13 @@
 //! The admin API: JSON over HTTP under `/v1/`, served on its own thread and runtime.
 //!
 //! Pools are named by their pattern in a `pattern` query parameter, since patterns hold
-//! slashes, hosts and (later) spaces. Every error is `{"error": "..."}` with a 4xx status that
-//! says what kind of mistake it was.
+//! slashes, hosts and spaces; backends by `ip` and `port` parameters next to it. Every error is
+//! `{"error": "..."}` with a 4xx status that says what kind of mistake it was.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::control::{self, ControlPlane, NewPool};
-use crate::pool::{parse_addr, Backend, BackendConfig, HealthCheckSpec, Mode, Pool, Strategy};
+use crate::control::{self, ControlPlane, NewPool, PoolChange};
+use crate::pool::{
+    parse_addr, Backend, BackendConfig, HealthCheckChange, HealthCheckSpec, Mode, Pool, Strategy,
+};
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -35,7 +37,9 @@ pub fn router(control: Arc<ControlPlane>) -> Router {
         .route("/v1/pool/health", get(pool_health))
         .route(
             "/v1/pool/backends",
-            axum::routing::post(add_backend).delete(remove_backend),
+            axum::routing::post(add_backend)
+                .patch(update_backend)
+                .delete(remove_backend),
         )
         .fallback(|uri: Uri| async move {
             ApiError(
@@ -86,16 +90,12 @@ fn bad_request(msg: impl Into<String>) -> ApiError {
 }
 
 /// Parses a JSON body, whatever its content type says (curl's `-d` claims a form).
-fn json_body<T: DeserializeOwned>(
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Answer<T> {
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Answer<T> {
     let body = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
-fn query<T: DeserializeOwned>(
-    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Answer<T> {
+fn query<T: DeserializeOwned>(q: Result<Query<T>, QueryRejection>) -> Answer<T> {
     q.map(|Query(q)| q).map_err(|e| bad_request(e.body_text()))
 }
 
@@ -118,8 +118,14 @@ struct BackendJson {
     url_path: String,
     address: String,
     status: &'static str,
+    draining: bool,
     /// Requests sent to it whose response has not finished.
     inflight: usize,
+    consecutive_failures: u32,
+    consecutive_passes: u32,
+    /// Unix time of the last health check, in milliseconds.
+    last_check_ms: Option<u64>,
+    last_error: Option<String>,
 }
 
 impl From<&Pool> for PoolJson {
@@ -141,13 +147,19 @@ impl From<&Pool> for PoolJson {
 
 impl From<&Backend> for BackendJson {
     fn from(b: &Backend) -> Self {
+        let health = b.health();
         BackendJson {
             ip: b.addr().ip().to_string(),
             port: b.addr().port(),
             url_path: b.config.url_path.clone(),
             address: b.addr().to_string(),
-            status: b.status().as_str(),
+            status: b.status_name(),
+            draining: b.is_draining(),
             inflight: b.inflight(),
+            consecutive_failures: health.consecutive_failures,
+            consecutive_passes: health.consecutive_passes,
+            last_check_ms: health.last_check_ms,
+            last_error: health.last_error,
         }
     }
 }
@@ -156,13 +168,7 @@ impl From<&Backend> for BackendJson {
 struct HealthJson {
     pattern: String,
     status: &'static str,
-    backends: Vec<BackendHealthJson>,
-}
-
-#[derive(Serialize)]
-struct BackendHealthJson {
-    address: String,
-    status: &'static str,
+    backends: Vec<BackendJson>,
 }
 
 #[derive(Deserialize)]
@@ -185,7 +191,7 @@ struct AddPoolBody {
     pattern: String,
     mode: Option<String>,
     strategy: Option<String>,
-    health_check: Option<HealthCheckSpec>,
+    health_check: Option<HealthCheckChange>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +199,7 @@ struct AddPoolBody {
 struct UpdatePoolBody {
     mode: Option<String>,
     strategy: Option<String>,
+    health_check: Option<HealthCheckChange>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +208,12 @@ struct AddBackendBody {
     ip: String,
     port: u16,
     url_path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBackendBody {
+    draining: bool,
 }
 
 fn parse_opt<T: std::str::FromStr<Err = String>>(value: Option<String>) -> Answer<Option<T>> {
@@ -224,7 +237,7 @@ async fn list_pools(State(control): Control) -> Json<Vec<PoolJson>> {
 
 async fn add_pool(
     State(control): Control,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Answer<(StatusCode, Json<PoolJson>)> {
     let body: AddPoolBody = json_body(body)?;
     let new = NewPool {
@@ -234,13 +247,17 @@ async fn add_pool(
         health_check: body.health_check,
     };
     let pool = control.add_pool(new).await?;
-    tracing::info!(pool = %pool.config.pattern, mode = %pool.config.mode, "pool added");
+    tracing::info!(
+        "pool {} added ({} mode)",
+        pool.config.pattern,
+        pool.config.mode
+    );
     Ok((StatusCode::CREATED, Json(PoolJson::from(pool.as_ref()))))
 }
 
 async fn get_pool(
     State(control): Control,
-    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<PatternQuery>, QueryRejection>,
 ) -> Answer<Json<PoolJson>> {
     let q = query(q)?;
     Ok(Json(PoolJson::from(
@@ -250,33 +267,46 @@ async fn get_pool(
 
 async fn update_pool(
     State(control): Control,
-    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    q: Result<Query<PatternQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Answer<Json<PoolJson>> {
     let q = query(q)?;
     let body: UpdatePoolBody = json_body(body)?;
-    let (mode, strategy) = (parse_opt(body.mode)?, parse_opt(body.strategy)?);
-    if mode.is_none() && strategy.is_none() {
-        return Err(bad_request("nothing to change: give mode and/or strategy"));
+    let change = PoolChange {
+        mode: parse_opt(body.mode)?,
+        strategy: parse_opt(body.strategy)?,
+        health_check: body.health_check,
+    };
+    if change.is_empty() {
+        return Err(bad_request(
+            "nothing to change: give mode, strategy and/or health_check",
+        ));
     }
-    let pool = control.update_pool(&q.pattern, mode, strategy).await?;
-    tracing::info!(pool = %pool.config.pattern, mode = %pool.config.mode, strategy = %pool.config.strategy, "pool changed");
+    let pool = control.update_pool(&q.pattern, change).await?;
+    let c = &pool.config;
+    tracing::info!(
+        "pool {} changed: {} mode, {} strategy, {:?}",
+        c.pattern,
+        c.mode,
+        c.strategy,
+        c.health_check
+    );
     Ok(Json(PoolJson::from(pool.as_ref())))
 }
 
 async fn remove_pool(
     State(control): Control,
-    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<PatternQuery>, QueryRejection>,
 ) -> Answer<Json<PoolJson>> {
     let q = query(q)?;
     let pool = control.remove_pool(&q.pattern).await?;
-    tracing::info!(pool = %pool.config.pattern, "pool removed");
+    tracing::info!("pool {} removed", pool.config.pattern);
     Ok(Json(PoolJson::from(pool.as_ref())))
 }
 
 async fn pool_health(
     State(control): Control,
-    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<PatternQuery>, QueryRejection>,
 ) -> Answer<Json<HealthJson>> {
     let q = query(q)?;
     let pool = control.pool(&q.pattern).await?;
@@ -286,18 +316,15 @@ async fn pool_health(
         backends: pool
             .backends
             .iter()
-            .map(|b| BackendHealthJson {
-                address: b.addr().to_string(),
-                status: b.status().as_str(),
-            })
+            .map(|b| BackendJson::from(b.as_ref()))
             .collect(),
     }))
 }
 
 async fn add_backend(
     State(control): Control,
-    q: Result<Query<PatternQuery>, axum::extract::rejection::QueryRejection>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    q: Result<Query<PatternQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Answer<(StatusCode, Json<BackendJson>)> {
     let q = query(q)?;
     let body: AddBackendBody = json_body(body)?;
@@ -307,20 +334,44 @@ async fn add_backend(
         url_path: body.url_path.unwrap_or_else(|| "/".into()),
     };
     let backend = control.add_backend(&q.pattern, config).await?;
-    tracing::info!(pool = %q.pattern, backend = %backend.addr(), "backend added");
+    tracing::info!("pool {} backend {} added", q.pattern, backend.addr());
     Ok((
         StatusCode::CREATED,
         Json(BackendJson::from(backend.as_ref())),
     ))
 }
 
-async fn remove_backend(
+async fn update_backend(
     State(control): Control,
-    q: Result<Query<BackendQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<BackendQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Answer<Json<BackendJson>> {
     let q = query(q)?;
-    let addr: SocketAddr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
+    let body: UpdateBackendBody = json_body(body)?;
+    let addr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
+    let backend = control
+        .set_draining(&q.pattern, addr, body.draining)
+        .await?;
+    let what = if body.draining {
+        "draining"
+    } else {
+        "back in rotation"
+    };
+    tracing::info!("pool {} backend {addr} {what}", q.pattern);
+    Ok(Json(BackendJson::from(backend.as_ref())))
+}
+
+async fn remove_backend(
+    State(control): Control,
+    q: Result<Query<BackendQuery>, QueryRejection>,
+) -> Answer<Json<BackendJson>> {
+    let q = query(q)?;
+    let addr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
     let backend = control.remove_backend(&q.pattern, addr).await?;
-    tracing::info!(pool = %q.pattern, backend = %addr, "backend removed");
+    tracing::info!(
+        "pool {} backend {addr} removed ({} requests still in flight)",
+        q.pattern,
+        backend.inflight()
+    );
     Ok(Json(BackendJson::from(backend.as_ref())))
 }

@@ -1,26 +1,37 @@
 //! The control plane: the only writer of pools and backends.
 //!
-//! Every change is written to the store and flushed first, then applied to the in-memory model,
-//! then published as a new immutable [`Routes`] snapshot that the data plane picks up on its next
-//! request. The data plane never takes the lock held here.
+//! Every admin change is written to the store and flushed first, then applied to the in-memory
+//! model, then published as a new immutable [`Routes`] snapshot that the data plane picks up on
+//! its next request. The data plane never takes the lock held here.
+//!
+//! Health flows one way: check tasks and the data plane (requests that failed before any
+//! response) send [`Observation`]s down one channel; a single loop applies them with
+//! [`health::observe`], logs and persists status changes, and evicts backends that failed too
+//! long. One writer means no races between a check, a failed request and an admin removal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::AbortHandle;
 
-use crate::health::HealthCheck;
+use crate::health::{self, Probe, Source};
 use crate::pool::{
-    Backend, BackendConfig, BackendStatus, HealthCheckSpec, Mode, Pool, PoolConfig, Strategy,
+    Backend, BackendConfig, BackendState, HealthCheckChange, HealthCheckSpec, Mode, Pool,
+    PoolConfig, Strategy,
 };
 use crate::routing::{Pattern, RoutingTable};
 use crate::store::{Store, StoreError};
 
 /// The routing snapshot the data plane reads.
 pub type Routes = RoutingTable<Arc<Pool>>;
+
+/// How many observations may wait for the health loop; past that, failed requests are not
+/// counted (checks wait instead), so a flood of failures cannot use up memory.
+const OBSERVATION_QUEUE: usize = 4096;
 
 /// Why an admin change was refused. Each maps to one HTTP status in the admin API.
 #[derive(Debug)]
@@ -60,24 +71,68 @@ pub struct NewPool {
     pub pattern: String,
     pub mode: Option<Mode>,
     pub strategy: Option<Strategy>,
-    pub health_check: Option<HealthCheckSpec>,
+    pub health_check: Option<HealthCheckChange>,
+}
+
+/// A change to a pool; unset fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct PoolChange {
+    pub mode: Option<Mode>,
+    pub strategy: Option<Strategy>,
+    pub health_check: Option<HealthCheckChange>,
+}
+
+impl PoolChange {
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.strategy.is_none() && self.health_check.is_none()
+    }
+}
+
+/// One health result for one backend of one pool.
+pub struct Observation {
+    pub pattern: Arc<str>,
+    pub backend: Arc<Backend>,
+    pub result: Result<(), String>,
+    pub source: Source,
+}
+
+/// Where the data plane reports requests that failed before any response.
+#[derive(Clone)]
+pub struct FailureReporter(mpsc::Sender<Observation>);
+
+impl FailureReporter {
+    /// Counts a failed request against `backend`; never waits (dropped if the queue is full).
+    pub fn report(&self, pattern: &str, backend: &Arc<Backend>, error: String) {
+        let _ = self.0.try_send(Observation {
+            pattern: pattern.into(),
+            backend: backend.clone(),
+            result: Err(error),
+            source: Source::Request,
+        });
+    }
 }
 
 struct Entry {
     pattern: Pattern,
     pool: Arc<Pool>,
+    /// The check task of each backend.
+    checks: HashMap<SocketAddr, AbortHandle>,
 }
 
-/// Owns the store and the live model, and publishes routing snapshots.
+/// Owns the store and the live model, publishes routing snapshots, and runs health checks.
 pub struct ControlPlane {
     store: Store,
-    health: HealthCheck,
+    probe: Probe,
     routes: Arc<ArcSwap<Routes>>,
     pools: Mutex<BTreeMap<String, Entry>>,
+    observations: mpsc::Sender<Observation>,
+    /// Taken by [`ControlPlane::run_health`].
+    observed: std::sync::Mutex<Option<mpsc::Receiver<Observation>>>,
 }
 
 impl ControlPlane {
-    /// Loads every pool from the store and publishes the first snapshot.
+    /// Loads every pool from the store and publishes the first snapshot. Health checks start
+    /// with [`ControlPlane::run_health`].
     pub fn load(store: Store) -> Result<ControlPlane, StoreError> {
         let mut pools = BTreeMap::new();
         for (config, backends) in store.load()? {
@@ -88,21 +143,26 @@ impl ControlPlane {
             })?;
             let backends = backends
                 .into_iter()
-                .map(|b| Arc::new(Backend::new(b)))
+                .map(|(c, s)| Arc::new(Backend::new(c, s)))
                 .collect();
+            let pool = Arc::new(Pool::new(config.clone(), backends));
             pools.insert(
-                config.pattern.clone(),
+                config.pattern,
                 Entry {
                     pattern,
-                    pool: Arc::new(Pool::new(config, backends)),
+                    pool,
+                    checks: HashMap::new(),
                 },
             );
         }
+        let (observations, observed) = mpsc::channel(OBSERVATION_QUEUE);
         let control = ControlPlane {
             store,
-            health: HealthCheck::default(),
+            probe: Probe::default(),
             routes: Arc::new(ArcSwap::from_pointee(Routes::default())),
             pools: Mutex::new(pools),
+            observations,
+            observed: std::sync::Mutex::new(Some(observed)),
         };
         control.publish(
             &control
@@ -116,6 +176,36 @@ impl ControlPlane {
     /// The snapshot handle the data plane reads.
     pub fn routes(&self) -> Arc<ArcSwap<Routes>> {
         self.routes.clone()
+    }
+
+    /// The handle the data plane reports failed requests to.
+    pub fn failure_reporter(&self) -> FailureReporter {
+        FailureReporter(self.observations.clone())
+    }
+
+    /// Starts a check task for every backend, then applies observations until the runtime stops.
+    /// Call once, on the control plane's runtime.
+    pub async fn run_health(self: Arc<Self>) {
+        let Some(mut observed) = self
+            .observed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        {
+            let mut pools = self.pools.lock().await;
+            for entry in pools.values_mut() {
+                for backend in &entry.pool.backends {
+                    let check = self.spawn_check(&entry.pool.config.pattern, backend);
+                    entry.checks.insert(backend.addr(), check);
+                }
+            }
+        }
+        while let Some(observation) = observed.recv().await {
+            self.apply(observation).await;
+        }
     }
 
     /// Flushes the store (at shutdown).
@@ -140,7 +230,10 @@ impl ControlPlane {
 
     pub async fn add_pool(&self, new: NewPool) -> Result<Arc<Pool>, Error> {
         let pattern = Pattern::parse(&new.pattern).map_err(|e| Error::Invalid(e.to_string()))?;
-        let health_check = new.health_check.unwrap_or_default();
+        let health_check = new
+            .health_check
+            .unwrap_or_default()
+            .apply(HealthCheckSpec::default());
         health_check.validate().map_err(Error::Invalid)?;
         let key = pattern.to_string();
         let config = PoolConfig {
@@ -160,26 +253,27 @@ impl ControlPlane {
             Entry {
                 pattern,
                 pool: pool.clone(),
+                checks: HashMap::new(),
             },
         );
         self.publish(&pools);
         Ok(pool)
     }
 
-    /// Changes a pool's mode and/or strategy, keeping its backends.
-    pub async fn update_pool(
-        &self,
-        pattern: &str,
-        mode: Option<Mode>,
-        strategy: Option<Strategy>,
-    ) -> Result<Arc<Pool>, Error> {
+    /// Changes a pool's mode, strategy and/or health checks, keeping its backends.
+    pub async fn update_pool(&self, pattern: &str, change: PoolChange) -> Result<Arc<Pool>, Error> {
         let key = canonical(pattern)?;
         let mut pools = self.pools.lock().await;
         let entry = find(&pools, &key)?;
         let mut config = entry.pool.config.clone();
-        config.mode = mode.unwrap_or(config.mode);
-        config.strategy = strategy.unwrap_or(config.strategy);
+        config.mode = change.mode.unwrap_or(config.mode);
+        config.strategy = change.strategy.unwrap_or(config.strategy);
+        if let Some(health) = change.health_check {
+            config.health_check = health.apply(config.health_check);
+            config.health_check.validate().map_err(Error::Invalid)?;
+        }
         self.store.put_pool(&config).await?;
+        // Check tasks read the spec from here at every round.
         let pool = Arc::new(Pool::new(config, entry.pool.backends.clone()));
         pools.get_mut(&key).expect("found above").pool = pool.clone();
         self.publish(&pools);
@@ -193,13 +287,14 @@ impl ControlPlane {
         find(&pools, &key)?;
         self.store.remove_pool(&key).await?;
         let entry = pools.remove(&key).expect("found above");
+        entry.checks.values().for_each(AbortHandle::abort);
         self.publish(&pools);
         Ok(entry.pool)
     }
 
     /// Adds a backend after one passing health check, as the Go tool did.
     pub async fn add_backend(
-        &self,
+        self: &Arc<Self>,
         pattern: &str,
         config: BackendConfig,
     ) -> Result<Arc<Backend>, Error> {
@@ -212,20 +307,25 @@ impl ControlPlane {
             entry.pool.config.health_check.clone()
         };
         // Checked without the lock: a slow backend must not stall other admin calls.
-        self.health
-            .check(config.addr, &spec)
-            .await
-            .map_err(|why| Error::Sick(format!("backend is sick: {why}")))?;
+        let checked = self.probe.check(config.addr, &spec).await;
+        if let Err(why) = checked {
+            return Err(Error::Sick(format!("backend is sick: {why}")));
+        }
+        let mut state = BackendState::default();
+        health::observe(&mut state.health, &spec, Ok(()), Source::Check);
+
         let mut pools = self.pools.lock().await;
         let entry = find(&pools, &key)?;
         ensure_absent(&entry.pool, config.addr)?;
-        self.store.put_backend(&key, &config).await?;
-        let backend = Arc::new(Backend::new(config));
-        backend.set_status(BackendStatus::Healthy);
+        self.store.put_backend(&key, &config, &state).await?;
+        let backend = Arc::new(Backend::new(config, state));
         let mut backends = entry.pool.backends.clone();
         backends.push(backend.clone());
         let pool = Arc::new(Pool::new(entry.pool.config.clone(), backends));
-        pools.get_mut(&key).expect("found above").pool = pool;
+        let check = self.spawn_check(&key, &backend);
+        let entry = pools.get_mut(&key).expect("found above");
+        entry.pool = pool;
+        entry.checks.insert(backend.addr(), check);
         self.publish(&pools);
         Ok(backend)
     }
@@ -238,25 +338,159 @@ impl ControlPlane {
     ) -> Result<Arc<Backend>, Error> {
         let key = canonical(pattern)?;
         let mut pools = self.pools.lock().await;
-        let entry = find(&pools, &key)?;
-        let Some(index) = entry.pool.backends.iter().position(|b| b.addr() == addr) else {
+        self.remove_locked(&mut pools, &key, addr).await
+    }
+
+    /// Drains (no new requests; in-flight ones finish; still checked) or undrains a backend.
+    pub async fn set_draining(
+        &self,
+        pattern: &str,
+        addr: SocketAddr,
+        draining: bool,
+    ) -> Result<Arc<Backend>, Error> {
+        let key = canonical(pattern)?;
+        let pools = self.pools.lock().await;
+        let backend = find_backend(find(&pools, &key)?, addr)?.clone();
+        let mut state = backend.state();
+        state.draining = draining;
+        self.store
+            .put_backend(&key, &backend.config, &state)
+            .await?;
+        backend.set_draining(draining);
+        Ok(backend)
+    }
+
+    async fn remove_locked(
+        &self,
+        pools: &mut BTreeMap<String, Entry>,
+        key: &str,
+        addr: SocketAddr,
+    ) -> Result<Arc<Backend>, Error> {
+        let entry = find(pools, key)?;
+        let index = entry.pool.backends.iter().position(|b| b.addr() == addr);
+        let Some(index) = index else {
             return Err(Error::NotFound(format!(
                 "pool {key:?} has no backend {addr}"
             )));
         };
-        self.store.remove_backend(&key, addr).await?;
+        self.store.remove_backend(key, addr).await?;
         let mut backends = entry.pool.backends.clone();
         let backend = backends.remove(index);
         let pool = Arc::new(Pool::new(entry.pool.config.clone(), backends));
-        pools.get_mut(&key).expect("found above").pool = pool;
-        self.publish(&pools);
+        let entry = pools.get_mut(key).expect("found above");
+        entry.pool = pool;
+        if let Some(check) = entry.checks.remove(&addr) {
+            check.abort();
+        }
+        self.publish(pools);
         Ok(backend)
+    }
+
+    /// Starts the task that checks `backend` every interval of its pool's current spec.
+    fn spawn_check(self: &Arc<Self>, pattern: &str, backend: &Arc<Backend>) -> AbortHandle {
+        let control: Weak<Self> = Arc::downgrade(self);
+        let pattern: Arc<str> = pattern.into();
+        let backend = backend.clone();
+        let probe = self.probe.clone();
+        let observations = self.observations.clone();
+        let task = async move {
+            let mut delay = None;
+            loop {
+                let Some(spec) = spec_of(&control, &pattern).await else {
+                    return;
+                };
+                let wait = delay.unwrap_or_else(|| health::first_check_delay(&spec));
+                tokio::time::sleep(wait).await;
+                delay = Some(std::time::Duration::from_millis(spec.interval_ms));
+                let result = probe.check(backend.addr(), &spec).await;
+                let observation = Observation {
+                    pattern: pattern.clone(),
+                    backend: backend.clone(),
+                    result,
+                    source: Source::Check,
+                };
+                if observations.send(observation).await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::spawn(task).abort_handle()
+    }
+
+    /// Applies one observation: status change logged and persisted, eviction carried out.
+    async fn apply(&self, o: Observation) {
+        let mut pools = self.pools.lock().await;
+        let Some(entry) = pools.get(&*o.pattern) else {
+            return;
+        };
+        // The backend may have been removed (or removed and added again) meanwhile.
+        if !entry
+            .pool
+            .backends
+            .iter()
+            .any(|b| Arc::ptr_eq(b, &o.backend))
+        {
+            return;
+        }
+        let spec = &entry.pool.config.health_check;
+        let reason = o.result.clone().err();
+        let verdict = o
+            .backend
+            .update_health(|h| health::observe(h, spec, o.result, o.source));
+        let addr = o.backend.addr();
+        let why = || match (&reason, o.source) {
+            (Some(e), Source::Check) => format!("check failed: {e}"),
+            (Some(e), Source::Request) => format!("request failed: {e}"),
+            (None, _) => "check passed".to_owned(),
+        };
+        if verdict.evict {
+            let failures = o.backend.health().consecutive_failures;
+            match self.remove_locked(&mut pools, &o.pattern, addr).await {
+                Ok(_) => tracing::warn!(
+                    "pool {} backend {addr}: {} -> evicted ({failures} consecutive failures; {})",
+                    o.pattern,
+                    verdict.from.as_str(),
+                    why()
+                ),
+                Err(e) => {
+                    tracing::error!("pool {} backend {addr}: eviction failed: {e}", o.pattern)
+                }
+            }
+            return;
+        }
+        if verdict.changed() {
+            tracing::info!(
+                "pool {} backend {addr}: {} -> {} ({})",
+                o.pattern,
+                verdict.from.as_str(),
+                verdict.to.as_str(),
+                why()
+            );
+            if let Err(e) =
+                self.store
+                    .save_backend_state(&o.pattern, &o.backend.config, &o.backend.state())
+            {
+                tracing::error!(
+                    "pool {} backend {addr}: cannot persist health: {e}",
+                    o.pattern
+                );
+            }
+        }
     }
 
     fn publish(&self, pools: &BTreeMap<String, Entry>) {
         let table = Routes::new(pools.values().map(|e| (e.pattern.clone(), e.pool.clone())));
         self.routes.store(Arc::new(table));
     }
+}
+
+/// The pool's current health-check spec, read at every round so that changes apply at once.
+async fn spec_of(control: &Weak<ControlPlane>, pattern: &str) -> Option<HealthCheckSpec> {
+    let control = control.upgrade()?;
+    let pools = control.pools.lock().await;
+    pools
+        .get(pattern)
+        .map(|e| e.pool.config.health_check.clone())
 }
 
 /// The store key of a pattern as an admin typed it (`Example.com/` is `example.com/`).
@@ -270,6 +504,20 @@ fn find<'a>(pools: &'a BTreeMap<String, Entry>, key: &str) -> Result<&'a Entry, 
     pools
         .get(key)
         .ok_or_else(|| Error::NotFound(format!("no pool {key:?}")))
+}
+
+fn find_backend(entry: &Entry, addr: SocketAddr) -> Result<&Arc<Backend>, Error> {
+    entry
+        .pool
+        .backends
+        .iter()
+        .find(|b| b.addr() == addr)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "pool {:?} has no backend {addr}",
+                entry.pool.config.pattern
+            ))
+        })
 }
 
 fn ensure_absent(pool: &Pool, addr: SocketAddr) -> Result<(), Error> {

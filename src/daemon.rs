@@ -55,6 +55,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
     let control = Arc::new(ControlPlane::load(store).map_err(|e| e.to_string())?);
     let routes = control.routes();
+    let failures = control.failure_reporter();
     tracing::info!("store {} opened", config.data_dir.display());
 
     let threads = config
@@ -78,6 +79,7 @@ pub fn run(config: Config) -> Result<(), String> {
                 .build()
                 .map_err(|e| format!("cannot start admin runtime: {e}"))?;
             runtime.block_on(async move {
+                tokio::spawn(admin_control.clone().run_health());
                 let listener =
                     tokio::net::TcpListener::from_std(admin_listener).map_err(|e| e.to_string())?;
                 axum::serve(listener, admin::router(admin_control))
@@ -98,7 +100,7 @@ pub fn run(config: Config) -> Result<(), String> {
         let listener =
             tokio::net::TcpListener::from_std(data_listener).map_err(|e| e.to_string())?;
         let signal = termination()?;
-        Arc::new(DataPlane::new(routes))
+        Arc::new(DataPlane::new(routes, failures))
             .serve(listener, signal, SHUTDOWN_GRACE)
             .await;
         Ok::<_, String>(())

@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::body::Body;
-use crate::control::Routes;
+use crate::control::{FailureReporter, Routes};
 use crate::pool::{Mode, Pool};
 use crate::proxy::Proxy;
 use crate::redirect;
@@ -31,10 +31,10 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    pub fn new(routes: Arc<ArcSwap<Routes>>) -> Self {
+    pub fn new(routes: Arc<ArcSwap<Routes>>, failures: FailureReporter) -> Self {
         DataPlane {
             routes,
-            proxy: Proxy::default(),
+            proxy: Proxy::new(failures),
         }
     }
 

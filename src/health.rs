@@ -1,46 +1,56 @@
-//! Health checks: `GET` a backend's check path and compare the trimmed body with the pool's
-//! healthy values. Runs on the control plane's runtime, never on the data path.
+//! Health: the active check ([`Probe`]), and the one state machine ([`observe`]) that turns check
+//! results and failed proxied requests into a backend's status, with HAProxy-style `fall`/`rise`
+//! thresholds and eviction after `evict_after` consecutive failures.
+//!
+//! Checks run on the control plane's runtime, never on the data path. Each backend has one small
+//! task that sleeps until its next check; the first check of each comes at a random point within
+//! the first interval (at most a second in), so a restart resumes checking at once without every
+//! check landing in the same instant.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::pool::HealthCheckSpec;
-
-/// How long one check may take before it counts as failed.
-const TIMEOUT: Duration = Duration::from_secs(2);
+use crate::pool::{BackendStatus, HealthCheckSpec, HealthRecord};
 
 /// Runs health checks over one shared connection pool.
 #[derive(Clone)]
-pub struct HealthCheck {
+pub struct Probe {
     client: reqwest::Client,
 }
 
-impl Default for HealthCheck {
+impl Default for Probe {
     fn default() -> Self {
         let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .expect("a plain-HTTP client always builds");
-        HealthCheck { client }
+        Probe { client }
     }
 }
 
-impl HealthCheck {
+impl Probe {
     /// Checks `addr` once; the error says why it is sick.
     pub async fn check(&self, addr: SocketAddr, spec: &HealthCheckSpec) -> Result<(), String> {
         let url = format!("http://{addr}{}", spec.path);
+        let timeout = Duration::from_millis(spec.timeout_ms);
+        let failed = |e: reqwest::Error| format!("GET {url}: {}", describe(&e, timeout));
         let response = self
             .client
             .get(&url)
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(failed)?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| describe(&e))?;
+        let body = response.text().await.map_err(failed)?;
         let body = body.trim();
-        if !status.is_success() {
+        let status_ok = match spec.expected_status {
+            Some(want) => status.as_u16() == want,
+            None => status.is_success(),
+        };
+        if !status_ok {
             return Err(format!("GET {url} answered {status}"));
         }
         if !spec.healthy_values.iter().any(|v| v == body) {
@@ -55,13 +65,177 @@ impl HealthCheck {
 }
 
 /// reqwest's errors bury the cause (refused, reset) at the end of their source chain.
-fn describe(e: &reqwest::Error) -> String {
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
-        return format!("timed out after {TIMEOUT:?}");
+        return format!("timed out after {timeout:?}");
     }
     let mut cause: &dyn std::error::Error = e;
     while let Some(source) = cause.source() {
         cause = source;
     }
     cause.to_string()
+}
+
+/// Where an observation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An active health check.
+    Check,
+    /// A proxied request that failed before any response.
+    Request,
+}
+
+/// What one observation did to a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub from: BackendStatus,
+    pub to: BackendStatus,
+    /// The backend failed `evict_after` times in a row and must go.
+    pub evict: bool,
+}
+
+impl Verdict {
+    pub fn changed(&self) -> bool {
+        self.from != self.to
+    }
+}
+
+/// Applies one result to a backend's health record under the pool's thresholds.
+///
+/// - A pass resets the failure count; a never-checked backend is healthy at its first pass, a
+///   sick one after `rise` passes in a row.
+/// - A failure resets the pass count; after `fall` failures in a row the backend is sick (a
+///   never-checked one too), and after `evict_after` (if not 0) it is to be evicted.
+pub fn observe(
+    health: &mut HealthRecord,
+    spec: &HealthCheckSpec,
+    result: Result<(), String>,
+    source: Source,
+) -> Verdict {
+    let from = health.status;
+    if source == Source::Check {
+        health.last_check_ms = Some(now_ms());
+    }
+    match result {
+        Ok(()) => {
+            health.consecutive_failures = 0;
+            health.consecutive_passes = health.consecutive_passes.saturating_add(1);
+            health.last_error = None;
+            if from == BackendStatus::Unknown || health.consecutive_passes >= spec.rise {
+                health.status = BackendStatus::Healthy;
+            }
+        }
+        Err(error) => {
+            health.consecutive_passes = 0;
+            health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+            health.last_error = Some(error);
+            if health.consecutive_failures >= spec.fall {
+                health.status = BackendStatus::Sick;
+            }
+        }
+    }
+    let evict = spec.evict_after > 0 && health.consecutive_failures >= spec.evict_after;
+    Verdict {
+        from,
+        to: health.status,
+        evict,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When a backend's first check should run: somewhere in the first interval, at most a second in.
+pub fn first_check_delay(spec: &HealthCheckSpec) -> Duration {
+    let window = spec.interval_ms.clamp(1, 1_000);
+    Duration::from_millis(fastrand::u64(..window))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BackendStatus::*;
+
+    fn spec() -> HealthCheckSpec {
+        HealthCheckSpec {
+            fall: 3,
+            rise: 2,
+            evict_after: 5,
+            ..HealthCheckSpec::default()
+        }
+    }
+
+    /// Feeds results in order and returns the status after each.
+    fn run(start: BackendStatus, results: &[bool]) -> Vec<BackendStatus> {
+        let mut h = HealthRecord {
+            status: start,
+            ..HealthRecord::default()
+        };
+        results
+            .iter()
+            .map(|&ok| {
+                let r = if ok { Ok(()) } else { Err("down".to_owned()) };
+                observe(&mut h, &spec(), r, Source::Check).to
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fall_failures_make_a_healthy_backend_sick() {
+        assert_eq!(
+            run(Healthy, &[false, false, true, false, false, false]),
+            [Healthy, Healthy, Healthy, Healthy, Healthy, Sick]
+        );
+    }
+
+    #[test]
+    fn rise_passes_bring_a_sick_backend_back() {
+        assert_eq!(
+            run(Sick, &[true, false, true, true]),
+            [Sick, Sick, Sick, Healthy]
+        );
+    }
+
+    #[test]
+    fn unknown_becomes_healthy_at_once_and_sick_after_fall() {
+        assert_eq!(run(Unknown, &[true]), [Healthy]);
+        assert_eq!(
+            run(Unknown, &[false, false, false]),
+            [Unknown, Unknown, Sick]
+        );
+    }
+
+    #[test]
+    fn eviction_after_evict_after_failures_and_never_at_zero() {
+        let mut h = HealthRecord {
+            status: Healthy,
+            ..HealthRecord::default()
+        };
+        let evictions: Vec<bool> = (0..6)
+            .map(|_| observe(&mut h, &spec(), Err("x".into()), Source::Request).evict)
+            .collect();
+        assert_eq!(evictions, [false, false, false, false, true, true]);
+        assert_eq!(h.last_error.as_deref(), Some("x"));
+        assert_eq!(h.last_check_ms, None, "a failed request is not a check");
+        let never = HealthCheckSpec {
+            evict_after: 0,
+            ..spec()
+        };
+        let mut h = HealthRecord::default();
+        assert!((0..100).all(|_| !observe(&mut h, &never, Err("x".into()), Source::Check).evict));
+    }
+
+    #[test]
+    fn first_checks_spread_within_a_second() {
+        let spec = HealthCheckSpec {
+            interval_ms: 60_000,
+            ..spec()
+        };
+        let delays: Vec<Duration> = (0..100).map(|_| first_check_delay(&spec)).collect();
+        assert!(delays.iter().all(|d| *d < Duration::from_secs(1)));
+        assert!(delays.iter().any(|d| *d != delays[0]));
+    }
 }

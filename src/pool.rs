@@ -8,8 +8,8 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
@@ -70,14 +70,24 @@ macro_rules! names {
 names!(Mode, "mode", Mode::Proxy => "proxy", Mode::Redirect => "redirect");
 names!(Strategy, "strategy", Strategy::P2c => "p2c", Strategy::RoundRobin => "round_robin");
 
-/// How lb checks a pool's backends: `GET path`, healthy when the trimmed body is one of
-/// `healthy_values`.
+/// How lb checks a pool's backends: `GET path` every `interval_ms`, healthy when the answer
+/// comes within `timeout_ms`, has the expected status (any 2xx by default) and a trimmed body
+/// equal to one of `healthy_values`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckSpec {
     pub path: String,
     pub healthy_values: Vec<String>,
+    /// `None`: any 2xx.
+    pub expected_status: Option<u16>,
     pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failures that make a healthy backend sick.
+    pub fall: u32,
+    /// Consecutive passes that make a sick backend healthy again.
+    pub rise: u32,
+    /// Consecutive failures after which the backend is removed; 0 = never.
+    pub evict_after: u32,
 }
 
 impl Default for HealthCheckSpec {
@@ -85,7 +95,12 @@ impl Default for HealthCheckSpec {
         HealthCheckSpec {
             path: "/healthz".into(),
             healthy_values: vec!["ok".into(), "OK".into()],
+            expected_status: None,
             interval_ms: 10_000,
+            timeout_ms: 1_000,
+            fall: 3,
+            rise: 2,
+            evict_after: 30,
         }
     }
 }
@@ -107,10 +122,65 @@ impl HealthCheckSpec {
         if self.healthy_values.is_empty() {
             return Err("health check needs at least one healthy value".into());
         }
-        if self.interval_ms == 0 {
-            return Err("health check interval must be more than 0".into());
+        if let Some(status) = self.expected_status {
+            if !(100..=599).contains(&status) {
+                return Err(format!("expected_status {status} is not an HTTP status"));
+            }
+        }
+        let day = 24 * 3600 * 1000;
+        if self.interval_ms == 0 || self.interval_ms > day {
+            return Err("health check interval must be more than 0 and at most a day".into());
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > day {
+            return Err("health check timeout must be more than 0 and at most a day".into());
+        }
+        if self.fall == 0 || self.rise == 0 {
+            return Err("fall and rise must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// A partial [`HealthCheckSpec`]: what an admin wants changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckChange {
+    pub path: Option<String>,
+    pub healthy_values: Option<Vec<String>>,
+    /// `Some(None)` (JSON `null`) goes back to any 2xx.
+    #[serde(deserialize_with = "some")]
+    pub expected_status: Option<Option<u16>>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub fall: Option<u32>,
+    pub rise: Option<u32>,
+    pub evict_after: Option<u32>,
+}
+
+/// Tells an explicit JSON `null` apart from a missing field.
+fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl HealthCheckChange {
+    /// `spec` with these changes applied.
+    pub fn apply(self, mut spec: HealthCheckSpec) -> HealthCheckSpec {
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { spec.$field = v; })* };
+        }
+        set!(
+            path,
+            healthy_values,
+            expected_status,
+            interval_ms,
+            timeout_ms,
+            fall,
+            rise,
+            evict_after
+        );
+        spec
     }
 }
 
@@ -154,17 +224,18 @@ impl BackendConfig {
 }
 
 /// What lb last learned of a backend's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(u8)]
 pub enum BackendStatus {
-    /// Not checked since lb started.
+    /// Never checked.
+    #[default]
     Unknown = 0,
     Healthy = 1,
     Sick = 2,
 }
 
 impl BackendStatus {
-    /// The name used in the admin API and `lbctl poolHealth`.
+    /// The name used in the admin API, `lbctl poolHealth` and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendStatus::Unknown => "BS_UNKNOWN",
@@ -173,7 +244,7 @@ impl BackendStatus {
         }
     }
 
-    fn from_u8(v: u8) -> Self {
+    pub fn from_u8(v: u8) -> Self {
         match v {
             1 => BackendStatus::Healthy,
             2 => BackendStatus::Sick,
@@ -182,10 +253,29 @@ impl BackendStatus {
     }
 }
 
+/// A backend's health bookkeeping, kept in memory and persisted on every status change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthRecord {
+    pub status: BackendStatus,
+    pub consecutive_failures: u32,
+    pub consecutive_passes: u32,
+    /// Unix time of the last check, in milliseconds.
+    pub last_check_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// Everything the store keeps about a backend besides its configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendState {
+    /// Planned maintenance: no new requests, still checked.
+    pub draining: bool,
+    pub health: HealthRecord,
+}
+
 /// A pool's health at a glance, as the Go tool reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolStatus {
-    /// At least one healthy backend, none sick.
+    /// Backends, none of them sick.
     Full,
     /// One or more backends sick.
     Degraded,
@@ -231,11 +321,15 @@ pub struct Backend {
     /// `ip:port`, the authority of every upstream URI.
     pub authority: http::uri::Authority,
     inflight: AtomicUsize,
+    /// [`BackendStatus`] as a byte, read on every pick.
     status: AtomicU8,
+    draining: AtomicBool,
+    /// Only the control plane writes this; the lock is never taken on the request path.
+    health: Mutex<HealthRecord>,
 }
 
 impl Backend {
-    pub fn new(config: BackendConfig) -> Self {
+    pub fn new(config: BackendConfig, state: BackendState) -> Self {
         let addr = config.addr;
         Backend {
             server_header: HeaderValue::from_str(&addr.to_string())
@@ -247,7 +341,9 @@ impl Backend {
                 .expect("a socket address is a valid authority"),
             config,
             inflight: AtomicUsize::new(0),
-            status: AtomicU8::new(BackendStatus::Unknown as u8),
+            status: AtomicU8::new(state.health.status as u8),
+            draining: AtomicBool::new(state.draining),
+            health: Mutex::new(state.health),
         }
     }
 
@@ -259,14 +355,51 @@ impl Backend {
         BackendStatus::from_u8(self.status.load(Ordering::Relaxed))
     }
 
-    pub fn set_status(&self, status: BackendStatus) {
-        self.status.store(status as u8, Ordering::Relaxed);
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
-    /// May new requests go here? Unknown counts as usable: right after a restart nothing is
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Relaxed);
+    }
+
+    /// The status shown to admins: draining wins over health.
+    pub fn status_name(&self) -> &'static str {
+        if self.is_draining() {
+            "BS_DRAINING"
+        } else {
+            self.status().as_str()
+        }
+    }
+
+    /// A copy of the health bookkeeping.
+    pub fn health(&self) -> HealthRecord {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the health bookkeeping; the status goes live for routing at once.
+    pub fn update_health<R>(&self, change: impl FnOnce(&mut HealthRecord) -> R) -> R {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let result = change(&mut health);
+        self.status.store(health.status as u8, Ordering::Relaxed);
+        result
+    }
+
+    /// What the store keeps about this backend besides its configuration.
+    pub fn state(&self) -> BackendState {
+        BackendState {
+            draining: self.is_draining(),
+            health: self.health(),
+        }
+    }
+
+    /// May new requests go here? Unknown counts as usable: right after it is added nothing is
     /// known yet, and refusing every backend would turn a restart into an outage.
     pub fn is_usable(&self) -> bool {
-        self.status() != BackendStatus::Sick
+        self.status() != BackendStatus::Sick && !self.is_draining()
     }
 
     /// Requests sent to this backend whose response has not finished yet.
@@ -375,10 +508,13 @@ mod tests {
     use super::*;
 
     fn backend(url_path: &str) -> Backend {
-        Backend::new(BackendConfig {
-            addr: "127.0.0.1:9".parse().unwrap(),
-            url_path: url_path.into(),
-        })
+        Backend::new(
+            BackendConfig {
+                addr: "127.0.0.1:9".parse().unwrap(),
+                url_path: url_path.into(),
+            },
+            crate::pool::BackendState::default(),
+        )
     }
 
     #[test]

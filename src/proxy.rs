@@ -12,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::Body;
+use crate::control::FailureReporter;
 use crate::data_plane::{answer, no_backend};
 use crate::forwarded;
 use crate::pool::Pool;
@@ -24,21 +25,20 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The upstream client, one per data plane: its connection pool is shared by every pool.
 pub struct Proxy {
     client: Client<HttpConnector, Incoming>,
+    failures: FailureReporter,
 }
 
-impl Default for Proxy {
-    fn default() -> Self {
+impl Proxy {
+    pub fn new(failures: FailureReporter) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .build(connector);
-        Proxy { client }
+        Proxy { client, failures }
     }
-}
 
-impl Proxy {
     /// Sends `req` to a backend of `pool` and answers with its response, or with `502`/`503`.
     pub async fn forward(
         &self,
@@ -83,9 +83,15 @@ impl Proxy {
                 )
             }
             Err(e) => {
-                let cause =
-                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
-                tracing::warn!(pool = %pool.config.pattern, backend = %backend.addr(), "proxy error: {cause}");
+                let cause = root_cause(&e);
+                tracing::debug!(
+                    "pool {} backend {}: proxy error: {cause}",
+                    pool.config.pattern,
+                    backend.addr()
+                );
+                // Failed before any response: counts against the backend's health.
+                self.failures
+                    .report(&pool.config.pattern, backend, cause.clone());
                 let mut response = answer(
                     StatusCode::BAD_GATEWAY,
                     format!(
@@ -101,4 +107,13 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The innermost error: "Connection refused", not "client error (Connect)".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }

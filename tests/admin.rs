@@ -61,7 +61,8 @@ async fn pools_and_backends_are_listed_added_changed_removed() {
     assert_eq!(pool["status"], "PS_EMPTY");
     assert_eq!(
         pool["health_check"],
-        json!({"path": "/healthz", "healthy_values": ["ok", "OK"], "interval_ms": 10000})
+        json!({"path": "/healthz", "healthy_values": ["ok", "OK"], "expected_status": null, "interval_ms": 10000,
+               "timeout_ms": 1000, "fall": 3, "rise": 2, "evict_after": 30})
     );
 
     let body = json!({"ip": web.ip(), "port": web.port()}).to_string();
@@ -88,8 +89,25 @@ async fn pools_and_backends_are_listed_added_changed_removed() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(
-        health,
-        json!({"pattern": "/api/", "status": "PS_FULL", "backends": [{"address": web.addr.to_string(), "status": "BS_HEALTHY"}]})
+        (&health["pattern"], &health["status"]),
+        (&json!("/api/"), &json!("PS_FULL"))
+    );
+    let b = &health["backends"][0];
+    assert_eq!(
+        (&b["address"], &b["status"]),
+        (&json!(web.addr.to_string()), &json!("BS_HEALTHY"))
+    );
+    assert_eq!(
+        (
+            &b["consecutive_passes"],
+            &b["consecutive_failures"],
+            &b["draining"]
+        ),
+        (&json!(1), &json!(0), &json!(false))
+    );
+    assert!(
+        b["last_check_ms"].as_u64().unwrap() > 1_600_000_000_000,
+        "{b}"
     );
 
     let (status, pool) = call(

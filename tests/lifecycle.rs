@@ -48,8 +48,8 @@ async fn pools_and_backends_survive_a_restart_and_serve_at_once() {
     assert_eq!(pools[0]["pattern"], "/");
     assert_eq!(pools[0]["backends"].as_array().unwrap().len(), 2);
     assert_eq!(pools[1]["mode"], "redirect");
-    // Nothing has checked the backends since the restart.
-    assert_eq!(pools[0]["backends"][0]["status"], "BS_UNKNOWN");
+    // The last known health (checked when added) until the first new check.
+    assert_eq!(pools[0]["backends"][0]["status"], "BS_HEALTHY");
 }
 
 #[tokio::test]
@@ -218,4 +218,53 @@ fn a_store_locked_by_another_lb_is_refused() {
     let lb = Lb::start_in(Arc::new(tempfile::tempdir().unwrap()));
     let line = failed_start(&mut lb_command(lb.dir.path()));
     assert!(line.contains("cannot open store"), "{line}");
+}
+
+#[tokio::test]
+async fn a_store_written_by_the_previous_schema_is_migrated_and_served() {
+    use lb_migrations::records::v1;
+    let a = SampleWeb::start("a");
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        lb_migrations::run_migrations(&db, &lb_migrations::MIGRATIONS[..1]).unwrap();
+        let pool = v1::Pool {
+            mode: "proxy".into(),
+            strategy: "round_robin".into(),
+            health_path: "/healthz".into(),
+            healthy_values: vec!["ok".into()],
+            interval_ms: 5_000,
+        };
+        let backend = v1::Backend {
+            ip: a.addr.ip(),
+            port: a.port(),
+            url_path: "/".into(),
+        };
+        db.open_tree("pools")
+            .unwrap()
+            .insert("/", v1::encode_pool(&pool))
+            .unwrap();
+        let key = format!("/\0{}", a.addr);
+        db.open_tree("backends")
+            .unwrap()
+            .insert(key.as_bytes(), v1::encode_backend(&backend))
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let lb = Lb::start_in(dir);
+    assert_eq!(
+        get(&lb.url("/")).await,
+        (200, "Hello web from node a".to_owned())
+    );
+    let pool: serde_json::Value = client()
+        .get(lb.admin_url("/v1/pool?pattern=/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pool["strategy"], "round_robin");
+    assert_eq!(pool["health_check"]["interval_ms"], 5_000);
+    assert_eq!(pool["health_check"]["fall"], 3);
 }

@@ -52,11 +52,20 @@ pub struct Migration {
 }
 
 /// lb's migrations, oldest first; versions are 1, 2, 3, ... without gaps.
-pub static MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial layout: pools and backends trees, records at format 1",
-    plan: |_| Ok(Vec::new()),
-}];
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial layout: pools and backends trees, records at format 1",
+        plan: |_| Ok(Vec::new()),
+    },
+    Migration {
+        version: 2,
+        name: "health checks: thresholds on pools, health and draining on backends (format 2)",
+        plan: records::v1_to_v2,
+    },
+];
+
+pub mod records;
 
 /// The schema version this build writes.
 pub fn latest() -> u32 {

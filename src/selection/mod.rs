@@ -43,10 +43,13 @@ pub(crate) mod tests {
     pub fn backends(n: usize) -> Vec<Arc<Backend>> {
         (0..n)
             .map(|i| {
-                Arc::new(Backend::new(BackendConfig {
-                    addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
-                    url_path: "/".into(),
-                }))
+                Arc::new(Backend::new(
+                    BackendConfig {
+                        addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                        url_path: "/".into(),
+                    },
+                    crate::pool::BackendState::default(),
+                ))
             })
             .collect()
     }

@@ -1,99 +1,86 @@
-//! The one place that knows how records look on disk: a format-version byte, then the record in
-//! bincode (standard config). Record types are private and separate from the domain types, so a
-//! change to `PoolConfig` cannot silently change the disk format; a new format means a new
-//! version byte here and a migration in `lb-migrations`.
+//! The one place that maps lb's types to the records on disk. The record formats themselves are
+//! defined, frozen, in `lb_migrations::records` next to the migrations that convert between
+//! them; this module reads and writes only the latest format, so a format change touches this
+//! file, a new `records::vN`, and a migration.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
+use lb_migrations::records::v2 as current;
 
-use crate::pool::{BackendConfig, HealthCheckSpec, PoolConfig};
-
-/// Format of the records this build writes.
-const FORMAT: u8 = 1;
-
-#[derive(Serialize, Deserialize)]
-struct PoolRecordV1 {
-    mode: String,
-    strategy: String,
-    health_path: String,
-    healthy_values: Vec<String>,
-    interval_ms: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct BackendRecordV1 {
-    ip: IpAddr,
-    port: u16,
-    url_path: String,
-}
-
-fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
-    bincode::serde::encode_into_std_write(record, &mut out, bincode::config::standard())
-        .expect("writing to a Vec cannot fail");
-    out
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
-    match bytes.split_first() {
-        Some((&FORMAT, body)) => {
-            let (record, read) =
-                bincode::serde::decode_from_slice(body, bincode::config::standard())
-                    .map_err(|e| format!("undecodable record: {e}"))?;
-            if read != body.len() {
-                return Err(format!(
-                    "{} trailing bytes after the record",
-                    body.len() - read
-                ));
-            }
-            Ok(record)
-        }
-        Some((format, _)) => Err(format!(
-            "record format {format} is not one this lb reads ({FORMAT})"
-        )),
-        None => Err("empty record".into()),
-    }
-}
+use crate::pool::{
+    BackendConfig, BackendState, BackendStatus, HealthCheckSpec, HealthRecord, PoolConfig,
+};
 
 pub fn encode_pool(pool: &PoolConfig) -> Vec<u8> {
-    encode(&PoolRecordV1 {
+    let h = &pool.health_check;
+    current::encode_pool(&current::Pool {
         mode: pool.mode.to_string(),
         strategy: pool.strategy.to_string(),
-        health_path: pool.health_check.path.clone(),
-        healthy_values: pool.health_check.healthy_values.clone(),
-        interval_ms: pool.health_check.interval_ms,
+        health_path: h.path.clone(),
+        healthy_values: h.healthy_values.clone(),
+        expected_status: h.expected_status,
+        interval_ms: h.interval_ms,
+        timeout_ms: h.timeout_ms,
+        fall: h.fall,
+        rise: h.rise,
+        evict_after: h.evict_after,
     })
 }
 
 pub fn decode_pool(pattern: String, bytes: &[u8]) -> Result<PoolConfig, String> {
-    let r: PoolRecordV1 = decode(bytes)?;
-    Ok(PoolConfig {
+    let r = current::decode_pool(bytes)?;
+    let pool = PoolConfig {
         pattern,
         mode: r.mode.parse()?,
         strategy: r.strategy.parse()?,
         health_check: HealthCheckSpec {
             path: r.health_path,
             healthy_values: r.healthy_values,
+            expected_status: r.expected_status,
             interval_ms: r.interval_ms,
+            timeout_ms: r.timeout_ms,
+            fall: r.fall,
+            rise: r.rise,
+            evict_after: r.evict_after,
         },
+    };
+    pool.health_check.validate()?;
+    Ok(pool)
+}
+
+pub fn encode_backend(config: &BackendConfig, state: &BackendState) -> Vec<u8> {
+    let h = &state.health;
+    current::encode_backend(&current::Backend {
+        ip: config.addr.ip(),
+        port: config.addr.port(),
+        url_path: config.url_path.clone(),
+        draining: state.draining,
+        status: h.status as u8,
+        consecutive_failures: h.consecutive_failures,
+        consecutive_passes: h.consecutive_passes,
+        last_check_ms: h.last_check_ms,
+        last_error: h.last_error.clone(),
     })
 }
 
-pub fn encode_backend(backend: &BackendConfig) -> Vec<u8> {
-    encode(&BackendRecordV1 {
-        ip: backend.addr.ip(),
-        port: backend.addr.port(),
-        url_path: backend.url_path.clone(),
-    })
-}
-
-pub fn decode_backend(bytes: &[u8]) -> Result<BackendConfig, String> {
-    let r: BackendRecordV1 = decode(bytes)?;
-    Ok(BackendConfig {
+pub fn decode_backend(bytes: &[u8]) -> Result<(BackendConfig, BackendState), String> {
+    let r = current::decode_backend(bytes)?;
+    let config = BackendConfig {
         addr: SocketAddr::new(r.ip, r.port),
         url_path: r.url_path,
-    })
+    };
+    config.validate()?;
+    let state = BackendState {
+        draining: r.draining,
+        health: HealthRecord {
+            status: BackendStatus::from_u8(r.status),
+            consecutive_failures: r.consecutive_failures,
+            consecutive_passes: r.consecutive_passes,
+            last_check_ms: r.last_check_ms,
+            last_error: r.last_error,
+        },
+    };
+    Ok((config, state))
 }
 
 #[cfg(test)]
@@ -107,7 +94,11 @@ mod tests {
             pattern: "/api/".into(),
             mode: Mode::Redirect,
             strategy: Strategy::RoundRobin,
-            health_check: HealthCheckSpec::default(),
+            health_check: HealthCheckSpec {
+                expected_status: Some(204),
+                fall: 5,
+                ..HealthCheckSpec::default()
+            },
         };
         assert_eq!(
             decode_pool("/api/".into(), &encode_pool(&pool)).unwrap(),
@@ -117,19 +108,33 @@ mod tests {
             addr: "[::1]:8082".parse().unwrap(),
             url_path: "/v2/".into(),
         };
-        assert_eq!(decode_backend(&encode_backend(&backend)).unwrap(), backend);
+        let state = BackendState {
+            draining: true,
+            health: HealthRecord {
+                status: BackendStatus::Sick,
+                consecutive_failures: 4,
+                consecutive_passes: 0,
+                last_check_ms: Some(1_700_000_000_000),
+                last_error: Some("refused".into()),
+            },
+        };
+        assert_eq!(
+            decode_backend(&encode_backend(&backend, &state)).unwrap(),
+            (backend, state)
+        );
     }
 
     #[test]
     fn unknown_formats_and_garbage_are_errors_not_panics() {
-        let mut bytes = encode_backend(&BackendConfig {
+        let backend = BackendConfig {
             addr: "127.0.0.1:1".parse().unwrap(),
             url_path: "/".into(),
-        });
+        };
+        let mut bytes = encode_backend(&backend, &BackendState::default());
         bytes[0] = 9;
         assert!(decode_backend(&bytes).unwrap_err().contains("format 9"));
         assert!(decode_backend(&[]).is_err());
-        assert!(decode_backend(&[FORMAT, 0xff, 0xff]).is_err());
-        assert!(decode_pool("/".into(), &[FORMAT]).is_err());
+        assert!(decode_backend(&[current::FORMAT, 0xff, 0xff]).is_err());
+        assert!(decode_pool("/".into(), &[current::FORMAT]).is_err());
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use sled::transaction::TransactionError;
 use sled::Transactional;
 
-use crate::pool::{BackendConfig, PoolConfig};
+use crate::pool::{BackendConfig, BackendState, PoolConfig};
 
 /// Why the store could not do what was asked.
 #[derive(Debug)]
@@ -47,8 +47,10 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+/// A backend as loaded from the store.
+pub type StoredBackend = (BackendConfig, BackendState);
 /// A pool as loaded from the store, with its backends.
-pub type StoredPool = (PoolConfig, Vec<BackendConfig>);
+pub type StoredPool = (PoolConfig, Vec<StoredBackend>);
 
 /// lb's sled database.
 pub struct Store {
@@ -133,18 +135,33 @@ impl Store {
         .await
     }
 
-    /// Adds or replaces a backend of a pool.
+    /// Adds or replaces a backend of a pool, durably.
     pub async fn put_backend(
         &self,
         pattern: &str,
         backend: &BackendConfig,
+        state: &BackendState,
     ) -> Result<(), StoreError> {
         let key = backend_key(pattern, backend.addr);
-        let previous = self
-            .backends
-            .insert(key.as_slice(), codec::encode_backend(backend))?;
+        let record = codec::encode_backend(backend, state);
+        let previous = self.backends.insert(key.as_slice(), record)?;
         self.flush_or_undo(|| restore(&self.backends, &key, previous))
             .await
+    }
+
+    /// Records a backend's state without waiting for the flush: health is relearned by the
+    /// next check, so sled's periodic flush (every 500 ms) is durable enough, and thousands of
+    /// backends changing state at once must not mean thousands of fsyncs.
+    pub fn save_backend_state(
+        &self,
+        pattern: &str,
+        backend: &BackendConfig,
+        state: &BackendState,
+    ) -> Result<(), StoreError> {
+        let record = codec::encode_backend(backend, state);
+        self.backends
+            .insert(backend_key(pattern, backend.addr), record)?;
+        Ok(())
     }
 
     pub async fn remove_backend(&self, pattern: &str, addr: SocketAddr) -> Result<(), StoreError> {
@@ -222,11 +239,18 @@ mod tests {
         }
     }
 
-    fn backend(port: u16) -> BackendConfig {
-        BackendConfig {
+    fn backend(port: u16) -> (BackendConfig, BackendState) {
+        let config = BackendConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             url_path: "/".into(),
-        }
+        };
+        let mut state = BackendState::default();
+        state.health.consecutive_failures = u32::from(port);
+        (config, state)
+    }
+
+    async fn put(store: &Store, pattern: &str, (config, state): (BackendConfig, BackendState)) {
+        store.put_backend(pattern, &config, &state).await.unwrap();
     }
 
     #[tokio::test]
@@ -236,10 +260,10 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             store.put_pool(&pool("/")).await.unwrap();
             store.put_pool(&pool("/a")).await.unwrap();
-            store.put_backend("/", &backend(1)).await.unwrap();
-            store.put_backend("/", &backend(2)).await.unwrap();
-            store.put_backend("/a", &backend(3)).await.unwrap();
-            store.remove_backend("/", backend(1).addr).await.unwrap();
+            put(&store, "/", backend(1)).await;
+            put(&store, "/", backend(2)).await;
+            put(&store, "/a", backend(3)).await;
+            store.remove_backend("/", backend(1).0.addr).await.unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         let loaded = store.load().unwrap();

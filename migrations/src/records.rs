@@ -1,0 +1,265 @@
+//! Frozen copies of every record format lb has written, and the conversions between them.
+//!
+//! A record is a format byte followed by the record in bincode (standard config). lb's own
+//! `store::codec` reads and writes only the latest format; these copies never change once
+//! released, so a migration keeps reading what an older lb wrote.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::{Change, BACKENDS, POOLS, TREES};
+
+fn encode<T: Serialize>(format: u8, record: &T) -> Vec<u8> {
+    let mut out = vec![format];
+    bincode::serde::encode_into_std_write(record, &mut out, bincode::config::standard())
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
+fn decode<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&f, body)) if f == format => {
+            let (record, read) =
+                bincode::serde::decode_from_slice(body, bincode::config::standard())
+                    .map_err(|e| format!("undecodable format {format} record: {e}"))?;
+            if read != body.len() {
+                return Err(format!(
+                    "{} trailing bytes after a format {format} record",
+                    body.len() - read
+                ));
+            }
+            Ok(record)
+        }
+        Some((f, _)) => Err(format!(
+            "expected a format {format} record, found format {f}"
+        )),
+        None => Err("empty record".into()),
+    }
+}
+
+/// Format 1 (schema 1): pools and backends as lb 0.1 first wrote them.
+pub mod v1 {
+    use super::*;
+
+    pub const FORMAT: u8 = 1;
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Pool {
+        pub mode: String,
+        pub strategy: String,
+        pub health_path: String,
+        pub healthy_values: Vec<String>,
+        pub interval_ms: u64,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Backend {
+        pub ip: std::net::IpAddr,
+        pub port: u16,
+        pub url_path: String,
+    }
+
+    pub fn encode_pool(r: &Pool) -> Vec<u8> {
+        encode(FORMAT, r)
+    }
+
+    pub fn encode_backend(r: &Backend) -> Vec<u8> {
+        encode(FORMAT, r)
+    }
+}
+
+/// Format 2 (schema 2): health-check thresholds on pools; health and draining on backends.
+pub mod v2 {
+    use super::*;
+
+    pub const FORMAT: u8 = 2;
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Pool {
+        pub mode: String,
+        pub strategy: String,
+        pub health_path: String,
+        pub healthy_values: Vec<String>,
+        pub expected_status: Option<u16>,
+        pub interval_ms: u64,
+        pub timeout_ms: u64,
+        pub fall: u32,
+        pub rise: u32,
+        pub evict_after: u32,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Backend {
+        pub ip: std::net::IpAddr,
+        pub port: u16,
+        pub url_path: String,
+        pub draining: bool,
+        /// 0 unknown, 1 healthy, 2 sick.
+        pub status: u8,
+        pub consecutive_failures: u32,
+        pub consecutive_passes: u32,
+        pub last_check_ms: Option<u64>,
+        pub last_error: Option<String>,
+    }
+
+    pub fn encode_pool(r: &Pool) -> Vec<u8> {
+        encode(FORMAT, r)
+    }
+
+    pub fn decode_pool(bytes: &[u8]) -> Result<Pool, String> {
+        decode(FORMAT, bytes)
+    }
+
+    pub fn encode_backend(r: &Backend) -> Vec<u8> {
+        encode(FORMAT, r)
+    }
+
+    pub fn decode_backend(bytes: &[u8]) -> Result<Backend, String> {
+        decode(FORMAT, bytes)
+    }
+}
+
+fn tree_index(name: &str) -> usize {
+    TREES.iter().position(|t| *t == name).expect("a known tree")
+}
+
+/// Migration 2: every record to format 2, with the defaults lb 0.1 behaved by.
+pub fn v1_to_v2(db: &sled::Db) -> Result<Vec<Change>, String> {
+    let mut changes = Vec::new();
+    let shown = |key: &[u8]| String::from_utf8_lossy(key).replace('\0', "/");
+    for entry in db.open_tree(POOLS).map_err(|e| e.to_string())?.iter() {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let old: v1::Pool =
+            decode(v1::FORMAT, &value).map_err(|e| format!("pool {}: {e}", shown(&key)))?;
+        let new = v2::Pool {
+            mode: old.mode,
+            strategy: old.strategy,
+            health_path: old.health_path,
+            healthy_values: old.healthy_values,
+            expected_status: None,
+            interval_ms: old.interval_ms,
+            timeout_ms: 1_000,
+            fall: 3,
+            rise: 2,
+            evict_after: 30,
+        };
+        changes.push(Change {
+            tree: tree_index(POOLS),
+            key: key.to_vec(),
+            value: Some(v2::encode_pool(&new)),
+        });
+    }
+    for entry in db.open_tree(BACKENDS).map_err(|e| e.to_string())?.iter() {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let old: v1::Backend =
+            decode(v1::FORMAT, &value).map_err(|e| format!("backend {}: {e}", shown(&key)))?;
+        let new = v2::Backend {
+            ip: old.ip,
+            port: old.port,
+            url_path: old.url_path,
+            draining: false,
+            status: 0,
+            consecutive_failures: 0,
+            consecutive_passes: 0,
+            last_check_ms: None,
+            last_error: None,
+        };
+        changes.push(Change {
+            tree: tree_index(BACKENDS),
+            key: key.to_vec(),
+            value: Some(v2::encode_backend(&new)),
+        });
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{run, run_migrations, schema_version, MIGRATIONS};
+
+    #[test]
+    fn a_schema_1_store_becomes_schema_2_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        run_migrations(&db, &MIGRATIONS[..1]).unwrap();
+        let pool = v1::Pool {
+            mode: "redirect".into(),
+            strategy: "p2c".into(),
+            health_path: "/hc".into(),
+            healthy_values: vec!["up".into()],
+            interval_ms: 2_000,
+        };
+        let backend = v1::Backend {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 8082,
+            url_path: "/v2/".into(),
+        };
+        db.open_tree(POOLS)
+            .unwrap()
+            .insert("/api/", v1::encode_pool(&pool))
+            .unwrap();
+        db.open_tree(BACKENDS)
+            .unwrap()
+            .insert(b"/api/\x00127.0.0.1:8082", v1::encode_backend(&backend))
+            .unwrap();
+
+        assert_eq!(run(&db).unwrap(), crate::Outcome { from: 1, to: 2 });
+        assert_eq!(schema_version(&db).unwrap(), 2);
+        let pool =
+            v2::decode_pool(&db.open_tree(POOLS).unwrap().get("/api/").unwrap().unwrap()).unwrap();
+        assert_eq!(
+            (
+                pool.mode.as_str(),
+                pool.health_path.as_str(),
+                pool.interval_ms
+            ),
+            ("redirect", "/hc", 2_000)
+        );
+        assert_eq!(
+            (pool.fall, pool.rise, pool.evict_after, pool.timeout_ms),
+            (3, 2, 30, 1_000)
+        );
+        let raw = db
+            .open_tree(BACKENDS)
+            .unwrap()
+            .get(b"/api/\x00127.0.0.1:8082")
+            .unwrap()
+            .unwrap();
+        let backend = v2::decode_backend(&raw).unwrap();
+        assert_eq!(
+            (
+                backend.port,
+                backend.url_path.as_str(),
+                backend.status,
+                backend.draining
+            ),
+            (8082, "/v2/", 0, false)
+        );
+    }
+
+    #[test]
+    fn an_unreadable_schema_1_record_stops_the_migration_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        run_migrations(&db, &MIGRATIONS[..1]).unwrap();
+        db.open_tree(POOLS)
+            .unwrap()
+            .insert("/", &[1u8, 0xff][..])
+            .unwrap();
+        let err = run(&db).unwrap_err().to_string();
+        assert!(
+            err.contains("migration 2") && err.contains("pool /"),
+            "{err}"
+        );
+        assert_eq!(schema_version(&db).unwrap(), 1);
+        assert_eq!(
+            db.open_tree(POOLS)
+                .unwrap()
+                .get("/")
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            [1u8, 0xff]
+        );
+    }
+}

@@ -1,0 +1,386 @@
+//! Health checks end to end: sick backends leave rotation and come back, dead ones are evicted,
+//! draining lets in-flight requests finish, and what lb learned survives a restart.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{client, eventually, Lb, SampleWeb};
+use serde_json::{json, Value};
+
+/// Adds pool `/` with the given health-check settings.
+async fn add_pool(lb: &Lb, health: Value) {
+    let r = client()
+        .post(lb.admin_url("/v1/pools"))
+        .json(&json!({ "pattern": "/", "health_check": health }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
+/// Each backend's status in pool `/`, by address.
+async fn statuses(lb: &Lb) -> HashMap<String, String> {
+    let health: Value = client()
+        .get(lb.admin_url("/v1/pool/health?pattern=/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    health["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["address"].as_str().unwrap().to_owned(),
+                b["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_status(lb: &Lb, backend: &SampleWeb, want: &str) {
+    let addr = backend.addr.to_string();
+    eventually(&format!("{addr} becomes {want}"), || async {
+        (statuses(lb).await.get(&addr).map(String::as_str) == Some(want)).then_some(())
+    })
+    .await;
+}
+
+/// Sends `n` requests and counts them by the backend that answered (status, server).
+async fn spread(lb: &Lb, n: usize) -> HashMap<(u16, String), usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        let r = client().get(lb.url("/")).send().await.unwrap();
+        let server = r
+            .headers()
+            .get("x-forwarded-server")
+            .map_or("", |v| v.to_str().unwrap())
+            .to_owned();
+        *counts.entry((r.status().as_u16(), server)).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_backend_killed_under_traffic_goes_sick_after_fall_failed_requests() {
+    let lb = Lb::start();
+    let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    // Checks are an hour apart: only failed requests (passive detection) can make `a` sick.
+    add_pool(&lb, json!({"interval_ms": 3_600_000, "fall": 3, "rise": 2})).await;
+    lb.add_backend("/", &a, "/").await;
+    lb.add_backend("/", &b, "/").await;
+    a.kill();
+
+    // Requests spread over a and b; stop at the third 502 (bounded: a gets about half).
+    let mut failed = 0;
+    for _ in 0..1000 {
+        let r = client().get(lb.url("/")).send().await.unwrap();
+        if r.status() == 502 {
+            assert_eq!(
+                r.headers()["x-forwarded-server"],
+                a.addr.to_string().as_str()
+            );
+            failed += 1;
+            if failed == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(failed, 3, "a never failed three times");
+    wait_status(&lb, &a, "BS_SICK").await;
+    let counts = spread(&lb, 50).await;
+    assert_eq!(counts, HashMap::from([((200, b.addr.to_string()), 50)]));
+    let health: Value = client()
+        .get(lb.admin_url("/v1/pool/health?pattern=/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "PS_DEGRADED");
+}
+
+#[tokio::test]
+async fn a_sick_backend_returns_after_rise_passing_checks() {
+    let lb = Lb::start();
+    let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    add_pool(
+        &lb,
+        json!({"interval_ms": 100, "fall": 2, "rise": 3, "evict_after": 0}),
+    )
+    .await;
+    lb.add_backend("/", &a, "/").await;
+    lb.add_backend("/", &b, "/").await;
+    let port = a.port();
+    a.kill();
+    wait_status(&lb, &a, "BS_SICK").await;
+    assert!(spread(&lb, 20)
+        .await
+        .keys()
+        .all(|(status, server)| *status == 200 && *server == b.addr.to_string()));
+
+    let a = SampleWeb::start_on("a", port);
+    wait_status(&lb, &a, "BS_HEALTHY").await;
+    let pool: Value = client()
+        .get(lb.admin_url("/v1/pool?pattern=/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a_json = pool["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["port"] == port)
+        .unwrap()
+        .clone();
+    assert!(
+        a_json["consecutive_passes"].as_u64().unwrap() >= 3,
+        "{a_json}"
+    );
+    eventually("a serves again", || async {
+        spread(&lb, 10)
+            .await
+            .contains_key(&(200, a.addr.to_string()))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_backend_sick_is_503_saying_so() {
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    add_pool(&lb, json!({"interval_ms": 50, "fall": 1, "evict_after": 0})).await;
+    lb.add_backend("/", &a, "/").await;
+    client()
+        .post(format!("http://{}/control/sick", a.addr))
+        .send()
+        .await
+        .unwrap();
+    wait_status(&lb, &a, "BS_SICK").await;
+    let r = client().get(lb.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("no healthy backend"));
+}
+
+#[tokio::test]
+async fn a_backend_down_for_evict_after_checks_is_evicted_for_good() {
+    let lb = Lb::start();
+    let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    add_pool(&lb, json!({"interval_ms": 50, "fall": 1, "evict_after": 4})).await;
+    lb.add_backend("/", &a, "/").await;
+    lb.add_backend("/", &b, "/").await;
+    a.kill();
+    eventually("a evicted", || async {
+        (!statuses(&lb).await.contains_key(&a.addr.to_string())).then_some(())
+    })
+    .await;
+    assert!(
+        lb.stderr.text().contains("-> evicted"),
+        "eviction not logged:\n{}",
+        lb.stderr.text()
+    );
+    let lb = lb.restart();
+    let left = statuses(&lb).await;
+    assert_eq!(left.keys().collect::<Vec<_>>(), [&b.addr.to_string()]);
+}
+
+async fn set_draining(lb: &Lb, port: &str, draining: bool) {
+    let r = client()
+        .patch(lb.admin_url("/v1/pool/backends"))
+        .query(&[("pattern", "/"), ("ip", "127.0.0.1"), ("port", port)])
+        .json(&json!({ "draining": draining }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn draining_sends_no_new_requests_and_lets_in_flight_ones_finish() {
+    let lb = Lb::start();
+    let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    add_pool(&lb, json!({})).await;
+    lb.add_backend("/", &a, "/").await;
+    let slow_url = lb.url("/slow?ms=1000");
+    let slow = tokio::spawn(async move { common::get(&slow_url).await });
+    eventually("slow request in flight at a", || async {
+        let pool: Value = client()
+            .get(lb.admin_url("/v1/pool?pattern=/"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (pool["backends"][0]["inflight"] == 1).then_some(())
+    })
+    .await;
+    lb.add_backend("/", &b, "/").await;
+    let port = a.port().to_string();
+    set_draining(&lb, &port, true).await;
+    assert_eq!(statuses(&lb).await[&a.addr.to_string()], "BS_DRAINING");
+
+    assert_eq!(
+        spread(&lb, 30).await,
+        HashMap::from([((200, b.addr.to_string()), 30)])
+    );
+    assert_eq!(slow.await.unwrap(), (200, "slow a".to_owned()));
+
+    // Draining survives a restart, and undraining puts a back.
+    let lb = lb.restart();
+    assert_eq!(statuses(&lb).await[&a.addr.to_string()], "BS_DRAINING");
+    set_draining(&lb, &port, false).await;
+    eventually("a serves again", || async {
+        spread(&lb, 10)
+            .await
+            .contains_key(&(200, a.addr.to_string()))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removing_a_backend_lets_its_in_flight_request_finish() {
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    add_pool(&lb, json!({})).await;
+    lb.add_backend("/", &a, "/").await;
+    let slow_url = lb.url("/slow?ms=800");
+    let slow = tokio::spawn(async move { common::get(&slow_url).await });
+    eventually("slow request in flight", || async {
+        let pool: Value = client()
+            .get(lb.admin_url("/v1/pool?pattern=/"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (pool["backends"][0]["inflight"] == 1).then_some(())
+    })
+    .await;
+    let port = a.port().to_string();
+    let r = client()
+        .delete(lb.admin_url("/v1/pool/backends"))
+        .query(&[
+            ("pattern", "/"),
+            ("ip", "127.0.0.1"),
+            ("port", port.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(slow.await.unwrap(), (200, "slow a".to_owned()));
+}
+
+#[tokio::test]
+async fn statuses_survive_a_restart() {
+    let lb = Lb::start();
+    let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
+    add_pool(
+        &lb,
+        json!({"interval_ms": 50, "fall": 1, "rise": 1, "evict_after": 0}),
+    )
+    .await;
+    lb.add_backend("/", &a, "/").await;
+    lb.add_backend("/", &b, "/").await;
+    client()
+        .post(format!("http://{}/control/sick", a.addr))
+        .send()
+        .await
+        .unwrap();
+    wait_status(&lb, &a, "BS_SICK").await;
+    let lb = lb.restart();
+    // Known at once, before any new check could have run... and a stays out of rotation.
+    let now = statuses(&lb).await;
+    assert_eq!(
+        (
+            now[&a.addr.to_string()].as_str(),
+            now[&b.addr.to_string()].as_str()
+        ),
+        ("BS_SICK", "BS_HEALTHY")
+    );
+    assert!(spread(&lb, 20)
+        .await
+        .keys()
+        .all(|(_, server)| *server == b.addr.to_string()));
+    // Checks resume: healed, a comes back.
+    client()
+        .post(format!("http://{}/control/healthy", a.addr))
+        .send()
+        .await
+        .unwrap();
+    wait_status(&lb, &a, "BS_HEALTHY").await;
+}
+
+#[tokio::test]
+async fn bad_health_settings_are_refused() {
+    let lb = Lb::start();
+    for (settings, says) in [
+        (json!({"interval_ms": 0}), "interval"),
+        (json!({"fall": 0}), "fall"),
+        (json!({"rise": 0}), "rise"),
+        (json!({"timeout_ms": 0}), "timeout"),
+        (json!({"path": "healthz"}), "path"),
+        (json!({"healthy_values": []}), "healthy value"),
+        (json!({"expected_status": 999}), "expected_status"),
+        (json!({"colour": "red"}), "unknown field"),
+    ] {
+        let r = client()
+            .post(lb.admin_url("/v1/pools"))
+            .json(&json!({ "pattern": "/", "health_check": settings }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{settings}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{settings}: {body}"
+        );
+    }
+    add_pool(&lb, json!({})).await;
+    let r = client()
+        .patch(lb.admin_url("/v1/pool?pattern=/"))
+        .json(&json!({ "health_check": {"fall": 0} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Refused changes leave the pool as it was.
+    let pool: Value = client()
+        .get(lb.admin_url("/v1/pool?pattern=/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pool["health_check"]["fall"], 3);
+    let r = client()
+        .patch(lb.admin_url("/v1/pool?pattern=/"))
+        .json(&json!({ "health_check": {"fall": 5, "interval_ms": 2000} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pool: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            &pool["health_check"]["fall"],
+            &pool["health_check"]["interval_ms"]
+        ),
+        (&json!(5), &json!(2000))
+    );
+}
