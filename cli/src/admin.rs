@@ -27,14 +27,71 @@ pub struct Admin {
     base: Url,
 }
 
-/// Body of `POST /v1/pools`; unset options are left out so lb applies its own defaults.
+/// Body of `POST /v1/pools`: the pattern and whatever settings the user gave.
 #[derive(Serialize)]
 pub struct NewPool<'a> {
     pub pattern: &'a str,
+    #[serde(flatten)]
+    pub settings: &'a PoolSettings,
+}
+
+/// Pool settings as the user gave them: with a pattern the body of `POST /v1/pools`, alone the
+/// body of `PATCH /v1/pool`. Unset ones are left out, so lb applies its defaults on creation and
+/// keeps the current value on update.
+#[derive(Serialize, Debug, Default, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_on_5xx: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_body_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<Timeouts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A pool's backend timeouts in milliseconds. Every field is optional both ways: lbctl sends
+/// only those the user gave (lb updates them one by one) and reads whichever lb sent.
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq, Eq)]
+#[serde(default)]
+pub struct Timeouts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
+}
+
+/// A pool's health check, optional field by field both ways like [`Timeouts`].
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq, Eq)]
+#[serde(default)]
+pub struct HealthCheck {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_values: Option<Vec<String>>,
+    /// lb answers `null` for "any 2xx"; lbctl never sends `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evict_after: Option<u32>,
 }
 
 /// Body of `POST /v1/pool/backends`.
@@ -43,16 +100,33 @@ pub struct NewBackend<'a> {
     pub ip: &'a str,
     pub port: u16,
     pub url_path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+/// Body of `PATCH /v1/pool/backends`: only what changes.
+#[derive(Serialize, Debug, Default)]
+pub struct BackendChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draining: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
 }
 
 /// A pool as lb reports it. Only what lbctl shows; unknown fields are ignored and missing ones
-/// default, so newer lb versions keep working.
+/// default (or stay `None`, so a sentence can leave them out), so other lb versions keep working.
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct Pool {
     pub pattern: String,
     pub mode: String,
     pub strategy: String,
+    pub hash_key: Option<String>,
+    pub retries: Option<u32>,
+    pub retry_on_5xx: Option<bool>,
+    pub retry_body_limit: Option<u64>,
+    pub timeouts: Option<Timeouts>,
+    pub health_check: Option<HealthCheck>,
     pub status: String,
     pub backends: Vec<Backend>,
 }
@@ -64,6 +138,8 @@ pub struct Backend {
     pub ip: String,
     pub port: u16,
     pub address: String,
+    pub weight: Option<u32>,
+    pub draining: Option<bool>,
 }
 
 impl Backend {
@@ -77,7 +153,8 @@ impl Backend {
     }
 }
 
-/// Answer of `GET /v1/pool/health` (lenient like [`Pool`]).
+/// Answer of `GET /v1/pool/health` (lenient like [`Pool`]). Backends carry more (weight,
+/// draining, counters, last error); `--json` shows those, the tables keep to status.
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct PoolHealth {
@@ -136,10 +213,13 @@ impl Admin {
         self.send(request).await
     }
 
-    pub async fn set_mode(&self, pattern: &str, mode: Mode) -> Result<Value, Error> {
+    pub async fn update_pool(
+        &self,
+        pattern: &str,
+        settings: &PoolSettings,
+    ) -> Result<Value, Error> {
         let request = self.request(Method::PATCH, "/v1/pool", &[("pattern", pattern)]);
-        self.send(request.json(&serde_json::json!({ "mode": mode })))
-            .await
+        self.send(request.json(settings)).await
     }
 
     pub async fn pool_health(&self, pattern: &str) -> Result<Value, Error> {
@@ -161,6 +241,19 @@ impl Admin {
         let query = [("pattern", pattern), ("ip", ip), ("port", &port)];
         self.send(self.request(Method::DELETE, "/v1/pool/backends", &query))
             .await
+    }
+
+    pub async fn update_backend(
+        &self,
+        pattern: &str,
+        ip: &str,
+        port: u16,
+        change: &BackendChange,
+    ) -> Result<Value, Error> {
+        let port = port.to_string();
+        let query = [("pattern", pattern), ("ip", ip), ("port", &port)];
+        let request = self.request(Method::PATCH, "/v1/pool/backends", &query);
+        self.send(request.json(change)).await
     }
 
     /// Builds `base + path + ?query`, percent-encoding the query (patterns hold `/`).
@@ -293,5 +386,59 @@ mod tests {
         assert_eq!(pool.pattern, "/");
         assert_eq!(pool.strategy, "");
         assert_eq!(pool.backends[0].address(), "10.0.0.1:80");
+        assert_eq!(pool.health_check, None);
+    }
+
+    #[test]
+    fn pools_decode_the_new_settings_and_nulls() {
+        let pool: Pool = serde_json::from_str(
+            r#"{"pattern": "/", "strategy": "consistent_hash", "hash_key": "header:X-User",
+                "retries": 2, "retry_on_5xx": false, "retry_body_limit": 65536,
+                "timeouts": {"connect_ms": 3000, "response_ms": 60000, "idle_ms": 90000},
+                "health_check": {"path": "/healthz", "healthy_values": ["ok"],
+                                 "expected_status": null, "interval_ms": 10000, "later": 1},
+                "backends": [{"address": "a:1", "weight": 3, "draining": true,
+                              "last_check_ms": null, "last_error": null}]}"#,
+        )
+        .unwrap();
+        assert_eq!(pool.hash_key.as_deref(), Some("header:X-User"));
+        assert_eq!(pool.retry_on_5xx, Some(false));
+        assert_eq!(pool.timeouts.unwrap().idle_ms, Some(90_000));
+        let check = pool.health_check.unwrap();
+        assert_eq!(check.expected_status, None);
+        assert_eq!(check.interval_ms, Some(10_000));
+        assert_eq!(check.fall, None);
+        assert_eq!(pool.backends[0].draining, Some(true));
+        assert_eq!(pool.backends[0].weight, Some(3));
+    }
+
+    #[test]
+    fn only_given_settings_are_sent() {
+        let settings = PoolSettings {
+            strategy: Some(Strategy::LeastConn),
+            timeouts: Some(Timeouts {
+                idle_ms: Some(0),
+                ..Timeouts::default()
+            }),
+            health_check: Some(HealthCheck {
+                fall: Some(3),
+                ..HealthCheck::default()
+            }),
+            ..PoolSettings::default()
+        };
+        let body = serde_json::to_value(NewPool {
+            pattern: "/",
+            settings: &settings,
+        })
+        .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"pattern": "/", "strategy": "least_conn",
+                               "timeouts": {"idle_ms": 0}, "health_check": {"fall": 3}})
+        );
+        assert_eq!(
+            serde_json::to_value(BackendChange::default()).unwrap(),
+            serde_json::json!({})
+        );
     }
 }

@@ -7,7 +7,11 @@ use std::ffi::OsString;
 use clap::{error::ErrorKind, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::{
+    admin::{HealthCheck, PoolSettings, Timeouts},
+    error::Error,
+    units,
+};
 
 /// One example per command; `--help` ends with it because examples are what people copy.
 const EXAMPLES: &str = "\
@@ -15,18 +19,37 @@ Examples:
   lbctl --lb=127.0.0.1:8081 listPools
   lbctl --lb=127.0.0.1:8081 --pattern=/ addPool
   lbctl --lb=127.0.0.1:8081 --pattern=/api/ --mode=redirect --strategy=round_robin addPool
+  lbctl --lb=127.0.0.1:8081 --pattern=/api/ --strategy=least_conn --retries=2 --retry_on=5xx --health_path=/ready --interval=2s addPool
   lbctl --lb=127.0.0.1:8081 --pattern=/ --mode=redirect setMode
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --strategy=consistent_hash --hash_key=header:X-User setPool
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --connect_timeout=1s --response_timeout=30s --retry_body_limit=1MiB setPool
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --interval=2s --fall=3 --rise=2 setHealth
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --health_path=/healthz --expected_status=204 --evict_after=0 setHealth
   lbctl --lb=127.0.0.1:8081 --pattern=/ poolHealth
   lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8082 --url_path=/ addBackend
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8083 --weight=3 addBackend
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8082 drainBackend
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8082 undrainBackend
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8083 --weight=1 setWeight
   lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8082 removeBackend
   lbctl --lb=127.0.0.1:8081 --pattern=/ removePool
   lbctl --json --pattern=/ poolHealth
 
+Durations are Go-style (500ms, 2s, 1m30s, 1h); sizes are bytes, KiB or MiB (65536, 64KiB, 1MiB).
+
 Flags may come before or after the command, and Go-style single-dash flags work too:
   lbctl -lb=127.0.0.1:8081 -pattern=/ addPool";
 
+/// `--help` groups the flags by the commands that read them; setPool and setHealth also name
+/// the flags of their group when given none.
+const BACKEND: &str = "Backend";
+const POOL: &str = "Pool settings (addPool, setPool)";
+const HEALTH: &str = "Health check (addPool, setHealth)";
+
 /// Every flag is global so it may come before the command (the Go tool's order) or after it.
-/// A repeated flag takes its last value, as with Go's flag package.
+/// A repeated flag takes its last value, as with Go's flag package. Durations and sizes are
+/// taken as text and parsed in [`Cli::into_invocation`], so their errors name the flag and show
+/// the accepted spelling.
 #[derive(Parser, Debug)]
 #[command(
     name = "lbctl",
@@ -48,29 +71,90 @@ struct Cli {
     /// Pool pattern, ServeMux-style (e.g. --pattern=/ or --pattern=/api/)
     #[arg(long, global = true)]
     pattern: Option<String>,
-    /// Backend IP, for addBackend and removeBackend (e.g. --ip=127.0.0.1)
+    /// Print the admin API's JSON answer instead of the human summary (e.g. --json listPools)
     #[arg(long, global = true)]
+    json: bool,
+
+    /// Backend IP, for the backend commands (e.g. --ip=127.0.0.1)
+    #[arg(long, global = true, help_heading = BACKEND)]
     ip: Option<String>,
-    /// Backend port, for addBackend and removeBackend (e.g. --port=8082)
-    #[arg(long, global = true)]
+    /// Backend port, for the backend commands (e.g. --port=8082)
+    #[arg(long, global = true, help_heading = BACKEND)]
     port: Option<u16>,
     /// Path prefix requests get on the backend, for addBackend (e.g. --url_path=/v2/)
     #[arg(
         long = "url_path",
         global = true,
         default_value = "/",
-        value_name = "PATH"
+        value_name = "PATH",
+        help_heading = BACKEND
     )]
     url_path: String,
-    /// Pool mode, for addPool (default: lb's) and setMode (e.g. --mode=redirect)
-    #[arg(long, global = true)]
+    /// Share of requests relative to the pool's other backends, for addBackend (default: lb's)
+    /// and setWeight (e.g. --weight=3)
+    #[arg(long, global = true, value_name = "N", help_heading = BACKEND)]
+    weight: Option<u32>,
+
+    /// Pool mode, also for setMode (e.g. --mode=redirect)
+    #[arg(long, global = true, help_heading = POOL)]
     mode: Option<Mode>,
-    /// Backend selection, for addPool (default: lb's) (e.g. --strategy=round_robin)
-    #[arg(long, global = true)]
+    /// Backend selection (e.g. --strategy=least_conn)
+    #[arg(long, global = true, help_heading = POOL)]
     strategy: Option<Strategy>,
-    /// Print the admin API's JSON answer instead of the human summary (e.g. --json listPools)
-    #[arg(long, global = true)]
-    json: bool,
+    /// What consistent_hash hashes: client_ip, header:NAME or cookie:NAME
+    /// (e.g. --hash_key=header:X-User)
+    #[arg(long = "hash_key", global = true, value_name = "KEY", help_heading = POOL)]
+    hash_key: Option<String>,
+    /// Extra attempts on another backend after a failed one (e.g. --retries=2)
+    #[arg(long, global = true, value_name = "N", help_heading = POOL)]
+    retries: Option<u32>,
+    /// Also retry idempotent requests a backend answered 502, 503 or 504 (5xx), or not (none)
+    #[arg(long = "retry_on", global = true, value_name = "WHEN", help_heading = POOL)]
+    retry_on: Option<RetryOn>,
+    /// Largest request body kept to replay on a retry (e.g. --retry_body_limit=64KiB)
+    #[arg(long = "retry_body_limit", global = true, value_name = "SIZE", help_heading = POOL)]
+    retry_body_limit: Option<String>,
+    /// Time to connect to a backend (e.g. --connect_timeout=3s)
+    #[arg(long = "connect_timeout", global = true, value_name = "DURATION", help_heading = POOL)]
+    connect_timeout: Option<String>,
+    /// Time a backend has to answer (e.g. --response_timeout=60s)
+    #[arg(long = "response_timeout", global = true, value_name = "DURATION", help_heading = POOL)]
+    response_timeout: Option<String>,
+    /// Time an unused connection to a backend is kept open (e.g. --idle_timeout=90s)
+    #[arg(long = "idle_timeout", global = true, value_name = "DURATION", help_heading = POOL)]
+    idle_timeout: Option<String>,
+
+    /// Path lb GETs on each backend (e.g. --health_path=/healthz)
+    #[arg(long = "health_path", global = true, value_name = "PATH", help_heading = HEALTH)]
+    health_path: Option<String>,
+    /// Trimmed answer bodies that mean healthy, comma-separated (e.g. --healthy_values=ok,OK)
+    #[arg(long = "healthy_values", global = true, value_name = "LIST", help_heading = HEALTH)]
+    healthy_values: Option<String>,
+    /// Status a healthy backend answers, instead of any 2xx (e.g. --expected_status=204)
+    #[arg(
+        long = "expected_status",
+        global = true,
+        value_name = "CODE",
+        value_parser = clap::value_parser!(u16).range(100..=599),
+        help_heading = HEALTH
+    )]
+    expected_status: Option<u16>,
+    /// Time between checks (e.g. --interval=2s)
+    #[arg(long, global = true, value_name = "DURATION", help_heading = HEALTH)]
+    interval: Option<String>,
+    /// Time one check may take (e.g. --timeout=1s)
+    #[arg(long, global = true, value_name = "DURATION", help_heading = HEALTH)]
+    timeout: Option<String>,
+    /// Failures in a row that make a backend sick (e.g. --fall=3)
+    #[arg(long, global = true, value_name = "N", help_heading = HEALTH)]
+    fall: Option<u32>,
+    /// Passed checks in a row that make a sick backend healthy again (e.g. --rise=2)
+    #[arg(long, global = true, value_name = "N", help_heading = HEALTH)]
+    rise: Option<u32>,
+    /// Failures in a row after which lb removes the backend, 0 = never (e.g. --evict_after=30)
+    #[arg(long = "evict_after", global = true, value_name = "N", help_heading = HEALTH)]
+    evict_after: Option<u32>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -80,7 +164,7 @@ enum Command {
     /// List all pools with their mode, strategy, backend count and status
     #[command(name = "listPools")]
     ListPools,
-    /// Create the pool --pattern, optionally with --mode and --strategy
+    /// Create the pool --pattern with any pool settings and health check flags given
     #[command(name = "addPool")]
     AddPool,
     /// Delete the pool --pattern and its backends
@@ -89,15 +173,30 @@ enum Command {
     /// Switch the pool --pattern to --mode
     #[command(name = "setMode")]
     SetMode,
+    /// Change the pool settings given (--mode, --strategy, --retries, ...) of the pool --pattern
+    #[command(name = "setPool")]
+    SetPool,
+    /// Change the health check flags given (--interval, --fall, ...) of the pool --pattern
+    #[command(name = "setHealth")]
+    SetHealth,
     /// Show the health of the pool --pattern and of each of its backends
     #[command(name = "poolHealth")]
     PoolHealth,
-    /// Add --ip:--port (serving under --url_path) to the pool --pattern
+    /// Add --ip:--port (serving under --url_path, with --weight) to the pool --pattern
     #[command(name = "addBackend")]
     AddBackend,
     /// Remove --ip:--port from the pool --pattern
     #[command(name = "removeBackend")]
     RemoveBackend,
+    /// Stop sending new requests to --ip:--port of the pool --pattern; it stays in the pool
+    #[command(name = "drainBackend")]
+    DrainBackend,
+    /// Send requests to the drained --ip:--port of the pool --pattern again
+    #[command(name = "undrainBackend")]
+    UndrainBackend,
+    /// Give --ip:--port of the pool --pattern the weight --weight
+    #[command(name = "setWeight")]
+    SetWeight,
 }
 
 impl Command {
@@ -108,9 +207,14 @@ impl Command {
             Command::AddPool => "addPool",
             Command::RemovePool => "removePool",
             Command::SetMode => "setMode",
+            Command::SetPool => "setPool",
+            Command::SetHealth => "setHealth",
             Command::PoolHealth => "poolHealth",
             Command::AddBackend => "addBackend",
             Command::RemoveBackend => "removeBackend",
+            Command::DrainBackend => "drainBackend",
+            Command::UndrainBackend => "undrainBackend",
+            Command::SetWeight => "setWeight",
         }
     }
 }
@@ -130,6 +234,21 @@ pub enum Strategy {
     P2c,
     #[value(name = "round_robin")]
     RoundRobin,
+    Random,
+    #[value(name = "least_conn")]
+    LeastConn,
+    #[value(name = "consistent_hash")]
+    ConsistentHash,
+}
+
+/// `--retry_on`: which backend answers, besides failures to get one, are worth another attempt.
+/// The API has a flag for the one choice there is today (`retry_on_5xx`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryOn {
+    #[value(name = "5xx")]
+    ServerErrors,
+    #[value(name = "none")]
+    Nothing,
 }
 
 /// A checked command line: where lb is, how to print, and what to ask.
@@ -146,8 +265,7 @@ pub enum Request {
     ListPools,
     AddPool {
         pattern: String,
-        mode: Option<Mode>,
-        strategy: Option<Strategy>,
+        settings: PoolSettings,
     },
     RemovePool {
         pattern: String,
@@ -155,6 +273,16 @@ pub enum Request {
     SetMode {
         pattern: String,
         mode: Mode,
+    },
+    /// Never empty: at least one setting, and no health check (that is `SetHealth`).
+    SetPool {
+        pattern: String,
+        settings: PoolSettings,
+    },
+    /// Never empty: at least one health check field.
+    SetHealth {
+        pattern: String,
+        health_check: HealthCheck,
     },
     PoolHealth {
         pattern: String,
@@ -164,11 +292,25 @@ pub enum Request {
         ip: String,
         port: u16,
         url_path: String,
+        weight: Option<u32>,
     },
     RemoveBackend {
         pattern: String,
         ip: String,
         port: u16,
+    },
+    /// drainBackend (`true`) and undrainBackend (`false`).
+    SetDraining {
+        pattern: String,
+        ip: String,
+        port: u16,
+        draining: bool,
+    },
+    SetWeight {
+        pattern: String,
+        ip: String,
+        port: u16,
+        weight: u32,
     },
 }
 
@@ -248,15 +390,22 @@ fn one_line(err: &clap::Error) -> String {
 
 impl Cli {
     fn into_invocation(self) -> Result<Invocation, Error> {
+        // Malformed values are refused whatever the command, as clap refuses a bad --port.
+        let settings = self.pool_settings()?;
+        let health_check = self.health_check()?;
         let command = self.command;
         let needs = |flag: &str| Error::Usage(format!("{} needs {flag}", command.name()));
         let pattern = || self.pattern.clone().ok_or_else(|| needs("--pattern"));
+        let ip = || self.ip.clone().ok_or_else(|| needs("--ip"));
+        let port = || self.port.ok_or_else(|| needs("--port"));
         let request = match command {
             Command::ListPools => Request::ListPools,
             Command::AddPool => Request::AddPool {
                 pattern: pattern()?,
-                mode: self.mode,
-                strategy: self.strategy,
+                settings: PoolSettings {
+                    health_check,
+                    ..settings
+                },
             },
             Command::RemovePool => Request::RemovePool {
                 pattern: pattern()?,
@@ -265,19 +414,44 @@ impl Cli {
                 pattern: pattern()?,
                 mode: self.mode.ok_or_else(|| needs("--mode"))?,
             },
+            Command::SetPool => {
+                let pattern = pattern()?;
+                if settings == PoolSettings::default() {
+                    return Err(needs(&format!("at least one of {}", flags_under(POOL))));
+                }
+                Request::SetPool { pattern, settings }
+            }
+            Command::SetHealth => Request::SetHealth {
+                pattern: pattern()?,
+                health_check: health_check
+                    .ok_or_else(|| needs(&format!("at least one of {}", flags_under(HEALTH))))?,
+            },
             Command::PoolHealth => Request::PoolHealth {
                 pattern: pattern()?,
             },
             Command::AddBackend => Request::AddBackend {
                 pattern: pattern()?,
-                ip: self.ip.clone().ok_or_else(|| needs("--ip"))?,
-                port: self.port.ok_or_else(|| needs("--port"))?,
+                ip: ip()?,
+                port: port()?,
                 url_path: self.url_path.clone(),
+                weight: self.weight,
             },
             Command::RemoveBackend => Request::RemoveBackend {
                 pattern: pattern()?,
-                ip: self.ip.clone().ok_or_else(|| needs("--ip"))?,
-                port: self.port.ok_or_else(|| needs("--port"))?,
+                ip: ip()?,
+                port: port()?,
+            },
+            Command::DrainBackend | Command::UndrainBackend => Request::SetDraining {
+                pattern: pattern()?,
+                ip: ip()?,
+                port: port()?,
+                draining: matches!(command, Command::DrainBackend),
+            },
+            Command::SetWeight => Request::SetWeight {
+                pattern: pattern()?,
+                ip: ip()?,
+                port: port()?,
+                weight: self.weight.ok_or_else(|| needs("--weight"))?,
             },
         };
         Ok(Invocation {
@@ -285,6 +459,98 @@ impl Cli {
             json: self.json,
             request,
         })
+    }
+
+    /// The pool settings flags given, health check aside.
+    fn pool_settings(&self) -> Result<PoolSettings, Error> {
+        let timeouts = Timeouts {
+            connect_ms: millis("connect_timeout", &self.connect_timeout)?,
+            response_ms: millis("response_timeout", &self.response_timeout)?,
+            idle_ms: millis("idle_timeout", &self.idle_timeout)?,
+        };
+        let retry_body_limit = self
+            .retry_body_limit
+            .as_deref()
+            .map(|text| {
+                units::parse_bytes(text).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--retry_body_limit: invalid size {text:?} (use e.g. 65536, 64KiB, 1MiB)"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(PoolSettings {
+            mode: self.mode,
+            strategy: self.strategy,
+            hash_key: self.hash_key.as_deref().map(hash_key).transpose()?,
+            retries: self.retries,
+            retry_on_5xx: self.retry_on.map(|on| on == RetryOn::ServerErrors),
+            retry_body_limit,
+            timeouts: (timeouts != Timeouts::default()).then_some(timeouts),
+            health_check: None,
+        })
+    }
+
+    /// The health check flags given, `None` if there were none.
+    fn health_check(&self) -> Result<Option<HealthCheck>, Error> {
+        let health_check = HealthCheck {
+            path: self.health_path.clone(),
+            // lb compares trimmed bodies, so spaces after commas are the user's formatting.
+            healthy_values: self.healthy_values.as_deref().map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|value| !value.is_empty())
+                    .map(String::from)
+                    .collect()
+            }),
+            expected_status: self.expected_status,
+            interval_ms: millis("interval", &self.interval)?,
+            timeout_ms: millis("timeout", &self.timeout)?,
+            fall: self.fall,
+            rise: self.rise,
+            evict_after: self.evict_after,
+        };
+        Ok((health_check != HealthCheck::default()).then_some(health_check))
+    }
+}
+
+/// `--a, --b, ...`: the flags under a `--help` heading, in the order `--help` lists them.
+fn flags_under(heading: &str) -> String {
+    let flags: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter(|arg| arg.get_help_heading() == Some(heading))
+        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+        .collect();
+    flags.join(", ")
+}
+
+/// Parses the duration flag `--{flag}` into milliseconds. `0s` passes: where zero makes no
+/// sense lb says so, and where it does (no idle keep-alive) lbctl should not be in the way.
+fn millis(flag: &str, value: &Option<String>) -> Result<Option<u64>, Error> {
+    value
+        .as_deref()
+        .map(|text| {
+            units::parse_millis(text).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--{flag}: invalid duration {text:?} (use e.g. 500ms, 2s, 1m)"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Checks the shape of `--hash_key`; whether lb knows the header or cookie is its business.
+fn hash_key(key: &str) -> Result<String, Error> {
+    let named = |prefix: &str| {
+        key.strip_prefix(prefix)
+            .is_some_and(|name| !name.is_empty() && !name.contains(char::is_whitespace))
+    };
+    if key == "client_ip" || named("header:") || named("cookie:") {
+        Ok(key.to_owned())
+    } else {
+        Err(Error::Usage(format!(
+            "--hash_key: invalid key {key:?} (use client_ip, header:NAME or cookie:NAME)"
+        )))
     }
 }
 
@@ -349,6 +615,7 @@ mod tests {
                     ip: "127.0.0.1".into(),
                     port: 8082,
                     url_path: "/v2/".into(),
+                    weight: None,
                 },
             }
         );
@@ -369,8 +636,10 @@ mod tests {
             invocation.request,
             Request::AddPool {
                 pattern: "/".into(),
-                mode: Some(Mode::Redirect),
-                strategy: None,
+                settings: PoolSettings {
+                    mode: Some(Mode::Redirect),
+                    ..PoolSettings::default()
+                },
             }
         );
     }
@@ -405,14 +674,28 @@ mod tests {
     fn strategies_are_spelled_as_the_admin_api_spells_them() {
         let invocation =
             parse_strs(&["lbctl", "--pattern=/", "--strategy=round_robin", "addPool"]).unwrap();
-        let Request::AddPool { strategy, .. } = invocation.request else {
+        let Request::AddPool { settings, .. } = invocation.request else {
             panic!("wrong request {:?}", invocation.request);
         };
-        assert_eq!(strategy, Some(Strategy::RoundRobin));
-        assert_eq!(
-            serde_json::to_string(&Strategy::RoundRobin).unwrap(),
-            r#""round_robin""#
-        );
+        assert_eq!(settings.strategy, Some(Strategy::RoundRobin));
+        for (strategy, spelled) in [
+            (Strategy::P2c, "p2c"),
+            (Strategy::RoundRobin, "round_robin"),
+            (Strategy::Random, "random"),
+            (Strategy::LeastConn, "least_conn"),
+            (Strategy::ConsistentHash, "consistent_hash"),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&strategy).unwrap(),
+                format!("{spelled:?}")
+            );
+            let flag = format!("--strategy={spelled}");
+            let invocation = parse_strs(&["lbctl", "--pattern=/", &flag, "setPool"]).unwrap();
+            let Request::SetPool { settings, .. } = invocation.request else {
+                panic!("wrong request {:?}", invocation.request);
+            };
+            assert_eq!(settings.strategy, Some(strategy));
+        }
         assert_eq!(serde_json::to_string(&Mode::Proxy).unwrap(), r#""proxy""#);
     }
 
@@ -423,7 +706,8 @@ mod tests {
             err,
             Error::Usage(
                 "no command given, try one of listPools, addPool, removePool, setMode, \
-                 poolHealth, addBackend, removeBackend (see lbctl --help)"
+                 setPool, setHealth, poolHealth, addBackend, removeBackend, drainBackend, \
+                 undrainBackend, setWeight (see lbctl --help)"
                     .into()
             )
         );
@@ -453,5 +737,211 @@ mod tests {
             "{message:?}"
         );
         assert!(message.ends_with("(see lbctl --help)"), "{message:?}");
+    }
+
+    #[test]
+    fn add_pool_takes_every_pool_and_health_flag() {
+        let invocation = parse_strs(&[
+            "lbctl",
+            "-pattern=/api/",
+            "-mode=proxy",
+            "-strategy=consistent_hash",
+            "-hash_key=cookie:session",
+            "-retries=2",
+            "-retry_on=5xx",
+            "-retry_body_limit=64KiB",
+            "-connect_timeout=3s",
+            "-response_timeout=1m",
+            "-idle_timeout=1m30s",
+            "-health_path=/ready",
+            "-healthy_values=ok, OK,,up",
+            "-expected_status=204",
+            "-interval=500ms",
+            "-timeout=1s",
+            "-fall=3",
+            "-rise=2",
+            "-evict_after=0",
+            "addPool",
+        ])
+        .unwrap();
+        assert_eq!(
+            invocation.request,
+            Request::AddPool {
+                pattern: "/api/".into(),
+                settings: PoolSettings {
+                    mode: Some(Mode::Proxy),
+                    strategy: Some(Strategy::ConsistentHash),
+                    hash_key: Some("cookie:session".into()),
+                    retries: Some(2),
+                    retry_on_5xx: Some(true),
+                    retry_body_limit: Some(65_536),
+                    timeouts: Some(Timeouts {
+                        connect_ms: Some(3_000),
+                        response_ms: Some(60_000),
+                        idle_ms: Some(90_000),
+                    }),
+                    health_check: Some(HealthCheck {
+                        path: Some("/ready".into()),
+                        healthy_values: Some(vec!["ok".into(), "OK".into(), "up".into()]),
+                        expected_status: Some(204),
+                        interval_ms: Some(500),
+                        timeout_ms: Some(1_000),
+                        fall: Some(3),
+                        rise: Some(2),
+                        evict_after: Some(0),
+                    }),
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn set_pool_leaves_out_health_flags_and_set_health_pool_flags() {
+        let args = ["lbctl", "--pattern=/", "--retry_on=none", "--fall=2"];
+        let set_pool = parse_strs(&[&args[..], &["setPool"]].concat()).unwrap();
+        assert_eq!(
+            set_pool.request,
+            Request::SetPool {
+                pattern: "/".into(),
+                settings: PoolSettings {
+                    retry_on_5xx: Some(false),
+                    ..PoolSettings::default()
+                },
+            }
+        );
+        let set_health = parse_strs(&[&args[..], &["setHealth"]].concat()).unwrap();
+        assert_eq!(
+            set_health.request,
+            Request::SetHealth {
+                pattern: "/".into(),
+                health_check: HealthCheck {
+                    fall: Some(2),
+                    ..HealthCheck::default()
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn backend_commands_name_the_backend() {
+        let backend = ["lbctl", "--pattern=/", "--ip=127.0.0.1", "--port=8082"];
+        for (command, draining) in [("drainBackend", true), ("undrainBackend", false)] {
+            let invocation = parse_strs(&[&backend[..], &[command]].concat()).unwrap();
+            assert_eq!(
+                invocation.request,
+                Request::SetDraining {
+                    pattern: "/".into(),
+                    ip: "127.0.0.1".into(),
+                    port: 8082,
+                    draining,
+                }
+            );
+        }
+        let invocation = parse_strs(&[&backend[..], &["--weight=5", "setWeight"]].concat());
+        assert_eq!(
+            invocation.unwrap().request,
+            Request::SetWeight {
+                pattern: "/".into(),
+                ip: "127.0.0.1".into(),
+                port: 8082,
+                weight: 5,
+            }
+        );
+        let err = parse_strs(&[&backend[..], &["setWeight"]].concat()).unwrap_err();
+        assert_eq!(err, Error::Usage("setWeight needs --weight".into()));
+        let err = parse_strs(&["lbctl", "--pattern=/", "--ip=::1", "drainBackend"]).unwrap_err();
+        assert_eq!(err, Error::Usage("drainBackend needs --port".into()));
+    }
+
+    #[test]
+    fn set_pool_and_set_health_need_something_to_set() {
+        let err = parse_strs(&["lbctl", "--pattern=/", "--interval=2s", "setPool"]).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Usage(
+                "setPool needs at least one of --mode, --strategy, --hash_key, --retries, \
+                 --retry_on, --retry_body_limit, --connect_timeout, --response_timeout, \
+                 --idle_timeout"
+                    .into()
+            )
+        );
+        let err = parse_strs(&["lbctl", "--pattern=/", "--retries=1", "setHealth"]).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Usage(
+                "setHealth needs at least one of --health_path, --healthy_values, \
+                 --expected_status, --interval, --timeout, --fall, --rise, --evict_after"
+                    .into()
+            )
+        );
+        let err = parse_strs(&["lbctl", "--fall=2", "setHealth"]).unwrap_err();
+        assert_eq!(err, Error::Usage("setHealth needs --pattern".into()));
+    }
+
+    #[test]
+    fn bad_durations_sizes_and_keys_name_the_flag() {
+        for (arg, message) in [
+            (
+                "--interval=2x",
+                r#"--interval: invalid duration "2x" (use e.g. 500ms, 2s, 1m)"#,
+            ),
+            (
+                "--timeout=-1s",
+                r#"--timeout: invalid duration "-1s" (use e.g. 500ms, 2s, 1m)"#,
+            ),
+            (
+                "--idle_timeout=90",
+                r#"--idle_timeout: invalid duration "90" (use e.g. 500ms, 2s, 1m)"#,
+            ),
+            (
+                "--retry_body_limit=64kb",
+                r#"--retry_body_limit: invalid size "64kb" (use e.g. 65536, 64KiB, 1MiB)"#,
+            ),
+            (
+                "--hash_key=header:",
+                r#"--hash_key: invalid key "header:" (use client_ip, header:NAME or cookie:NAME)"#,
+            ),
+            (
+                "--hash_key=ip",
+                r#"--hash_key: invalid key "ip" (use client_ip, header:NAME or cookie:NAME)"#,
+            ),
+        ] {
+            // Refused whatever the command, like any malformed flag.
+            for command in ["addPool", "listPools"] {
+                let err = parse_strs(&["lbctl", "--pattern=/", arg, command]).unwrap_err();
+                assert_eq!(err, Error::Usage(message.into()), "{arg} {command}");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_durations_reach_lb() {
+        let invocation =
+            parse_strs(&["lbctl", "--pattern=/", "--interval=0s", "setHealth"]).unwrap();
+        let Request::SetHealth { health_check, .. } = invocation.request else {
+            panic!("wrong request {:?}", invocation.request);
+        };
+        assert_eq!(health_check.interval_ms, Some(0));
+    }
+
+    #[test]
+    fn numbers_and_choices_are_checked_by_clap() {
+        for arg in [
+            "--fall=x",
+            "--rise=-1",
+            "--retries=1.5",
+            "--weight=",
+            "--expected_status=99",
+            "--expected_status=600",
+            "--retry_on=4xx",
+            "--strategy=least_connections",
+        ] {
+            let Err(Error::Usage(message)) = parse_strs(&["lbctl", "--pattern=/", arg, "addPool"])
+            else {
+                panic!("{arg} accepted");
+            };
+            assert!(message.ends_with("(see lbctl --help)"), "{message:?}");
+            assert!(!message.contains('\n'), "{message:?}");
+        }
     }
 }

@@ -5,10 +5,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    admin::{Admin, Backend, NewBackend, NewPool, Pool, PoolHealth},
+    admin::{
+        Admin, Backend, BackendChange, HealthCheck, NewBackend, NewPool, Pool, PoolHealth,
+        PoolSettings,
+    },
     args::{Invocation, Request},
     error::Error,
     table::table,
+    units::{format_bytes, format_millis},
 };
 
 /// Returns what to print on stdout, newline-terminated. Sentences name the pool as the user
@@ -19,16 +23,8 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
     let json = invocation.json;
     match &invocation.request {
         Request::ListPools => render(json, admin.list_pools().await?, pools_table),
-        Request::AddPool {
-            pattern,
-            mode,
-            strategy,
-        } => {
-            let pool = NewPool {
-                pattern,
-                mode: *mode,
-                strategy: *strategy,
-            };
+        Request::AddPool { pattern, settings } => {
+            let pool = NewPool { pattern, settings };
             render(json, admin.add_pool(&pool).await?, |pool: Pool| {
                 format!("added pool {pattern} (mode {})\n", pool.mode)
             })
@@ -39,8 +35,40 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
             })
         }
         Request::SetMode { pattern, mode } => {
-            render(json, admin.set_mode(pattern, *mode).await?, |pool: Pool| {
+            let settings = PoolSettings {
+                mode: Some(*mode),
+                ..PoolSettings::default()
+            };
+            let reply = admin.update_pool(pattern, &settings).await?;
+            render(json, reply, |pool: Pool| {
                 format!("pool {pattern} is now in {} mode\n", pool.mode)
+            })
+        }
+        Request::SetPool { pattern, settings } => {
+            let reply = admin.update_pool(pattern, settings).await?;
+            render(json, reply, |pool: Pool| {
+                match pool_summary(&pool, settings) {
+                    summary if summary.is_empty() => format!("pool {pattern} updated\n"),
+                    summary => format!("pool {pattern} updated: {summary}\n"),
+                }
+            })
+        }
+        Request::SetHealth {
+            pattern,
+            health_check,
+        } => {
+            let settings = PoolSettings {
+                health_check: Some(health_check.clone()),
+                ..PoolSettings::default()
+            };
+            let reply = admin.update_pool(pattern, &settings).await?;
+            render(json, reply, |pool: Pool| {
+                match health_summary(&pool.health_check.unwrap_or_default()) {
+                    summary if summary.is_empty() => {
+                        format!("pool {pattern} health check updated\n")
+                    }
+                    summary => format!("pool {pattern} health check: {summary}\n"),
+                }
             })
         }
         Request::PoolHealth { pattern } => {
@@ -51,11 +79,13 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
             ip,
             port,
             url_path,
+            weight,
         } => {
             let backend = NewBackend {
                 ip,
                 port: *port,
                 url_path,
+                weight: *weight,
             };
             let reply = admin.add_backend(pattern, &backend).await?;
             render(json, reply, |backend: Backend| {
@@ -68,6 +98,46 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
                 format!(
                     "removed backend {} from pool {pattern}\n",
                     backend.address()
+                )
+            })
+        }
+        Request::SetDraining {
+            pattern,
+            ip,
+            port,
+            draining,
+        } => {
+            let change = BackendChange {
+                draining: Some(*draining),
+                ..BackendChange::default()
+            };
+            let reply = admin.update_backend(pattern, ip, *port, &change).await?;
+            // lb's 2xx says the change was made, whether or not its answer repeats the field.
+            render(json, reply, |backend: Backend| {
+                let state = if backend.draining.unwrap_or(*draining) {
+                    "is draining"
+                } else {
+                    "is back in rotation"
+                };
+                format!("backend {} of pool {pattern} {state}\n", backend.address())
+            })
+        }
+        Request::SetWeight {
+            pattern,
+            ip,
+            port,
+            weight,
+        } => {
+            let change = BackendChange {
+                weight: Some(*weight),
+                ..BackendChange::default()
+            };
+            let reply = admin.update_backend(pattern, ip, *port, &change).await?;
+            render(json, reply, |backend: Backend| {
+                format!(
+                    "backend {} of pool {pattern} now has weight {}\n",
+                    backend.address(),
+                    backend.weight.unwrap_or(*weight)
                 )
             })
         }
@@ -115,6 +185,86 @@ fn health_tables(health: PoolHealth) -> String {
     pool + &backends
 }
 
+/// What `setPool` reports, from lb's answer: mode and strategy always (they say how the pool
+/// behaves), the hash key when it matters, then each setting the user changed. A setting lb
+/// did not send back is left out rather than guessed.
+fn pool_summary(pool: &Pool, sent: &PoolSettings) -> String {
+    let mut parts = Vec::new();
+    if !pool.mode.is_empty() {
+        parts.push(format!("mode {}", pool.mode));
+    }
+    if !pool.strategy.is_empty() {
+        parts.push(format!("strategy {}", pool.strategy));
+    }
+    if pool.strategy == "consistent_hash" || sent.hash_key.is_some() {
+        parts.extend(pool.hash_key.as_ref().map(|key| format!("hash key {key}")));
+    }
+    if sent.retries.is_some() {
+        parts.extend(pool.retries.map(|retries| format!("retries {retries}")));
+    }
+    if sent.retry_on_5xx.is_some() {
+        parts.extend(pool.retry_on_5xx.map(|on| {
+            if on {
+                "retry on 5xx"
+            } else {
+                "no retry on 5xx"
+            }
+            .to_owned()
+        }));
+    }
+    if sent.retry_body_limit.is_some() {
+        parts.extend(
+            pool.retry_body_limit
+                .map(|limit| format!("retry body limit {}", format_bytes(limit))),
+        );
+    }
+    let sent_timeouts = sent.timeouts.clone().unwrap_or_default();
+    let timeouts = pool.timeouts.clone().unwrap_or_default();
+    for (name, sent, answered) in [
+        ("connect", sent_timeouts.connect_ms, timeouts.connect_ms),
+        ("response", sent_timeouts.response_ms, timeouts.response_ms),
+        ("idle", sent_timeouts.idle_ms, timeouts.idle_ms),
+    ] {
+        if sent.is_some() {
+            parts.extend(answered.map(|ms| format!("{name} timeout {}", format_millis(ms))));
+        }
+    }
+    parts.join(", ")
+}
+
+/// `GET /healthz every 2s, timeout 1s, fall 3, rise 2, evict after 30`, leaving out whatever
+/// lb did not send; `expecting 204` follows the path when the check wants one status.
+fn health_summary(check: &HealthCheck) -> String {
+    let mut head = Vec::new();
+    head.extend(check.path.as_ref().map(|path| format!("GET {path}")));
+    head.extend(
+        check
+            .expected_status
+            .map(|status| format!("expecting {status}")),
+    );
+    head.extend(
+        check
+            .interval_ms
+            .map(|ms| format!("every {}", format_millis(ms))),
+    );
+    let mut parts = Vec::new();
+    if !head.is_empty() {
+        parts.push(head.join(" "));
+    }
+    parts.extend(
+        check
+            .timeout_ms
+            .map(|ms| format!("timeout {}", format_millis(ms))),
+    );
+    parts.extend(check.fall.map(|fall| format!("fall {fall}")));
+    parts.extend(check.rise.map(|rise| format!("rise {rise}")));
+    parts.extend(check.evict_after.map(|evict_after| match evict_after {
+        0 => "never evicted".to_owned(),
+        n => format!("evict after {n}"),
+    }));
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +309,83 @@ mod tests {
         let reply = serde_json::json!({"pattern": "/"});
         let out = render(true, reply, |_: Pool| unreachable!()).unwrap();
         assert_eq!(out, "{\n  \"pattern\": \"/\"\n}\n");
+    }
+
+    fn check(json: &str) -> HealthCheck {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn health_summary_reads_like_the_config() {
+        let full = check(
+            r#"{"path": "/healthz", "healthy_values": ["ok", "OK"], "expected_status": null,
+                "interval_ms": 2000, "timeout_ms": 1000, "fall": 3, "rise": 2, "evict_after": 30}"#,
+        );
+        assert_eq!(
+            health_summary(&full),
+            "GET /healthz every 2s, timeout 1s, fall 3, rise 2, evict after 30"
+        );
+        let never = check(
+            r#"{"path": "/", "expected_status": 204, "interval_ms": 90000, "timeout_ms": 500,
+                "fall": 1, "rise": 1, "evict_after": 0}"#,
+        );
+        assert_eq!(
+            health_summary(&never),
+            "GET / expecting 204 every 1m30s, timeout 500ms, fall 1, rise 1, never evicted"
+        );
+        assert_eq!(health_summary(&check(r#"{"fall": 2}"#)), "fall 2");
+        assert_eq!(health_summary(&check("{}")), "");
+    }
+
+    fn pool(json: &str) -> Pool {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn pool_summary_names_mode_strategy_and_what_changed() {
+        let answer = pool(
+            r#"{"mode": "proxy", "strategy": "least_conn", "hash_key": "client_ip",
+                "retries": 2, "retry_on_5xx": true, "retry_body_limit": 65536,
+                "timeouts": {"connect_ms": 3000, "response_ms": 60000, "idle_ms": 90000}}"#,
+        );
+        let retries = PoolSettings {
+            retries: Some(2),
+            ..PoolSettings::default()
+        };
+        assert_eq!(
+            pool_summary(&answer, &retries),
+            "mode proxy, strategy least_conn, retries 2"
+        );
+        let everything = PoolSettings {
+            hash_key: Some("client_ip".into()),
+            retry_on_5xx: Some(true),
+            retry_body_limit: Some(65536),
+            timeouts: Some(crate::admin::Timeouts {
+                connect_ms: Some(3000),
+                response_ms: Some(60000),
+                idle_ms: Some(90000),
+            }),
+            ..retries
+        };
+        assert_eq!(
+            pool_summary(&answer, &everything),
+            "mode proxy, strategy least_conn, hash key client_ip, retries 2, retry on 5xx, \
+             retry body limit 64KiB, connect timeout 3s, response timeout 1m, idle timeout 1m30s"
+        );
+    }
+
+    #[test]
+    fn pool_summary_shows_the_hash_key_of_consistent_hash_and_skips_what_lb_left_out() {
+        let answer = pool(
+            r#"{"mode": "proxy", "strategy": "consistent_hash", "hash_key": "header:X-User"}"#,
+        );
+        let strategy_and_retries = PoolSettings {
+            retries: Some(1),
+            ..PoolSettings::default()
+        };
+        assert_eq!(
+            pool_summary(&answer, &strategy_and_retries),
+            "mode proxy, strategy consistent_hash, hash key header:X-User"
+        );
     }
 }

@@ -12,6 +12,8 @@
 //! - `admin`: lb's admin API over HTTP and the JSON it answers.
 //! - `command`: runs one command and renders the answer for a person, or as JSON.
 //! - `table`: the aligned text tables of `poolHealth` and `listPools`.
+//! - `units`: durations (`2s`, `1m30s`) and sizes (`64KiB`) as flags take them and sentences
+//!   print them.
 //! - `error`: why lbctl failed, and the exit code that tells scripts which kind of failure.
 
 mod admin;
@@ -19,6 +21,7 @@ mod args;
 mod command;
 mod error;
 mod table;
+mod units;
 
 use std::{io::Write, process::ExitCode};
 

@@ -114,13 +114,40 @@ fn assert_one_error_line(output: &Output, exit_code: i32) -> String {
 
 fn backend_json() -> Value {
     json!({"ip": "127.0.0.1", "port": 8082, "url_path": "/", "address": "127.0.0.1:8082",
-           "status": "BS_HEALTHY"})
+           "status": "BS_HEALTHY", "weight": 1, "draining": false, "inflight": 0,
+           "consecutive_failures": 0, "consecutive_passes": 1,
+           "last_check_ms": 1763766000000u64, "last_error": null})
+}
+
+/// `backend_json()` with some fields changed, as lb answers after a PATCH.
+fn backend_with(changes: Value) -> Value {
+    let mut backend = backend_json();
+    for (key, value) in changes.as_object().unwrap() {
+        backend[key] = value.clone();
+    }
+    backend
 }
 
 fn pool_json(pattern: &str, mode: &str) -> Value {
-    json!({"pattern": pattern, "mode": mode, "strategy": "p2c",
-           "health_check": {"path": "/healthz", "healthy_values": ["ok", "OK"], "interval_ms": 10000},
+    json!({"pattern": pattern, "mode": mode, "strategy": "p2c", "hash_key": "client_ip",
+           "retries": 2, "retry_on_5xx": false, "retry_body_limit": 65536,
+           "timeouts": {"connect_ms": 3000, "response_ms": 60000, "idle_ms": 90000},
+           "health_check": {"path": "/healthz", "healthy_values": ["ok", "OK"],
+                            "expected_status": null, "interval_ms": 10000, "timeout_ms": 1000,
+                            "fall": 3, "rise": 2, "evict_after": 30},
            "status": "PS_FULL", "backends": [backend_json()]})
+}
+
+/// `pool_json(pattern, "proxy")` with some fields changed, as lb answers after a PATCH.
+fn pool_with(pattern: &str, changes: Value) -> Value {
+    let mut pool = pool_json(pattern, "proxy");
+    for (key, value) in changes.as_object().unwrap() {
+        match (&mut pool[key], value) {
+            (Value::Object(fields), Value::Object(changed)) => fields.extend(changed.clone()),
+            (field, value) => *field = value.clone(),
+        }
+    }
+    pool
 }
 
 #[tokio::test]
@@ -133,9 +160,14 @@ async fn help_describes_every_command_and_flag() {
         "addPool",
         "removePool",
         "setMode",
+        "setPool",
+        "setHealth",
         "poolHealth",
         "addBackend",
         "removeBackend",
+        "drainBackend",
+        "undrainBackend",
+        "setWeight",
     ] {
         assert!(
             help.contains(&format!("\n  {command} ")),
@@ -152,8 +184,24 @@ async fn help_describes_every_command_and_flag() {
         "--ip",
         "--port",
         "--url_path",
+        "--weight",
         "--mode",
         "--strategy",
+        "--hash_key",
+        "--retries",
+        "--retry_on",
+        "--retry_body_limit",
+        "--connect_timeout",
+        "--response_timeout",
+        "--idle_timeout",
+        "--health_path",
+        "--healthy_values",
+        "--expected_status",
+        "--interval",
+        "--timeout",
+        "--fall",
+        "--rise",
+        "--evict_after",
         "--json",
     ] {
         assert!(help.contains(&format!("      {flag} ")), "{flag} missing");
@@ -378,6 +426,248 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             },
             printed: "removed backend 127.0.0.1:8082 from pool /\n",
         },
+        Case {
+            args: &[
+                "--pattern=/api/",
+                "--mode=proxy",
+                "--strategy=consistent_hash",
+                "--hash_key=header:X-User",
+                "--retries=3",
+                "--retry_on=5xx",
+                "--retry_body_limit=1MiB",
+                "--connect_timeout=500ms",
+                "--response_timeout=1m30s",
+                "--idle_timeout=0s",
+                "--health_path=/ready",
+                "--healthy_values=ok,ready",
+                "--expected_status=204",
+                "--interval=2s",
+                "--timeout=1s",
+                "--fall=4",
+                "--rise=1",
+                "--evict_after=0",
+                "addPool",
+            ],
+            status: 201,
+            reply: pool_json("/api/", "proxy"),
+            sent: Seen {
+                method: Method::POST,
+                path: "/v1/pools".into(),
+                query: None,
+                body: Some(json!({
+                    "pattern": "/api/", "mode": "proxy", "strategy": "consistent_hash",
+                    "hash_key": "header:X-User", "retries": 3, "retry_on_5xx": true,
+                    "retry_body_limit": 1048576,
+                    "timeouts": {"connect_ms": 500, "response_ms": 90000, "idle_ms": 0},
+                    "health_check": {"path": "/ready", "healthy_values": ["ok", "ready"],
+                                     "expected_status": 204, "interval_ms": 2000,
+                                     "timeout_ms": 1000, "fall": 4, "rise": 1, "evict_after": 0},
+                })),
+            },
+            printed: "added pool /api/ (mode proxy)\n",
+        },
+        Case {
+            // Go-style flags after the command, as scripts write them.
+            args: &["addPool", "-pattern=/", "-interval=1m", "-retry_on=none"],
+            status: 201,
+            reply: pool_json("/", "proxy"),
+            sent: Seen {
+                method: Method::POST,
+                path: "/v1/pools".into(),
+                query: None,
+                body: Some(json!({"pattern": "/", "retry_on_5xx": false,
+                                  "health_check": {"interval_ms": 60000}})),
+            },
+            printed: "added pool / (mode proxy)\n",
+        },
+        Case {
+            args: &[
+                "--pattern=/",
+                "--interval=2s",
+                "--fall=3",
+                "--rise=2",
+                "setHealth",
+            ],
+            status: 200,
+            reply: pool_with("/", json!({"health_check": {"interval_ms": 2000}})),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool".into(),
+                query: Some("pattern=%2F".into()),
+                body: Some(json!({"health_check": {"interval_ms": 2000, "fall": 3, "rise": 2}})),
+            },
+            printed: "pool / health check: GET /healthz every 2s, timeout 1s, fall 3, rise 2, \
+                      evict after 30\n",
+        },
+        Case {
+            args: &[
+                "--pattern=/",
+                "--health_path=/status",
+                "--healthy_values=up",
+                "--expected_status=204",
+                "--timeout=250ms",
+                "--evict_after=0",
+                "setHealth",
+            ],
+            status: 200,
+            reply: pool_with(
+                "/",
+                json!({"health_check": {"path": "/status", "healthy_values": ["up"],
+                                        "expected_status": 204, "timeout_ms": 250,
+                                        "evict_after": 0}}),
+            ),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool".into(),
+                query: Some("pattern=%2F".into()),
+                body: Some(
+                    json!({"health_check": {"path": "/status", "healthy_values": ["up"],
+                                                   "expected_status": 204, "timeout_ms": 250,
+                                                   "evict_after": 0}}),
+                ),
+            },
+            printed: "pool / health check: GET /status expecting 204 every 10s, timeout 250ms, \
+                      fall 3, rise 2, never evicted\n",
+        },
+        Case {
+            args: &[
+                "--pattern=/",
+                "--mode=proxy",
+                "--strategy=least_conn",
+                "--retries=2",
+                "setPool",
+            ],
+            status: 200,
+            reply: pool_with("/", json!({"strategy": "least_conn"})),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool".into(),
+                query: Some("pattern=%2F".into()),
+                body: Some(json!({"mode": "proxy", "strategy": "least_conn", "retries": 2})),
+            },
+            printed: "pool / updated: mode proxy, strategy least_conn, retries 2\n",
+        },
+        Case {
+            args: &[
+                "--pattern=/",
+                "--strategy=consistent_hash",
+                "--hash_key=header:X-User",
+                "setPool",
+            ],
+            status: 200,
+            reply: pool_with(
+                "/",
+                json!({"strategy": "consistent_hash", "hash_key": "header:X-User"}),
+            ),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool".into(),
+                query: Some("pattern=%2F".into()),
+                body: Some(json!({"strategy": "consistent_hash", "hash_key": "header:X-User"})),
+            },
+            printed: "pool / updated: mode proxy, strategy consistent_hash, \
+                      hash key header:X-User\n",
+        },
+        Case {
+            args: &[
+                "--pattern=/",
+                "--retry_on=5xx",
+                "--retry_body_limit=128KiB",
+                "--connect_timeout=1s",
+                "--response_timeout=30s",
+                "--idle_timeout=1h",
+                "setPool",
+            ],
+            status: 200,
+            reply: pool_with(
+                "/",
+                json!({"retry_on_5xx": true, "retry_body_limit": 131072,
+                       "timeouts": {"connect_ms": 1000, "response_ms": 30000,
+                                    "idle_ms": 3600000}}),
+            ),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool".into(),
+                query: Some("pattern=%2F".into()),
+                body: Some(json!({"retry_on_5xx": true, "retry_body_limit": 131072,
+                                  "timeouts": {"connect_ms": 1000, "response_ms": 30000,
+                                               "idle_ms": 3600000}})),
+            },
+            printed: "pool / updated: mode proxy, strategy p2c, retry on 5xx, \
+                      retry body limit 128KiB, connect timeout 1s, response timeout 30s, \
+                      idle timeout 1h\n",
+        },
+        Case {
+            args: &[
+                "--pattern=/",
+                "--ip=127.0.0.1",
+                "--port=8082",
+                "--weight=3",
+                "addBackend",
+            ],
+            status: 201,
+            reply: backend_with(json!({"weight": 3})),
+            sent: Seen {
+                method: Method::POST,
+                path: "/v1/pool/backends".into(),
+                query: Some("pattern=%2F".into()),
+                body: Some(json!({"ip": "127.0.0.1", "port": 8082, "url_path": "/",
+                                  "weight": 3})),
+            },
+            printed: "added backend 127.0.0.1:8082 to pool /\n",
+        },
+        Case {
+            args: &[
+                "--pattern=/api/",
+                "--ip=127.0.0.1",
+                "--port=8082",
+                "drainBackend",
+            ],
+            status: 200,
+            reply: backend_with(json!({"draining": true, "status": "BS_DRAINING"})),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool/backends".into(),
+                query: Some("pattern=%2Fapi%2F&ip=127.0.0.1&port=8082".into()),
+                body: Some(json!({"draining": true})),
+            },
+            printed: "backend 127.0.0.1:8082 of pool /api/ is draining\n",
+        },
+        Case {
+            args: &[
+                "--pattern=/",
+                "--ip=127.0.0.1",
+                "--port=8082",
+                "undrainBackend",
+            ],
+            status: 200,
+            reply: backend_json(),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool/backends".into(),
+                query: Some("pattern=%2F&ip=127.0.0.1&port=8082".into()),
+                body: Some(json!({"draining": false})),
+            },
+            printed: "backend 127.0.0.1:8082 of pool / is back in rotation\n",
+        },
+        Case {
+            args: &[
+                "setWeight",
+                "--pattern=/",
+                "--ip=127.0.0.1",
+                "--port=8082",
+                "--weight=5",
+            ],
+            status: 200,
+            reply: backend_with(json!({"weight": 5})),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool/backends".into(),
+                query: Some("pattern=%2F&ip=127.0.0.1&port=8082".into()),
+                body: Some(json!({"weight": 5})),
+            },
+            printed: "backend 127.0.0.1:8082 of pool / now has weight 5\n",
+        },
     ];
     for case in cases {
         let admin = StubAdmin::start(case.status, case.reply).await;
@@ -403,4 +693,128 @@ async fn server_errors_print_lbs_message_and_exit_1() {
     let output = lbctl(&[&admin.lb(), "--pattern=/", "addPool"]).await;
     let stderr = assert_one_error_line(&output, 1);
     assert_eq!(stderr, "lbctl: error: pool \"/\" already exists (409)\n");
+}
+
+#[tokio::test]
+async fn lbs_refusal_of_a_bad_setting_is_printed() {
+    let admin = StubAdmin::start(
+        400,
+        json!({"error": "health check interval must be more than 0 and at most a day"}),
+    )
+    .await;
+    let output = lbctl(&[&admin.lb(), "--pattern=/", "--interval=0s", "setHealth"]).await;
+    let stderr = assert_one_error_line(&output, 1);
+    assert_eq!(
+        stderr,
+        "lbctl: error: health check interval must be more than 0 and at most a day (400)\n"
+    );
+    // 0s is lb's to judge, so it was sent.
+    assert_eq!(
+        admin.seen()[0].body,
+        Some(json!({"health_check": {"interval_ms": 0}}))
+    );
+}
+
+#[tokio::test]
+async fn usage_errors_are_one_line_exit_2_and_send_nothing() {
+    let admin = StubAdmin::start(200, pool_json("/", "proxy")).await;
+    let lb = admin.lb();
+    for (args, expected) in [
+        (
+            &["--pattern=/", "--interval=2x", "setHealth"][..],
+            Some(r#"--interval: invalid duration "2x" (use e.g. 500ms, 2s, 1m)"#),
+        ),
+        (
+            &["--pattern=/", "--connect_timeout=-1s", "setPool"],
+            Some(r#"--connect_timeout: invalid duration "-1s" (use e.g. 500ms, 2s, 1m)"#),
+        ),
+        (
+            &["--pattern=/", "--retry_body_limit=64KB", "setPool"],
+            Some(r#"--retry_body_limit: invalid size "64KB" (use e.g. 65536, 64KiB, 1MiB)"#),
+        ),
+        (
+            &["--pattern=/", "setHealth"],
+            Some(
+                "setHealth needs at least one of --health_path, --healthy_values, \
+                 --expected_status, --interval, --timeout, --fall, --rise, --evict_after",
+            ),
+        ),
+        (
+            &["--pattern=/", "--fall=3", "setPool"],
+            Some(
+                "setPool needs at least one of --mode, --strategy, --hash_key, --retries, \
+                 --retry_on, --retry_body_limit, --connect_timeout, --response_timeout, \
+                 --idle_timeout",
+            ),
+        ),
+        (
+            &["--pattern=/", "--ip=127.0.0.1", "drainBackend"],
+            Some("drainBackend needs --port"),
+        ),
+        (
+            &["--pattern=/", "--ip=127.0.0.1", "--port=8082", "setWeight"],
+            Some("setWeight needs --weight"),
+        ),
+        (&["--pattern=/", "--fall=three", "setHealth"], None),
+        (&["--pattern=/", "--intervall=2s", "setHealth"], None),
+        (&["--pattern=/", "--retry_on=4xx", "setPool"], None),
+        (&["--pattern=/", "--strategy=fastest", "setPool"], None),
+    ] {
+        let args: Vec<&str> = std::iter::once(lb.as_str())
+            .chain(args.iter().copied())
+            .collect();
+        let output = lbctl(&args).await;
+        let stderr = assert_one_error_line(&output, 2);
+        match expected {
+            Some(message) => assert_eq!(stderr, format!("lbctl: error: {message}\n")),
+            None => assert!(stderr.ends_with(" (see lbctl --help)\n"), "{stderr:?}"),
+        }
+    }
+    assert_eq!(admin.seen(), []);
+}
+
+#[tokio::test]
+async fn pool_health_tables_keep_their_shape_with_the_new_fields() {
+    let reply = json!({"pattern": "/", "status": "PS_DEGRADED", "backends": [
+        backend_with(json!({"draining": true, "status": "BS_DRAINING", "inflight": 4})),
+        backend_with(json!({"address": "127.0.0.1:8083", "port": 8083, "status": "BS_SICK",
+                            "consecutive_failures": 5, "consecutive_passes": 0,
+                            "last_error": "GET http://127.0.0.1:8083/healthz answered 500"})),
+    ]});
+    let admin = StubAdmin::start(200, reply.clone()).await;
+    let output = lbctl(&[&admin.lb(), "--pattern=/", "poolHealth"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "Pool  Status\n\
+         /     PS_DEGRADED\n\
+         Backend         Status\n\
+         127.0.0.1:8082  BS_DRAINING\n\
+         127.0.0.1:8083  BS_SICK\n"
+    );
+    let output = lbctl(&[&admin.lb(), "--pattern=/", "--json", "poolHealth"]).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&output.stdout).unwrap(),
+        reply
+    );
+}
+
+#[tokio::test]
+async fn new_commands_print_lbs_json_with_json() {
+    let reply = backend_with(json!({"draining": true, "status": "BS_DRAINING"}));
+    let admin = StubAdmin::start(200, reply.clone()).await;
+    let output = lbctl(&[
+        &admin.lb(),
+        "--json",
+        "--pattern=/",
+        "--ip=127.0.0.1",
+        "--port=8082",
+        "drainBackend",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&output.stdout).unwrap(),
+        reply
+    );
 }
