@@ -17,10 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::control::{self, ControlPlane, NewPool, PoolChange};
-use crate::pool::{
-    parse_addr, Backend, BackendConfig, HealthCheckChange, HealthCheckSpec, Mode, Pool, Strategy,
-};
+use crate::control::{self, BackendChange, ControlPlane, PoolSettings};
+use crate::pool::{parse_addr, Backend, BackendConfig, HashKey, HealthCheckSpec, Mode, Pool, Strategy, Timeouts};
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -30,28 +28,14 @@ pub fn router(control: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/pools", get(list_pools).post(add_pool))
-        .route(
-            "/v1/pool",
-            get(get_pool).patch(update_pool).delete(remove_pool),
-        )
+        .route("/v1/pool", get(get_pool).patch(update_pool).delete(remove_pool))
         .route("/v1/pool/health", get(pool_health))
-        .route(
-            "/v1/pool/backends",
-            axum::routing::post(add_backend)
-                .patch(update_backend)
-                .delete(remove_backend),
+        .route("/v1/pool/backends", axum::routing::post(add_backend).patch(update_backend).delete(remove_backend))
+        .fallback(
+            |uri: Uri| async move { ApiError(StatusCode::NOT_FOUND, format!("no admin endpoint {}", uri.path())) },
         )
-        .fallback(|uri: Uri| async move {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                format!("no admin endpoint {}", uri.path()),
-            )
-        })
         .method_not_allowed_fallback(|| async {
-            ApiError(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this endpoint".into(),
-            )
+            ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".into())
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(CatchPanicLayer::custom(|_| {
@@ -106,6 +90,11 @@ struct PoolJson {
     pattern: String,
     mode: Mode,
     strategy: Strategy,
+    hash_key: HashKey,
+    retries: u32,
+    retry_on_5xx: bool,
+    retry_body_limit: u64,
+    timeouts: Timeouts,
     health_check: HealthCheckSpec,
     status: &'static str,
     backends: Vec<BackendJson>,
@@ -116,6 +105,7 @@ struct BackendJson {
     ip: String,
     port: u16,
     url_path: String,
+    weight: u32,
     address: String,
     status: &'static str,
     draining: bool,
@@ -134,13 +124,14 @@ impl From<&Pool> for PoolJson {
             pattern: pool.config.pattern.clone(),
             mode: pool.config.mode,
             strategy: pool.config.strategy,
+            hash_key: pool.config.hash_key.clone(),
+            retries: pool.config.retries,
+            retry_on_5xx: pool.config.retry_on_5xx,
+            retry_body_limit: pool.config.retry_body_limit,
+            timeouts: pool.config.timeouts.clone(),
             health_check: pool.config.health_check.clone(),
             status: pool.status().as_str(),
-            backends: pool
-                .backends
-                .iter()
-                .map(|b| BackendJson::from(b.as_ref()))
-                .collect(),
+            backends: pool.backends.iter().map(|b| BackendJson::from(b.as_ref())).collect(),
         }
     }
 }
@@ -152,6 +143,7 @@ impl From<&Backend> for BackendJson {
             ip: b.addr().ip().to_string(),
             port: b.addr().port(),
             url_path: b.config.url_path.clone(),
+            weight: b.config.weight,
             address: b.addr().to_string(),
             status: b.status_name(),
             draining: b.is_draining(),
@@ -187,37 +179,11 @@ struct BackendQuery {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AddPoolBody {
-    pattern: String,
-    mode: Option<String>,
-    strategy: Option<String>,
-    health_check: Option<HealthCheckChange>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdatePoolBody {
-    mode: Option<String>,
-    strategy: Option<String>,
-    health_check: Option<HealthCheckChange>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct AddBackendBody {
     ip: String,
     port: u16,
     url_path: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBackendBody {
-    draining: bool,
-}
-
-fn parse_opt<T: std::str::FromStr<Err = String>>(value: Option<String>) -> Answer<Option<T>> {
-    value.map(|v| v.parse().map_err(bad_request)).transpose()
+    weight: Option<u32>,
 }
 
 // ---- handlers ----
@@ -225,44 +191,29 @@ fn parse_opt<T: std::str::FromStr<Err = String>>(value: Option<String>) -> Answe
 type Control = State<Arc<ControlPlane>>;
 
 async fn list_pools(State(control): Control) -> Json<Vec<PoolJson>> {
-    Json(
-        control
-            .pools()
-            .await
-            .iter()
-            .map(|p| PoolJson::from(p.as_ref()))
-            .collect(),
-    )
+    Json(control.pools().await.iter().map(|p| PoolJson::from(p.as_ref())).collect())
 }
 
 async fn add_pool(
     State(control): Control,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<(StatusCode, Json<PoolJson>)> {
-    let body: AddPoolBody = json_body(body)?;
-    let new = NewPool {
-        pattern: body.pattern,
-        mode: parse_opt(body.mode)?,
-        strategy: parse_opt(body.strategy)?,
-        health_check: body.health_check,
+    let mut body: serde_json::Map<String, serde_json::Value> = json_body(body)?;
+    let pattern = match body.remove("pattern") {
+        Some(serde_json::Value::String(p)) => p,
+        Some(_) => return Err(bad_request("pattern must be a string")),
+        None => return Err(bad_request("missing field `pattern`")),
     };
-    let pool = control.add_pool(new).await?;
-    tracing::info!(
-        "pool {} added ({} mode)",
-        pool.config.pattern,
-        pool.config.mode
-    );
+    let settings: PoolSettings =
+        serde_json::from_value(body.into()).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
+    let pool = control.add_pool(&pattern, settings).await?;
+    tracing::info!("pool {} added ({} mode)", pool.config.pattern, pool.config.mode);
     Ok((StatusCode::CREATED, Json(PoolJson::from(pool.as_ref()))))
 }
 
-async fn get_pool(
-    State(control): Control,
-    q: Result<Query<PatternQuery>, QueryRejection>,
-) -> Answer<Json<PoolJson>> {
+async fn get_pool(State(control): Control, q: Result<Query<PatternQuery>, QueryRejection>) -> Answer<Json<PoolJson>> {
     let q = query(q)?;
-    Ok(Json(PoolJson::from(
-        control.pool(&q.pattern).await?.as_ref(),
-    )))
+    Ok(Json(PoolJson::from(control.pool(&q.pattern).await?.as_ref())))
 }
 
 async fn update_pool(
@@ -271,26 +222,12 @@ async fn update_pool(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<Json<PoolJson>> {
     let q = query(q)?;
-    let body: UpdatePoolBody = json_body(body)?;
-    let change = PoolChange {
-        mode: parse_opt(body.mode)?,
-        strategy: parse_opt(body.strategy)?,
-        health_check: body.health_check,
-    };
-    if change.is_empty() {
-        return Err(bad_request(
-            "nothing to change: give mode, strategy and/or health_check",
-        ));
+    let settings: PoolSettings = json_body(body)?;
+    if settings.is_empty() {
+        return Err(bad_request("nothing to change: give one or more pool settings"));
     }
-    let pool = control.update_pool(&q.pattern, change).await?;
-    let c = &pool.config;
-    tracing::info!(
-        "pool {} changed: {} mode, {} strategy, {:?}",
-        c.pattern,
-        c.mode,
-        c.strategy,
-        c.health_check
-    );
+    let pool = control.update_pool(&q.pattern, settings).await?;
+    tracing::info!("pool {} changed: {:?}", pool.config.pattern, pool.config);
     Ok(Json(PoolJson::from(pool.as_ref())))
 }
 
@@ -313,11 +250,7 @@ async fn pool_health(
     Ok(Json(HealthJson {
         pattern: pool.config.pattern.clone(),
         status: pool.status().as_str(),
-        backends: pool
-            .backends
-            .iter()
-            .map(|b| BackendJson::from(b.as_ref()))
-            .collect(),
+        backends: pool.backends.iter().map(|b| BackendJson::from(b.as_ref())).collect(),
     }))
 }
 
@@ -329,16 +262,11 @@ async fn add_backend(
     let q = query(q)?;
     let body: AddBackendBody = json_body(body)?;
     let addr = parse_addr(&body.ip, body.port).map_err(bad_request)?;
-    let config = BackendConfig {
-        addr,
-        url_path: body.url_path.unwrap_or_else(|| "/".into()),
-    };
+    let config =
+        BackendConfig { addr, url_path: body.url_path.unwrap_or_else(|| "/".into()), weight: body.weight.unwrap_or(1) };
     let backend = control.add_backend(&q.pattern, config).await?;
     tracing::info!("pool {} backend {} added", q.pattern, backend.addr());
-    Ok((
-        StatusCode::CREATED,
-        Json(BackendJson::from(backend.as_ref())),
-    ))
+    Ok((StatusCode::CREATED, Json(BackendJson::from(backend.as_ref()))))
 }
 
 async fn update_backend(
@@ -347,17 +275,14 @@ async fn update_backend(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<Json<BackendJson>> {
     let q = query(q)?;
-    let body: UpdateBackendBody = json_body(body)?;
+    let change: BackendChange = json_body(body)?;
+    if change.draining.is_none() && change.weight.is_none() {
+        return Err(bad_request("nothing to change: give draining and/or weight"));
+    }
     let addr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
-    let backend = control
-        .set_draining(&q.pattern, addr, body.draining)
-        .await?;
-    let what = if body.draining {
-        "draining"
-    } else {
-        "back in rotation"
-    };
-    tracing::info!("pool {} backend {addr} {what}", q.pattern);
+    let backend = control.update_backend(&q.pattern, addr, change).await?;
+    let state = if backend.is_draining() { "draining" } else { "in rotation" };
+    tracing::info!("pool {} backend {addr}: {state}, weight {}", q.pattern, backend.config.weight);
     Ok(Json(BackendJson::from(backend.as_ref())))
 }
 
@@ -368,10 +293,6 @@ async fn remove_backend(
     let q = query(q)?;
     let addr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
     let backend = control.remove_backend(&q.pattern, addr).await?;
-    tracing::info!(
-        "pool {} backend {addr} removed ({} requests still in flight)",
-        q.pattern,
-        backend.inflight()
-    );
+    tracing::info!("pool {} backend {addr} removed ({} requests still in flight)", q.pattern, backend.inflight());
     Ok(Json(BackendJson::from(backend.as_ref())))
 }

@@ -12,10 +12,7 @@ use crate::pool::InflightGuard;
 
 pub enum Body {
     /// A backend's response body; the request counts as in flight until it is dropped.
-    Upstream {
-        body: Incoming,
-        _inflight: InflightGuard,
-    },
+    Upstream { body: Incoming, _inflight: InflightGuard },
     /// A body lb wrote; `None` once sent.
     Full(Option<Bytes>),
 }
@@ -34,10 +31,7 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Body::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),

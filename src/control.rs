@@ -20,9 +20,11 @@ use tokio::task::AbortHandle;
 
 use crate::health::{self, Probe, Source};
 use crate::pool::{
-    Backend, BackendConfig, BackendState, HealthCheckChange, HealthCheckSpec, Mode, Pool,
-    PoolConfig, Strategy,
+    Backend, BackendConfig, BackendState, HashKey, HealthCheckChange, HealthCheckSpec, Mode, Pool, PoolConfig,
+    Strategy, TimeoutsChange,
 };
+use crate::proxy::Upstream;
+use crate::retry::RetryBudget;
 use crate::routing::{Pattern, RoutingTable};
 use crate::store::{Store, StoreError};
 
@@ -51,9 +53,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Invalid(m) | Error::NotFound(m) | Error::Conflict(m) | Error::Sick(m) => {
-                f.write_str(m)
-            }
+            Error::Invalid(m) | Error::NotFound(m) | Error::Conflict(m) | Error::Sick(m) => f.write_str(m),
             Error::Store(e) => write!(f, "{e}"),
         }
     }
@@ -65,27 +65,60 @@ impl From<StoreError> for Error {
     }
 }
 
-/// A pool to create; unset fields take their defaults.
-#[derive(Debug, Clone, Default)]
-pub struct NewPool {
-    pub pattern: String,
+/// Settings of a pool to create or change; unset fields take their defaults (new pool) or stay
+/// as they are (change).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSettings {
     pub mode: Option<Mode>,
     pub strategy: Option<Strategy>,
+    pub hash_key: Option<HashKey>,
+    pub retries: Option<u32>,
+    pub retry_on_5xx: Option<bool>,
+    pub retry_body_limit: Option<u64>,
+    pub timeouts: Option<TimeoutsChange>,
     pub health_check: Option<HealthCheckChange>,
 }
 
-/// A change to a pool; unset fields stay as they are.
-#[derive(Debug, Clone, Default)]
-pub struct PoolChange {
-    pub mode: Option<Mode>,
-    pub strategy: Option<Strategy>,
-    pub health_check: Option<HealthCheckChange>,
-}
-
-impl PoolChange {
+impl PoolSettings {
     pub fn is_empty(&self) -> bool {
-        self.mode.is_none() && self.strategy.is_none() && self.health_check.is_none()
+        let PoolSettings { mode, strategy, hash_key, retries, retry_on_5xx, retry_body_limit, timeouts, health_check } =
+            self;
+        mode.is_none()
+            && strategy.is_none()
+            && hash_key.is_none()
+            && retries.is_none()
+            && retry_on_5xx.is_none()
+            && retry_body_limit.is_none()
+            && timeouts.is_none()
+            && health_check.is_none()
     }
+
+    /// `config` with these settings applied, validated.
+    fn apply(self, mut config: PoolConfig) -> Result<PoolConfig, Error> {
+        config.mode = self.mode.unwrap_or(config.mode);
+        config.strategy = self.strategy.unwrap_or(config.strategy);
+        config.hash_key = self.hash_key.unwrap_or(config.hash_key);
+        config.retries = self.retries.unwrap_or(config.retries);
+        config.retry_on_5xx = self.retry_on_5xx.unwrap_or(config.retry_on_5xx);
+        config.retry_body_limit = self.retry_body_limit.unwrap_or(config.retry_body_limit);
+        if let Some(t) = self.timeouts {
+            config.timeouts = t.apply(config.timeouts);
+        }
+        if let Some(h) = self.health_check {
+            config.health_check = h.apply(config.health_check);
+        }
+        config.validate().map_err(Error::Invalid)?;
+        Ok(config)
+    }
+}
+
+/// A change to a backend; unset fields stay as they are.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendChange {
+    pub draining: Option<bool>,
+    pub weight: Option<u32>,
 }
 
 /// One health result for one backend of one pool.
@@ -115,6 +148,8 @@ impl FailureReporter {
 struct Entry {
     pattern: Pattern,
     pool: Arc<Pool>,
+    /// Kept across the pool's snapshots.
+    budget: Arc<RetryBudget>,
     /// The check task of each backend.
     checks: HashMap<SocketAddr, AbortHandle>,
 }
@@ -126,6 +161,8 @@ pub struct ControlPlane {
     routes: Arc<ArcSwap<Routes>>,
     pools: Mutex<BTreeMap<String, Entry>>,
     observations: mpsc::Sender<Observation>,
+    /// One keep-alive client per distinct (connect, idle) timeouts, shared by pools.
+    upstreams: std::sync::Mutex<HashMap<(u64, u64), Upstream>>,
     /// Taken by [`ControlPlane::run_health`].
     observed: std::sync::Mutex<Option<mpsc::Receiver<Observation>>>,
 }
@@ -134,42 +171,31 @@ impl ControlPlane {
     /// Loads every pool from the store and publishes the first snapshot. Health checks start
     /// with [`ControlPlane::run_health`].
     pub fn load(store: Store) -> Result<ControlPlane, StoreError> {
-        let mut pools = BTreeMap::new();
-        for (config, backends) in store.load()? {
-            let pattern = Pattern::parse(&config.pattern).map_err(|e| StoreError::Corrupt {
-                tree: lb_migrations::POOLS,
-                key: config.pattern.clone(),
-                reason: e.to_string(),
-            })?;
-            let backends = backends
-                .into_iter()
-                .map(|(c, s)| Arc::new(Backend::new(c, s)))
-                .collect();
-            let pool = Arc::new(Pool::new(config.clone(), backends));
-            pools.insert(
-                config.pattern,
-                Entry {
-                    pattern,
-                    pool,
-                    checks: HashMap::new(),
-                },
-            );
-        }
         let (observations, observed) = mpsc::channel(OBSERVATION_QUEUE);
         let control = ControlPlane {
             store,
             probe: Probe::default(),
             routes: Arc::new(ArcSwap::from_pointee(Routes::default())),
-            pools: Mutex::new(pools),
+            pools: Mutex::new(BTreeMap::new()),
             observations,
+            upstreams: std::sync::Mutex::new(HashMap::new()),
             observed: std::sync::Mutex::new(Some(observed)),
         };
-        control.publish(
-            &control
-                .pools
-                .try_lock()
-                .expect("nobody else holds the lock yet"),
-        );
+        {
+            let mut pools = control.pools.try_lock().expect("nobody else holds the lock yet");
+            for (config, backends) in control.store.load()? {
+                let pattern = Pattern::parse(&config.pattern).map_err(|e| StoreError::Corrupt {
+                    tree: lb_migrations::POOLS,
+                    key: config.pattern.clone(),
+                    reason: e.to_string(),
+                })?;
+                let backends = backends.into_iter().map(|(c, s)| Arc::new(Backend::new(c, s))).collect();
+                let budget = Arc::new(RetryBudget::default());
+                let pool = control.build_pool(config.clone(), backends, &budget);
+                pools.insert(config.pattern, Entry { pattern, pool, budget, checks: HashMap::new() });
+            }
+            control.publish(&pools);
+        }
         Ok(control)
     }
 
@@ -186,12 +212,7 @@ impl ControlPlane {
     /// Starts a check task for every backend, then applies observations until the runtime stops.
     /// Call once, on the control plane's runtime.
     pub async fn run_health(self: Arc<Self>) {
-        let Some(mut observed) = self
-            .observed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let Some(mut observed) = self.observed.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
         {
@@ -214,12 +235,7 @@ impl ControlPlane {
     }
 
     pub async fn pools(&self) -> Vec<Arc<Pool>> {
-        self.pools
-            .lock()
-            .await
-            .values()
-            .map(|e| e.pool.clone())
-            .collect()
+        self.pools.lock().await.values().map(|e| e.pool.clone()).collect()
     }
 
     pub async fn pool(&self, pattern: &str) -> Result<Arc<Pool>, Error> {
@@ -228,53 +244,31 @@ impl ControlPlane {
         Ok(find(&pools, &key)?.pool.clone())
     }
 
-    pub async fn add_pool(&self, new: NewPool) -> Result<Arc<Pool>, Error> {
-        let pattern = Pattern::parse(&new.pattern).map_err(|e| Error::Invalid(e.to_string()))?;
-        let health_check = new
-            .health_check
-            .unwrap_or_default()
-            .apply(HealthCheckSpec::default());
-        health_check.validate().map_err(Error::Invalid)?;
+    pub async fn add_pool(&self, pattern: &str, settings: PoolSettings) -> Result<Arc<Pool>, Error> {
+        let pattern = Pattern::parse(pattern).map_err(|e| Error::Invalid(e.to_string()))?;
         let key = pattern.to_string();
-        let config = PoolConfig {
-            pattern: key.clone(),
-            mode: new.mode.unwrap_or_default(),
-            strategy: new.strategy.unwrap_or_default(),
-            health_check,
-        };
+        let config = settings.apply(PoolConfig::new(key.clone()))?;
         let mut pools = self.pools.lock().await;
         if pools.contains_key(&key) {
             return Err(Error::Conflict(format!("pool {key:?} already exists")));
         }
         self.store.put_pool(&config).await?;
-        let pool = Arc::new(Pool::new(config, Vec::new()));
-        pools.insert(
-            key,
-            Entry {
-                pattern,
-                pool: pool.clone(),
-                checks: HashMap::new(),
-            },
-        );
+        let budget = Arc::new(RetryBudget::default());
+        let pool = self.build_pool(config, Vec::new(), &budget);
+        pools.insert(key, Entry { pattern, pool: pool.clone(), budget, checks: HashMap::new() });
         self.publish(&pools);
         Ok(pool)
     }
 
-    /// Changes a pool's mode, strategy and/or health checks, keeping its backends.
-    pub async fn update_pool(&self, pattern: &str, change: PoolChange) -> Result<Arc<Pool>, Error> {
+    /// Changes a pool's settings, keeping its backends.
+    pub async fn update_pool(&self, pattern: &str, settings: PoolSettings) -> Result<Arc<Pool>, Error> {
         let key = canonical(pattern)?;
         let mut pools = self.pools.lock().await;
         let entry = find(&pools, &key)?;
-        let mut config = entry.pool.config.clone();
-        config.mode = change.mode.unwrap_or(config.mode);
-        config.strategy = change.strategy.unwrap_or(config.strategy);
-        if let Some(health) = change.health_check {
-            config.health_check = health.apply(config.health_check);
-            config.health_check.validate().map_err(Error::Invalid)?;
-        }
+        let config = settings.apply(entry.pool.config.clone())?;
         self.store.put_pool(&config).await?;
         // Check tasks read the spec from here at every round.
-        let pool = Arc::new(Pool::new(config, entry.pool.backends.clone()));
+        let pool = self.build_pool(config, entry.pool.backends.clone(), &entry.budget);
         pools.get_mut(&key).expect("found above").pool = pool.clone();
         self.publish(&pools);
         Ok(pool)
@@ -293,11 +287,7 @@ impl ControlPlane {
     }
 
     /// Adds a backend after one passing health check, as the Go tool did.
-    pub async fn add_backend(
-        self: &Arc<Self>,
-        pattern: &str,
-        config: BackendConfig,
-    ) -> Result<Arc<Backend>, Error> {
+    pub async fn add_backend(self: &Arc<Self>, pattern: &str, config: BackendConfig) -> Result<Arc<Backend>, Error> {
         config.validate().map_err(Error::Invalid)?;
         let key = canonical(pattern)?;
         let spec = {
@@ -321,7 +311,7 @@ impl ControlPlane {
         let backend = Arc::new(Backend::new(config, state));
         let mut backends = entry.pool.backends.clone();
         backends.push(backend.clone());
-        let pool = Arc::new(Pool::new(entry.pool.config.clone(), backends));
+        let pool = self.build_pool(entry.pool.config.clone(), backends, &entry.budget);
         let check = self.spawn_check(&key, &backend);
         let entry = pools.get_mut(&key).expect("found above");
         entry.pool = pool;
@@ -331,32 +321,51 @@ impl ControlPlane {
     }
 
     /// Removes a backend; requests already sent to it finish.
-    pub async fn remove_backend(
-        &self,
-        pattern: &str,
-        addr: SocketAddr,
-    ) -> Result<Arc<Backend>, Error> {
+    pub async fn remove_backend(&self, pattern: &str, addr: SocketAddr) -> Result<Arc<Backend>, Error> {
         let key = canonical(pattern)?;
         let mut pools = self.pools.lock().await;
         self.remove_locked(&mut pools, &key, addr).await
     }
 
-    /// Drains (no new requests; in-flight ones finish; still checked) or undrains a backend.
-    pub async fn set_draining(
-        &self,
+    /// Drains (no new requests; in-flight ones finish; still checked) or undrains a backend,
+    /// and/or changes its weight.
+    pub async fn update_backend(
+        self: &Arc<Self>,
         pattern: &str,
         addr: SocketAddr,
-        draining: bool,
+        change: BackendChange,
     ) -> Result<Arc<Backend>, Error> {
         let key = canonical(pattern)?;
-        let pools = self.pools.lock().await;
-        let backend = find_backend(find(&pools, &key)?, addr)?.clone();
-        let mut state = backend.state();
-        state.draining = draining;
-        self.store
-            .put_backend(&key, &backend.config, &state)
-            .await?;
-        backend.set_draining(draining);
+        let mut pools = self.pools.lock().await;
+        let entry = find(&pools, &key)?;
+        let old = find_backend(entry, addr)?.clone();
+        let mut state = old.state();
+        state.draining = change.draining.unwrap_or(state.draining);
+        let mut config = old.config.clone();
+        config.weight = change.weight.unwrap_or(config.weight);
+        config.validate().map_err(Error::Invalid)?;
+        self.store.put_backend(&key, &config, &state).await?;
+        if config == old.config {
+            old.set_draining(state.draining);
+            return Ok(old);
+        }
+        // A new weight means a new selector and a new backend object (with its own check);
+        // requests in flight on the old one finish there.
+        let backend = Arc::new(Backend::new(config, state));
+        let backends = entry
+            .pool
+            .backends
+            .iter()
+            .map(|b| if Arc::ptr_eq(b, &old) { backend.clone() } else { b.clone() })
+            .collect();
+        let pool = self.build_pool(entry.pool.config.clone(), backends, &entry.budget);
+        let check = self.spawn_check(&key, &backend);
+        let entry = pools.get_mut(&key).expect("found above");
+        entry.pool = pool;
+        if let Some(old_check) = entry.checks.insert(addr, check) {
+            old_check.abort();
+        }
+        self.publish(&pools);
         Ok(backend)
     }
 
@@ -369,14 +378,12 @@ impl ControlPlane {
         let entry = find(pools, key)?;
         let index = entry.pool.backends.iter().position(|b| b.addr() == addr);
         let Some(index) = index else {
-            return Err(Error::NotFound(format!(
-                "pool {key:?} has no backend {addr}"
-            )));
+            return Err(Error::NotFound(format!("pool {key:?} has no backend {addr}")));
         };
         self.store.remove_backend(key, addr).await?;
         let mut backends = entry.pool.backends.clone();
         let backend = backends.remove(index);
-        let pool = Arc::new(Pool::new(entry.pool.config.clone(), backends));
+        let pool = self.build_pool(entry.pool.config.clone(), backends, &entry.budget);
         let entry = pools.get_mut(key).expect("found above");
         entry.pool = pool;
         if let Some(check) = entry.checks.remove(&addr) {
@@ -384,6 +391,16 @@ impl ControlPlane {
         }
         self.publish(pools);
         Ok(backend)
+    }
+
+    /// A pool snapshot, with the shared client for its timeouts.
+    fn build_pool(&self, config: PoolConfig, backends: Vec<Arc<Backend>>, budget: &Arc<RetryBudget>) -> Arc<Pool> {
+        let upstream = {
+            let t = &config.timeouts;
+            let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
+            upstreams.entry((t.connect_ms, t.idle_ms)).or_insert_with(|| Upstream::new(t)).clone()
+        };
+        Arc::new(Pool::new(config, backends, budget.clone(), upstream))
     }
 
     /// Starts the task that checks `backend` every interval of its pool's current spec.
@@ -403,12 +420,8 @@ impl ControlPlane {
                 tokio::time::sleep(wait).await;
                 delay = Some(std::time::Duration::from_millis(spec.interval_ms));
                 let result = probe.check(backend.addr(), &spec).await;
-                let observation = Observation {
-                    pattern: pattern.clone(),
-                    backend: backend.clone(),
-                    result,
-                    source: Source::Check,
-                };
+                let observation =
+                    Observation { pattern: pattern.clone(), backend: backend.clone(), result, source: Source::Check };
                 if observations.send(observation).await.is_err() {
                     return;
                 }
@@ -424,19 +437,12 @@ impl ControlPlane {
             return;
         };
         // The backend may have been removed (or removed and added again) meanwhile.
-        if !entry
-            .pool
-            .backends
-            .iter()
-            .any(|b| Arc::ptr_eq(b, &o.backend))
-        {
+        if !entry.pool.backends.iter().any(|b| Arc::ptr_eq(b, &o.backend)) {
             return;
         }
         let spec = &entry.pool.config.health_check;
         let reason = o.result.clone().err();
-        let verdict = o
-            .backend
-            .update_health(|h| health::observe(h, spec, o.result, o.source));
+        let verdict = o.backend.update_health(|h| health::observe(h, spec, o.result, o.source));
         let addr = o.backend.addr();
         let why = || match (&reason, o.source) {
             (Some(e), Source::Check) => format!("check failed: {e}"),
@@ -466,14 +472,8 @@ impl ControlPlane {
                 verdict.to.as_str(),
                 why()
             );
-            if let Err(e) =
-                self.store
-                    .save_backend_state(&o.pattern, &o.backend.config, &o.backend.state())
-            {
-                tracing::error!(
-                    "pool {} backend {addr}: cannot persist health: {e}",
-                    o.pattern
-                );
+            if let Err(e) = self.store.save_backend_state(&o.pattern, &o.backend.config, &o.backend.state()) {
+                tracing::error!("pool {} backend {addr}: cannot persist health: {e}", o.pattern);
             }
         }
     }
@@ -488,22 +488,16 @@ impl ControlPlane {
 async fn spec_of(control: &Weak<ControlPlane>, pattern: &str) -> Option<HealthCheckSpec> {
     let control = control.upgrade()?;
     let pools = control.pools.lock().await;
-    pools
-        .get(pattern)
-        .map(|e| e.pool.config.health_check.clone())
+    pools.get(pattern).map(|e| e.pool.config.health_check.clone())
 }
 
 /// The store key of a pattern as an admin typed it (`Example.com/` is `example.com/`).
 fn canonical(pattern: &str) -> Result<String, Error> {
-    Pattern::parse(pattern)
-        .map(|p| p.to_string())
-        .map_err(|e| Error::Invalid(e.to_string()))
+    Pattern::parse(pattern).map(|p| p.to_string()).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 fn find<'a>(pools: &'a BTreeMap<String, Entry>, key: &str) -> Result<&'a Entry, Error> {
-    pools
-        .get(key)
-        .ok_or_else(|| Error::NotFound(format!("no pool {key:?}")))
+    pools.get(key).ok_or_else(|| Error::NotFound(format!("no pool {key:?}")))
 }
 
 fn find_backend(entry: &Entry, addr: SocketAddr) -> Result<&Arc<Backend>, Error> {
@@ -512,20 +506,12 @@ fn find_backend(entry: &Entry, addr: SocketAddr) -> Result<&Arc<Backend>, Error>
         .backends
         .iter()
         .find(|b| b.addr() == addr)
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "pool {:?} has no backend {addr}",
-                entry.pool.config.pattern
-            ))
-        })
+        .ok_or_else(|| Error::NotFound(format!("pool {:?} has no backend {addr}", entry.pool.config.pattern)))
 }
 
 fn ensure_absent(pool: &Pool, addr: SocketAddr) -> Result<(), Error> {
     if pool.backends.iter().any(|b| b.addr() == addr) {
-        return Err(Error::Conflict(format!(
-            "pool {:?} already has backend {addr}",
-            pool.config.pattern
-        )));
+        return Err(Error::Conflict(format!("pool {:?} already has backend {addr}", pool.config.pattern)));
     }
     Ok(())
 }

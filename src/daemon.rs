@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::control::ControlPlane;
-use crate::data_plane::DataPlane;
+use crate::data_plane::{ClientLimits, DataPlane};
 use crate::store::Store;
 
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
@@ -37,16 +37,39 @@ pub struct Config {
     /// Worker threads of the data plane [default: number of CPUs].
     #[arg(long, env = "LB_THREADS")]
     pub threads: Option<NonZeroUsize>,
+    /// How long a client may take to send a request's headers (e.g. 500ms, 10s, 1m).
+    #[arg(long, env = "LB_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) a client may send, in bytes.
+    #[arg(long, env = "LB_MAX_HEADER_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(8192..=16 << 20))]
+    pub max_header_bytes: u32,
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 10s, 1m)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("invalid duration {s:?} (use e.g. 500ms, 10s, 1m)")),
+    };
+    if ms == 0 {
+        return Err("duration must be more than 0".into());
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 /// Runs lb until SIGINT or SIGTERM. An error is one line, ready for the user.
 pub fn run(config: Config) -> Result<(), String> {
     let bind = |addr: SocketAddr, what: &str| {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("cannot set up {what} listener: {e}"))?;
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+        listener.set_nonblocking(true).map_err(|e| format!("cannot set up {what} listener: {e}"))?;
         Ok::<_, String>(listener)
     };
     let data_listener = bind(config.listen, "data port")?;
@@ -58,15 +81,9 @@ pub fn run(config: Config) -> Result<(), String> {
     let failures = control.failure_reporter();
     tracing::info!("store {} opened", config.data_dir.display());
 
-    let threads = config
-        .threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .map_or(1, NonZeroUsize::get);
+    let threads = config.threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
     let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
-    tracing::info!(
-        "data listener on {} ({threads} worker threads)",
-        local(&data_listener)?
-    );
+    tracing::info!("data listener on {} ({threads} worker threads)", local(&data_listener)?);
     tracing::info!("admin listener on {}", local(&admin_listener)?);
 
     let (stop, stopped) = watch::channel(false);
@@ -80,8 +97,7 @@ pub fn run(config: Config) -> Result<(), String> {
                 .map_err(|e| format!("cannot start admin runtime: {e}"))?;
             runtime.block_on(async move {
                 tokio::spawn(admin_control.clone().run_health());
-                let listener =
-                    tokio::net::TcpListener::from_std(admin_listener).map_err(|e| e.to_string())?;
+                let listener = tokio::net::TcpListener::from_std(admin_listener).map_err(|e| e.to_string())?;
                 axum::serve(listener, admin::router(admin_control))
                     .with_graceful_shutdown(wait_for(stopped))
                     .await
@@ -97,21 +113,18 @@ pub fn run(config: Config) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start data runtime: {e}"))?;
     let served = runtime.block_on(async move {
-        let listener =
-            tokio::net::TcpListener::from_std(data_listener).map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::from_std(data_listener).map_err(|e| e.to_string())?;
         let signal = termination()?;
-        Arc::new(DataPlane::new(routes, failures))
-            .serve(listener, signal, SHUTDOWN_GRACE)
-            .await;
+        let limits = ClientLimits {
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes as usize,
+        };
+        Arc::new(DataPlane::new(routes, failures, limits)).serve(listener, signal, SHUTDOWN_GRACE).await;
         Ok::<_, String>(())
     });
     let _ = stop.send(true);
-    let admin_result = admin_thread
-        .join()
-        .unwrap_or_else(|_| Err("admin thread panicked".into()));
-    control
-        .flush()
-        .map_err(|e| format!("cannot flush store at shutdown: {e}"))?;
+    let admin_result = admin_thread.join().unwrap_or_else(|_| Err("admin thread panicked".into()));
+    control.flush().map_err(|e| format!("cannot flush store at shutdown: {e}"))?;
     served?;
     admin_result?;
     tracing::info!("stopped");
@@ -125,10 +138,8 @@ async fn wait_for(mut stopped: watch::Receiver<bool>) {
 /// Resolves on the first SIGINT or SIGTERM.
 fn termination() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: draining"),

@@ -24,30 +24,37 @@ use crate::proxy::Proxy;
 use crate::redirect;
 use crate::routing::Route;
 
+/// What a client connection may take from lb.
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Slow clients cannot hold a connection (and its memory) by trickling headers.
+    pub header_read_timeout: Duration,
+    /// Larger request heads are refused with `431`.
+    pub max_header_bytes: usize,
+}
+
 /// Everything a request needs, shared by all connections.
 pub struct DataPlane {
     routes: Arc<ArcSwap<Routes>>,
     proxy: Proxy,
+    limits: ClientLimits,
 }
 
 impl DataPlane {
-    pub fn new(routes: Arc<ArcSwap<Routes>>, failures: FailureReporter) -> Self {
-        DataPlane {
-            routes,
-            proxy: Proxy::new(failures),
-        }
+    pub fn new(routes: Arc<ArcSwap<Routes>>, failures: FailureReporter, limits: ClientLimits) -> Self {
+        DataPlane { routes, proxy: Proxy::new(failures), limits }
     }
 
     /// Serves `listener` until `shutdown` resolves, then stops accepting and gives in-flight
     /// requests up to `grace` to finish.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-        grace: Duration,
-    ) {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>, grace: Duration) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout)
+            .max_buf_size(self.limits.max_header_bytes.max(8192));
+        builder.http2().timer(TokioTimer::new()).max_header_list_size(self.limits.max_header_bytes as u32);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -69,9 +76,7 @@ impl DataPlane {
                 let plane = plane.clone();
                 async move { Ok::<_, Infallible>(plane.handle(req, client).await) }
             });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -80,10 +85,7 @@ impl DataPlane {
             });
         }
         drop(listener);
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("requests still in flight after {grace:?}; closing them");
         }
     }
@@ -96,15 +98,16 @@ impl DataPlane {
                 Some(h) => h.to_str().unwrap_or(""),
                 None => req.uri().host().unwrap_or(""),
             };
-            match routes.route(host, req.uri().path(), req.uri().query()) {
-                Route::Matched(pool) => pool.clone(),
+            match routes.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
+                Route::Matched { value: pool, .. } => pool.clone(),
                 Route::Redirect(location) => return moved(location),
+                Route::MethodNotAllowed { allow } => return not_allowed(allow),
                 Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),
             }
         };
         match pool.config.mode {
             Mode::Proxy => self.proxy.forward(&pool, req, client).await,
-            Mode::Redirect => redirect::answer(&pool, req.uri()),
+            Mode::Redirect => redirect::answer(&pool, &req, client.ip()),
         }
     }
 }
@@ -113,30 +116,26 @@ impl DataPlane {
 pub fn answer(status: StatusCode, text: impl Into<bytes::Bytes>) -> Response<Body> {
     let mut response = Response::new(Body::text(text));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
 /// `503` for a pool with no usable backend: a client may come back soon.
 pub fn no_backend(pool: &Pool) -> Response<Body> {
-    let why = if pool.backends.is_empty() {
-        "has no backends"
-    } else {
-        "has no healthy backend"
-    };
+    let why = if pool.backends.is_empty() { "has no backends" } else { "has no healthy backend" };
     let mut response = answer(
         StatusCode::SERVICE_UNAVAILABLE,
-        format!(
-            "503 service unavailable: pool {} {why}\n",
-            pool.config.pattern
-        ),
+        format!("503 service unavailable: pool {} {why}\n", pool.config.pattern),
     );
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+}
+
+fn not_allowed(allow: String) -> Response<Body> {
+    let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+    if let Ok(allow) = HeaderValue::try_from(allow) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
     response
 }
 

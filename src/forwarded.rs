@@ -60,12 +60,7 @@ fn via(version: Version) -> HeaderValue {
 
 /// Prepares a client's request headers for the backend. `host` is the host the client asked
 /// for (its `Host` header, or the URI authority in HTTP/2), passed through unchanged.
-pub fn request(
-    headers: &mut HeaderMap,
-    version: Version,
-    client_ip: IpAddr,
-    host: Option<HeaderValue>,
-) {
+pub fn request(headers: &mut HeaderMap, version: Version, client_ip: IpAddr, host: Option<HeaderValue>) {
     remove_hop_by_hop(headers);
     append_forwarded_for(headers, client_ip);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
@@ -107,10 +102,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -133,17 +125,8 @@ mod tests {
 
     #[test]
     fn sets_forwarded_headers() {
-        let mut h = headers(&[
-            ("x-forwarded-for", "10.0.0.1"),
-            ("x-forwarded-for", "10.0.0.2"),
-            ("host", "a.com"),
-        ]);
-        request(
-            &mut h,
-            Version::HTTP_11,
-            "127.0.0.9".parse().unwrap(),
-            Some(HeaderValue::from_static("a.com")),
-        );
+        let mut h = headers(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2"), ("host", "a.com")]);
+        request(&mut h, Version::HTTP_11, "127.0.0.9".parse().unwrap(), Some(HeaderValue::from_static("a.com")));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com");

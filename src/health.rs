@@ -36,13 +36,7 @@ impl Probe {
         let url = format!("http://{addr}{}", spec.path);
         let timeout = Duration::from_millis(spec.timeout_ms);
         let failed = |e: reqwest::Error| format!("GET {url}: {}", describe(&e, timeout));
-        let response = self
-            .client
-            .get(&url)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(failed)?;
+        let response = self.client.get(&url).timeout(timeout).send().await.map_err(failed)?;
         let status = response.status();
         let body = response.text().await.map_err(failed)?;
         let body = body.trim();
@@ -55,10 +49,7 @@ impl Probe {
         }
         if !spec.healthy_values.iter().any(|v| v == body) {
             let shown: String = body.chars().take(40).collect();
-            return Err(format!(
-                "GET {url} answered {shown:?}, expected one of {:?}",
-                spec.healthy_values
-            ));
+            return Err(format!("GET {url} answered {shown:?}, expected one of {:?}", spec.healthy_values));
         }
         Ok(())
     }
@@ -135,17 +126,11 @@ pub fn observe(
         }
     }
     let evict = spec.evict_after > 0 && health.consecutive_failures >= spec.evict_after;
-    Verdict {
-        from,
-        to: health.status,
-        evict,
-    }
+    Verdict { from, to: health.status, evict }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// When a backend's first check should run: somewhere in the first interval, at most a second in.
@@ -160,20 +145,12 @@ mod tests {
     use BackendStatus::*;
 
     fn spec() -> HealthCheckSpec {
-        HealthCheckSpec {
-            fall: 3,
-            rise: 2,
-            evict_after: 5,
-            ..HealthCheckSpec::default()
-        }
+        HealthCheckSpec { fall: 3, rise: 2, evict_after: 5, ..HealthCheckSpec::default() }
     }
 
     /// Feeds results in order and returns the status after each.
     fn run(start: BackendStatus, results: &[bool]) -> Vec<BackendStatus> {
-        let mut h = HealthRecord {
-            status: start,
-            ..HealthRecord::default()
-        };
+        let mut h = HealthRecord { status: start, ..HealthRecord::default() };
         results
             .iter()
             .map(|&ok| {
@@ -193,47 +170,31 @@ mod tests {
 
     #[test]
     fn rise_passes_bring_a_sick_backend_back() {
-        assert_eq!(
-            run(Sick, &[true, false, true, true]),
-            [Sick, Sick, Sick, Healthy]
-        );
+        assert_eq!(run(Sick, &[true, false, true, true]), [Sick, Sick, Sick, Healthy]);
     }
 
     #[test]
     fn unknown_becomes_healthy_at_once_and_sick_after_fall() {
         assert_eq!(run(Unknown, &[true]), [Healthy]);
-        assert_eq!(
-            run(Unknown, &[false, false, false]),
-            [Unknown, Unknown, Sick]
-        );
+        assert_eq!(run(Unknown, &[false, false, false]), [Unknown, Unknown, Sick]);
     }
 
     #[test]
     fn eviction_after_evict_after_failures_and_never_at_zero() {
-        let mut h = HealthRecord {
-            status: Healthy,
-            ..HealthRecord::default()
-        };
-        let evictions: Vec<bool> = (0..6)
-            .map(|_| observe(&mut h, &spec(), Err("x".into()), Source::Request).evict)
-            .collect();
+        let mut h = HealthRecord { status: Healthy, ..HealthRecord::default() };
+        let evictions: Vec<bool> =
+            (0..6).map(|_| observe(&mut h, &spec(), Err("x".into()), Source::Request).evict).collect();
         assert_eq!(evictions, [false, false, false, false, true, true]);
         assert_eq!(h.last_error.as_deref(), Some("x"));
         assert_eq!(h.last_check_ms, None, "a failed request is not a check");
-        let never = HealthCheckSpec {
-            evict_after: 0,
-            ..spec()
-        };
+        let never = HealthCheckSpec { evict_after: 0, ..spec() };
         let mut h = HealthRecord::default();
         assert!((0..100).all(|_| !observe(&mut h, &never, Err("x".into()), Source::Check).evict));
     }
 
     #[test]
     fn first_checks_spread_within_a_second() {
-        let spec = HealthCheckSpec {
-            interval_ms: 60_000,
-            ..spec()
-        };
+        let spec = HealthCheckSpec { interval_ms: 60_000, ..spec() };
         let delays: Vec<Duration> = (0..100).map(|_| first_check_delay(&spec)).collect();
         assert!(delays.iter().all(|d| *d < Duration::from_secs(1)));
         assert!(delays.iter().any(|d| *d != delays[0]));

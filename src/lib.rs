@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`pool`]: the nouns: `Pool`, `Backend`, `Mode`, `Strategy`, statuses.
 //! - [`routing`]: patterns and the immutable `RoutingTable` that picks a pool.
-//! - [`selection`]: how a pool picks a backend (`p2c`, `round_robin`).
+//! - [`selection`]: how a pool picks a backend (`p2c`, `round_robin`, `random`, `least_conn`,
+//!   `consistent_hash`); [`retry`] decides when a failed attempt is tried on another.
 //! - [`data_plane`]: the accept loop and per-request dispatch; [`proxy`] and [`redirect`] are
 //!   the two modes, [`forwarded`] owns the headers that cross the proxy, [`body`] the response
 //!   body type.
@@ -27,6 +28,7 @@ pub mod health;
 pub mod pool;
 pub mod proxy;
 pub mod redirect;
+pub mod retry;
 pub mod routing;
 pub mod selection;
 pub mod store;

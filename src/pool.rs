@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
-use crate::selection::Selector;
+use crate::proxy::Upstream;
+use crate::retry::{RetryBudget, Tried};
+use crate::selection::{hash_bytes, Pick, Selector};
 
 /// How a pool hands a request to its backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Full-NAT reverse proxy: the client only ever talks to lb.
     #[default]
@@ -28,14 +29,19 @@ pub enum Mode {
 }
 
 /// How a pool picks a backend for each request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// Power of two choices on in-flight requests.
+    /// Power of two choices on in-flight requests (per unit of weight).
     #[default]
     P2c,
-    /// Each usable backend in turn.
+    /// Weighted smooth round robin, nginx's algorithm.
     RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Fewest requests in flight (per unit of weight), ties broken round robin.
+    LeastConn,
+    /// Sticky by a key (`hash_key`) on a consistent-hash ring.
+    ConsistentHash,
 }
 
 macro_rules! names {
@@ -49,6 +55,16 @@ macro_rules! names {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
             }
         }
         impl FromStr for $ty {
@@ -68,7 +84,112 @@ macro_rules! names {
 }
 
 names!(Mode, "mode", Mode::Proxy => "proxy", Mode::Redirect => "redirect");
-names!(Strategy, "strategy", Strategy::P2c => "p2c", Strategy::RoundRobin => "round_robin");
+names!(
+    Strategy,
+    "strategy",
+    Strategy::P2c => "p2c",
+    Strategy::RoundRobin => "round_robin",
+    Strategy::Random => "random",
+    Strategy::LeastConn => "least_conn",
+    Strategy::ConsistentHash => "consistent_hash",
+);
+
+/// What a `consistent_hash` pool keeps requests sticky by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashKey {
+    /// The client's IP address.
+    #[default]
+    ClientIp,
+    /// A request header's value (the client IP when absent).
+    Header(http::HeaderName),
+    /// A cookie's value (the client IP when absent).
+    Cookie(String),
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::ClientIp => f.write_str("client_ip"),
+            HashKey::Header(name) => write!(f, "header:{name}"),
+            HashKey::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
+impl FromStr for HashKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown hash_key {s:?}, expected client_ip, header:NAME or cookie:NAME");
+        match s.split_once(':') {
+            None if s == "client_ip" => Ok(HashKey::ClientIp),
+            Some(("header", name)) => {
+                http::HeaderName::from_bytes(name.as_bytes()).map(HashKey::Header).map_err(|_| bad())
+            }
+            Some(("cookie", name))
+                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b";=,".contains(&b)) =>
+            {
+                Ok(HashKey::Cookie(name.to_owned()))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for HashKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HashKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How long lb waits on a pool's backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// To open a connection; a timeout is retried like a refused connection.
+    pub connect_ms: u64,
+    /// From sending the request to the response headers; a timeout answers `504`.
+    pub response_ms: u64,
+    /// How long an unused keep-alive connection to a backend is kept.
+    pub idle_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect_ms: 3_000, response_ms: 60_000, idle_ms: 90_000 }
+    }
+}
+
+/// A partial [`Timeouts`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsChange {
+    pub connect_ms: Option<u64>,
+    pub response_ms: Option<u64>,
+    pub idle_ms: Option<u64>,
+}
+
+impl TimeoutsChange {
+    pub fn apply(self, mut t: Timeouts) -> Timeouts {
+        t.connect_ms = self.connect_ms.unwrap_or(t.connect_ms);
+        t.response_ms = self.response_ms.unwrap_or(t.response_ms);
+        t.idle_ms = self.idle_ms.unwrap_or(t.idle_ms);
+        t
+    }
+}
+
+/// Most retries a pool may ask for: each is another backend tried for one request.
+pub const MAX_RETRIES: u32 = 10;
+/// Largest request body a pool may keep for replay.
+pub const MAX_RETRY_BODY: u64 = 16 << 20;
+/// Largest backend weight.
+pub const MAX_WEIGHT: u32 = 10_000;
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// How lb checks a pool's backends: `GET path` every `interval_ms`, healthy when the answer
 /// comes within `timeout_ms`, has the expected status (any 2xx by default) and a trimmed body
@@ -108,16 +229,8 @@ impl Default for HealthCheckSpec {
 impl HealthCheckSpec {
     /// Refuses a spec no check could run with.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.path.starts_with('/')
-            || self
-                .path
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(format!(
-                "health check path {:?} must start with / and hold no spaces",
-                self.path
-            ));
+        if !self.path.starts_with('/') || self.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("health check path {:?} must start with / and hold no spaces", self.path));
         }
         if self.healthy_values.is_empty() {
             return Err("health check needs at least one healthy value".into());
@@ -158,9 +271,7 @@ pub struct HealthCheckChange {
 }
 
 /// Tells an explicit JSON `null` apart from a missing field.
-fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
+fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -170,16 +281,7 @@ impl HealthCheckChange {
         macro_rules! set {
             ($($field:ident),*) => { $(if let Some(v) = self.$field { spec.$field = v; })* };
         }
-        set!(
-            path,
-            healthy_values,
-            expected_status,
-            interval_ms,
-            timeout_ms,
-            fall,
-            rise,
-            evict_after
-        );
+        set!(path, healthy_values, expected_status, interval_ms, timeout_ms, fall, rise, evict_after);
         spec
     }
 }
@@ -190,7 +292,50 @@ pub struct PoolConfig {
     pub pattern: String,
     pub mode: Mode,
     pub strategy: Strategy,
+    pub hash_key: HashKey,
+    /// Extra attempts on other backends for a failed proxied request.
+    pub retries: u32,
+    /// Also retry idempotent requests answered `502`, `503` or `504`.
+    pub retry_on_5xx: bool,
+    /// Largest request body kept so that a request can be replayed (bytes).
+    pub retry_body_limit: u64,
+    pub timeouts: Timeouts,
     pub health_check: HealthCheckSpec,
+}
+
+impl PoolConfig {
+    /// A pool with every setting at its default.
+    pub fn new(pattern: String) -> Self {
+        PoolConfig {
+            pattern,
+            mode: Mode::default(),
+            strategy: Strategy::default(),
+            hash_key: HashKey::default(),
+            retries: 2,
+            retry_on_5xx: false,
+            retry_body_limit: 64 * 1024,
+            timeouts: Timeouts::default(),
+            health_check: HealthCheckSpec::default(),
+        }
+    }
+
+    /// Refuses settings lb could not run with.
+    pub fn validate(&self) -> Result<(), String> {
+        self.health_check.validate()?;
+        if self.retries > MAX_RETRIES {
+            return Err(format!("retries must be at most {MAX_RETRIES}"));
+        }
+        if self.retry_body_limit > MAX_RETRY_BODY {
+            return Err(format!("retry_body_limit must be at most {MAX_RETRY_BODY} bytes"));
+        }
+        let t = &self.timeouts;
+        for (name, ms) in [("connect_ms", t.connect_ms), ("response_ms", t.response_ms), ("idle_ms", t.idle_ms)] {
+            if ms == 0 || ms > DAY_MS {
+                return Err(format!("timeouts.{name} must be more than 0 and at most a day"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A backend as the admin defined it.
@@ -199,19 +344,19 @@ pub struct BackendConfig {
     pub addr: SocketAddr,
     /// Joined in front of the request path; `/` leaves the path as it is.
     pub url_path: String,
+    /// Share of the pool's requests, relative to the other backends (default 1).
+    pub weight: u32,
 }
 
 impl BackendConfig {
     /// Refuses a url_path that could not prefix a request path.
     pub fn validate(&self) -> Result<(), String> {
         let p = &self.url_path;
-        if !p.starts_with('/')
-            || p.contains(['?', '#'])
-            || p.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(format!(
-                "url_path {p:?} must start with / and hold no spaces, ? or #"
-            ));
+        if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("url_path {p:?} must start with / and hold no spaces, ? or #"));
+        }
+        if self.weight == 0 || self.weight > MAX_WEIGHT {
+            return Err(format!("weight must be between 1 and {MAX_WEIGHT}"));
         }
         if self.addr.port() == 0 {
             return Err("port must be between 1 and 65535".into());
@@ -332,13 +477,9 @@ impl Backend {
     pub fn new(config: BackendConfig, state: BackendState) -> Self {
         let addr = config.addr;
         Backend {
-            server_header: HeaderValue::from_str(&addr.to_string())
-                .expect("a socket address is a valid header"),
+            server_header: HeaderValue::from_str(&addr.to_string()).expect("a socket address is a valid header"),
             origin: format!("http://{addr}"),
-            authority: addr
-                .to_string()
-                .parse()
-                .expect("a socket address is a valid authority"),
+            authority: addr.to_string().parse().expect("a socket address is a valid authority"),
             config,
             inflight: AtomicUsize::new(0),
             status: AtomicU8::new(state.health.status as u8),
@@ -374,10 +515,7 @@ impl Backend {
 
     /// A copy of the health bookkeeping.
     pub fn health(&self) -> HealthRecord {
-        self.health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Changes the health bookkeeping; the status goes live for routing at once.
@@ -390,10 +528,7 @@ impl Backend {
 
     /// What the store keeps about this backend besides its configuration.
     pub fn state(&self) -> BackendState {
-        BackendState {
-            draining: self.is_draining(),
-            health: self.health(),
-        }
+        BackendState { draining: self.is_draining(), health: self.health() }
     }
 
     /// May new requests go here? Unknown counts as usable: right after it is added nothing is
@@ -460,24 +595,43 @@ pub struct Pool {
     pub config: PoolConfig,
     pub backends: Vec<Arc<Backend>>,
     selector: Box<dyn Selector>,
+    /// Shared with the pool's next snapshots, so that changes do not reset it.
+    pub budget: Arc<RetryBudget>,
+    /// The keep-alive client for this pool's timeouts, shared by pools with the same ones.
+    pub upstream: Upstream,
 }
 
 impl Pool {
-    pub fn new(config: PoolConfig, backends: Vec<Arc<Backend>>) -> Self {
-        let selector = crate::selection::build(config.strategy);
-        Pool {
-            config,
-            backends,
-            selector,
-        }
+    pub fn new(config: PoolConfig, backends: Vec<Arc<Backend>>, budget: Arc<RetryBudget>, upstream: Upstream) -> Self {
+        let selector = crate::selection::build(config.strategy, &backends);
+        Pool { config, backends, selector, budget, upstream }
     }
 
-    /// The backend a new request should go to, if any is usable.
-    pub fn pick(&self) -> Option<&Arc<Backend>> {
+    /// The backend a request should go to next: usable and not yet tried by it.
+    pub fn pick(&self, key: u64, tried: &Tried) -> Option<(usize, &Arc<Backend>)> {
         let backends = &self.backends;
-        self.selector
-            .pick(backends, &|i| backends[i].is_usable())
-            .map(|i| &backends[i])
+        let usable = |i: usize| backends[i].is_usable() && !tried.contains(i);
+        let i = self.selector.pick(backends, &Pick { usable: &usable, key })?;
+        Some((i, &backends[i]))
+    }
+
+    /// The request's stickiness key: only `consistent_hash` pools look at the request.
+    pub fn key(&self, headers: &http::HeaderMap, client: IpAddr) -> u64 {
+        if self.config.strategy != Strategy::ConsistentHash {
+            return 0;
+        }
+        let value = match &self.config.hash_key {
+            HashKey::ClientIp => None,
+            HashKey::Header(name) => headers.get(name).map(HeaderValue::as_bytes),
+            HashKey::Cookie(name) => cookie(headers, name),
+        };
+        match value {
+            Some(v) => hash_bytes(v),
+            None => match client {
+                IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+                IpAddr::V6(ip) => hash_bytes(&ip.octets()),
+            },
+        }
     }
 
     pub fn status(&self) -> PoolStatus {
@@ -485,21 +639,26 @@ impl Pool {
     }
 }
 
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers.get_all(http::header::COOKIE).iter().find_map(|v| {
+        v.as_bytes().split(|&b| b == b';').find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
+        })
+    })
+}
+
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pool")
-            .field("config", &self.config)
-            .field("backends", &self.backends)
-            .finish()
+        f.debug_struct("Pool").field("config", &self.config).field("backends", &self.backends).finish()
     }
 }
 
 /// Parses `ip` and `port` as an admin gives them into a socket address.
 pub fn parse_addr(ip: &str, port: u16) -> Result<SocketAddr, String> {
-    let ip: IpAddr = ip
-        .trim()
-        .parse()
-        .map_err(|_| format!("ip {ip:?} is not an IPv4 or IPv6 address"))?;
+    let ip: IpAddr = ip.trim().parse().map_err(|_| format!("ip {ip:?} is not an IPv4 or IPv6 address"))?;
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -509,11 +668,8 @@ mod tests {
 
     fn backend(url_path: &str) -> Backend {
         Backend::new(
-            BackendConfig {
-                addr: "127.0.0.1:9".parse().unwrap(),
-                url_path: url_path.into(),
-            },
-            crate::pool::BackendState::default(),
+            BackendConfig { addr: "127.0.0.1:9".parse().unwrap(), url_path: url_path.into(), weight: 1 },
+            BackendState::default(),
         )
     }
 
@@ -537,10 +693,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_unknown_is_explained() {
         assert_eq!("redirect".parse::<Mode>().unwrap(), Mode::Redirect);
-        assert_eq!(
-            "round_robin".parse::<Strategy>().unwrap(),
-            Strategy::RoundRobin
-        );
+        assert_eq!("round_robin".parse::<Strategy>().unwrap(), Strategy::RoundRobin);
         let err = "nat".parse::<Mode>().unwrap_err();
         assert!(err.contains("proxy, redirect"), "{err}");
     }

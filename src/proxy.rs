@@ -1,112 +1,172 @@
-//! Proxy mode: forward a request to one backend over a pooled keep-alive connection and stream
-//! the response back. Bodies stream both ways; nothing is buffered whole.
+//! Proxy mode: forward a request to a backend over a pooled keep-alive connection and stream
+//! the response back; on failure, try another backend when [`retry`](crate::retry) allows.
+//!
+//! Bodies stream both ways. The only body lb holds is a small one (within the pool's
+//! `retry_body_limit`) of an idempotent request, so that it can be replayed; a streamed body
+//! can still be sent to another backend when the first connection failed before reading it.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme, Uri};
-use http::{header, Request, Response, StatusCode, Version};
+use http::{header, Method, Request, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::Body;
 use crate::control::FailureReporter;
 use crate::data_plane::{answer, no_backend};
 use crate::forwarded;
-use crate::pool::Pool;
+use crate::pool::{Backend, Pool, Timeouts};
+use crate::retry::{self, Failure, Tried};
 
-/// How long to wait for a backend to accept a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long an idle keep-alive connection to a backend is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// A keep-alive client to backends, for one set of connect and idle timeouts. Clones share
+/// their connection pool.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, UpstreamBody>,
+}
 
-/// The upstream client, one per data plane: its connection pool is shared by every pool.
+impl Upstream {
+    pub fn new(timeouts: &Timeouts) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_millis(timeouts.connect_ms)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_millis(timeouts.idle_ms))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Upstream { client }
+    }
+}
+
+/// Forwards requests; one per data plane.
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
     failures: FailureReporter,
 }
 
 impl Proxy {
     pub fn new(failures: FailureReporter) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .build(connector);
-        Proxy { client, failures }
+        Proxy { failures }
     }
 
-    /// Sends `req` to a backend of `pool` and answers with its response, or with `502`/`503`.
-    pub async fn forward(
-        &self,
-        pool: &Pool,
-        mut req: Request<Incoming>,
-        client: SocketAddr,
-    ) -> Response<Body> {
-        let Some(backend) = pool.pick() else {
+    /// Sends `req` to a backend of `pool`, retrying on others as the pool allows, and answers
+    /// with the response, or with `502`, `503` or `504`.
+    pub async fn forward(&self, pool: &Pool, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+        let (mut parts, incoming) = req.into_parts();
+        let key = pool.key(&parts.headers, client.ip());
+        let mut tried = Tried::default();
+        let Some((mut index, mut backend)) = pool.pick(key, &tried) else {
             return no_backend(pool);
         };
-        let inflight = backend.start_request();
-        let client_version = req.version();
-
-        let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-        let path = backend.upstream_path(path);
-        let host = match req.headers().get(header::HOST) {
+        let config = &pool.config;
+        let body = match RequestBody::new(incoming, &parts.method, config.retry_body_limit, config.timeouts.response_ms)
+            .await
+        {
+            Ok(body) => body,
+            Err(status) => return answer(status, format!("{status}: could not read the request body\n")),
+        };
+        let client_version = parts.version;
+        let host = match parts.headers.get(header::HOST) {
             Some(host) => Some(host.clone()),
-            None => req.uri().authority().and_then(|a| a.as_str().parse().ok()),
+            None => parts.uri.authority().and_then(|a| a.as_str().parse().ok()),
         };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(backend.authority.clone());
-        parts.path_and_query = match PathAndQuery::try_from(path) {
-            Ok(p) => Some(p),
-            Err(_) => return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n"),
-        };
-        *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
-        *req.version_mut() = Version::HTTP_11;
-        forwarded::request(req.headers_mut(), client_version, client.ip(), host);
+        forwarded::request(&mut parts.headers, client_version, client.ip(), host);
+        let response_timeout = Duration::from_millis(config.timeouts.response_ms);
+        if config.retries > 0 {
+            pool.budget.record_request();
+        }
 
-        match self.client.request(req).await {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                parts.version = client_version;
-                forwarded::response(&mut parts.headers, client_version, &backend.server_header);
-                Response::from_parts(
-                    parts,
-                    Body::Upstream {
-                        body,
-                        _inflight: inflight,
-                    },
-                )
-            }
-            Err(e) => {
-                let cause = root_cause(&e);
-                tracing::debug!(
-                    "pool {} backend {}: proxy error: {cause}",
-                    pool.config.pattern,
-                    backend.addr()
-                );
-                // Failed before any response: counts against the backend's health.
-                self.failures
-                    .report(&pool.config.pattern, backend, cause.clone());
-                let mut response = answer(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
-                        "502 bad gateway: backend {} failed: {cause}\n",
-                        backend.addr()
-                    ),
-                );
-                response.headers_mut().insert(
-                    &forwarded::X_FORWARDED_SERVER,
-                    backend.server_header.clone(),
-                );
-                response
-            }
+        let mut retries_left = config.retries;
+        loop {
+            tried.insert(index);
+            let inflight = backend.start_request();
+            let Some(attempt_body) = body.attempt() else {
+                return bad_gateway(backend, "the request body was already sent");
+            };
+            let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
+                return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
+            };
+            let failure = match tokio::time::timeout(response_timeout, pool.upstream.client.request(upstream_req)).await
+            {
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    let retry_status = config.retry_on_5xx && retry::is_retryable_status(status);
+                    if !(retry_status
+                        && retries_left > 0
+                        && body.may_retry(Failure::Status(status), &parts.method, true))
+                    {
+                        let (mut head, body) = response.into_parts();
+                        head.version = client_version;
+                        forwarded::response(&mut head.headers, client_version, &backend.server_header);
+                        return Response::from_parts(head, Body::Upstream { body, _inflight: inflight });
+                    }
+                    Failure::Status(status)
+                }
+                Ok(Err(e)) => {
+                    let cause = root_cause(&e);
+                    tracing::debug!("pool {} backend {}: proxy error: {cause}", config.pattern, backend.addr());
+                    // Failed before any response: counts against the backend's health.
+                    self.failures.report(&config.pattern, backend, cause.clone());
+                    let failure = if e.is_connect() { Failure::Connect } else { Failure::BeforeResponse };
+                    if !(retries_left > 0 && body.may_retry(failure, &parts.method, config.retry_on_5xx)) {
+                        return bad_gateway(backend, &cause);
+                    }
+                    failure
+                }
+                Err(_elapsed) => {
+                    let cause = format!("no response within {response_timeout:?}");
+                    self.failures.report(&config.pattern, backend, cause.clone());
+                    let mut response = answer(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("504 gateway timeout: backend {} sent {cause}\n", backend.addr()),
+                    );
+                    response.headers_mut().insert(&forwarded::X_FORWARDED_SERVER, backend.server_header.clone());
+                    return response;
+                }
+            };
+            drop(inflight);
+            let next = pool.pick(key, &tried);
+            let Some(next) = next.filter(|_| pool.budget.try_retry()) else {
+                return bad_gateway(backend, &format!("{failure:?}, no retry left"));
+            };
+            tracing::debug!("pool {}: retrying {} on {} after {failure:?}", config.pattern, parts.uri, next.1.addr());
+            retries_left -= 1;
+            (index, backend) = next;
         }
     }
+}
+
+/// The request for one attempt at `backend`: the client's request, re-aimed; `None` when the
+/// joined path is not a valid URI path.
+fn upstream_request(parts: &Parts, backend: &Backend, body: UpstreamBody) -> Option<Request<UpstreamBody>> {
+    let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(backend.authority.clone());
+    uri.path_and_query = Some(PathAndQuery::try_from(backend.upstream_path(path)).ok()?);
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = parts.headers.clone();
+    Some(req)
+}
+
+fn bad_gateway(backend: &Backend, cause: &str) -> Response<Body> {
+    let mut response =
+        answer(StatusCode::BAD_GATEWAY, format!("502 bad gateway: backend {} failed: {cause}\n", backend.addr()));
+    response.headers_mut().insert(&forwarded::X_FORWARDED_SERVER, backend.server_header.clone());
+    response
 }
 
 /// The innermost error: "Connection refused", not "client error (Connect)".
@@ -116,4 +176,98 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+/// A client's request body, as lb holds it across attempts.
+enum RequestBody {
+    Empty,
+    /// Received whole: replayable.
+    Held(Bytes),
+    /// Streamed: sendable again only while no attempt has read from it.
+    Streamed(Arc<Mutex<Stream>>),
+}
+
+/// A client's body being streamed to a backend, shared by the attempts that may send it.
+pub struct Stream {
+    body: Incoming,
+    /// Some attempt read from it: it cannot be sent again.
+    started: bool,
+}
+
+impl RequestBody {
+    /// Holds small bodies of idempotent requests; streams everything else.
+    async fn new(body: Incoming, method: &Method, limit: u64, read_timeout_ms: u64) -> Result<Self, StatusCode> {
+        use http_body::Body as _;
+        if body.is_end_stream() {
+            return Ok(RequestBody::Empty);
+        }
+        let small = body.size_hint().exact().is_some_and(|n| n <= limit);
+        if small && retry::is_idempotent(method) {
+            let read = tokio::time::timeout(Duration::from_millis(read_timeout_ms), body.collect()).await;
+            return match read {
+                Ok(Ok(collected)) => Ok(RequestBody::Held(collected.to_bytes())),
+                Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
+                Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
+            };
+        }
+        Ok(RequestBody::Streamed(Arc::new(Mutex::new(Stream { body, started: false }))))
+    }
+
+    /// The body for the next attempt, or `None` if it is gone.
+    fn attempt(&self) -> Option<UpstreamBody> {
+        match self {
+            RequestBody::Empty => Some(UpstreamBody::Empty),
+            RequestBody::Held(bytes) => Some(UpstreamBody::Held(Some(bytes.clone()))),
+            RequestBody::Streamed(stream) => {
+                let started = stream.lock().unwrap_or_else(|e| e.into_inner()).started;
+                (!started).then(|| UpstreamBody::Streamed(stream.clone()))
+            }
+        }
+    }
+
+    /// May an attempt that failed this way be made again with this body?
+    fn may_retry(&self, failure: Failure, method: &Method, retry_on_5xx: bool) -> bool {
+        let replayable = !matches!(self, RequestBody::Streamed(_));
+        retry::may_retry(failure, method, replayable, retry_on_5xx)
+    }
+}
+
+/// The body of one attempt's request.
+pub enum UpstreamBody {
+    Empty,
+    Held(Option<Bytes>),
+    Streamed(Arc<Mutex<Stream>>),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Held(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            UpstreamBody::Streamed(stream) => {
+                let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+                stream.started = true;
+                Pin::new(&mut stream.body).poll_frame(cx)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Held(bytes) => bytes.is_none(),
+            UpstreamBody::Streamed(stream) => stream.lock().unwrap_or_else(|e| e.into_inner()).body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Held(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            UpstreamBody::Streamed(stream) => stream.lock().unwrap_or_else(|e| e.into_inner()).body.size_hint(),
+        }
+    }
 }

@@ -3,25 +3,27 @@
 
 use http::header::{HeaderValue, CACHE_CONTROL, LOCATION};
 use http::uri::PathAndQuery;
-use http::{Response, StatusCode, Uri};
+use std::net::IpAddr;
+
+use http::{Request, Response, StatusCode};
 
 use crate::body::Body;
 use crate::data_plane::no_backend;
 use crate::forwarded::X_FORWARDED_SERVER;
 use crate::pool::Pool;
+use crate::retry::Tried;
 
-/// The redirect for a request to `uri` in `pool`, or `503` when no backend is usable.
-pub fn answer(pool: &Pool, uri: &Uri) -> Response<Body> {
-    let Some(backend) = pool.pick() else {
+/// The redirect for `req` in `pool`, or `503` when no backend is usable. Sick and draining
+/// backends are never chosen; `consistent_hash` pools send the same client to the same backend.
+pub fn answer<B>(pool: &Pool, req: &Request<B>, client: IpAddr) -> Response<Body> {
+    let key = pool.key(req.headers(), client);
+    let Some((_, backend)) = pool.pick(key, &Tried::default()) else {
         return no_backend(pool);
     };
-    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
     let location = format!("{}{}", backend.origin, backend.upstream_path(path));
     let Ok(location) = HeaderValue::try_from(location) else {
-        return crate::data_plane::answer(
-            StatusCode::BAD_REQUEST,
-            "400 bad request: unusable path\n",
-        );
+        return crate::data_plane::answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
     };
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;

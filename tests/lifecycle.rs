@@ -23,10 +23,7 @@ async fn assert_serves(lb: &Lb, a: &SampleWeb) {
     assert!(body.starts_with("Hello web from node"), "{body}");
     let r = client().get(lb.url("/r/x")).send().await.unwrap();
     assert_eq!(r.status(), 307);
-    assert_eq!(
-        r.headers()["location"],
-        format!("http://{}/r/x", a.addr).as_str()
-    );
+    assert_eq!(r.headers()["location"], format!("http://{}/r/x", a.addr).as_str());
 }
 
 #[tokio::test]
@@ -36,14 +33,7 @@ async fn pools_and_backends_survive_a_restart_and_serve_at_once() {
     pool_with_two_backends(&lb, &a, &b).await;
     let lb = lb.restart();
     assert_serves(&lb, &a).await;
-    let pools: serde_json::Value = client()
-        .get(lb.admin_url("/v1/pools"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pools: serde_json::Value = client().get(lb.admin_url("/v1/pools")).send().await.unwrap().json().await.unwrap();
     assert_eq!(pools.as_array().unwrap().len(), 2, "{pools}");
     assert_eq!(pools[0]["pattern"], "/");
     assert_eq!(pools[0]["backends"].as_array().unwrap().len(), 2);
@@ -60,11 +50,7 @@ async fn acknowledged_changes_survive_a_crash() {
     let port = b.port().to_string();
     let r = client()
         .delete(lb.admin_url("/v1/pool/backends"))
-        .query(&[
-            ("pattern", "/"),
-            ("ip", "127.0.0.1"),
-            ("port", port.as_str()),
-        ])
+        .query(&[("pattern", "/"), ("ip", "127.0.0.1"), ("port", port.as_str())])
         .send()
         .await
         .unwrap();
@@ -72,15 +58,8 @@ async fn acknowledged_changes_survive_a_crash() {
     lb.crash();
     let lb = Lb::start_in(lb.dir.clone());
     assert_serves(&lb, &a).await;
-    let pool: serde_json::Value = client()
-        .get(lb.admin_url("/v1/pool"))
-        .query(&[("pattern", "/")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pool: serde_json::Value =
+        client().get(lb.admin_url("/v1/pool")).query(&[("pattern", "/")]).send().await.unwrap().json().await.unwrap();
     let backends = pool["backends"].as_array().unwrap();
     assert_eq!(backends.len(), 1, "{pool}");
     assert_eq!(backends[0]["address"], a.addr.to_string());
@@ -96,14 +75,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     let slow = tokio::spawn(async move { get(&url).await });
     let pool_url = lb.admin_url("/v1/pool?pattern=/");
     common::eventually("request in flight", || async {
-        let pool: serde_json::Value = client()
-            .get(&pool_url)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let pool: serde_json::Value = client().get(&pool_url).send().await.ok()?.json().await.ok()?;
         (pool["backends"][0]["inflight"] == 1).then_some(())
     })
     .await;
@@ -117,10 +89,7 @@ fn failed_start(cmd: &mut std::process::Command) -> String {
     let out = cmd.stderr(Stdio::piped()).output().unwrap();
     assert!(!out.status.success(), "lb started but should not have");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("lb: error:"))
-        .collect();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("lb: error:")).collect();
     assert_eq!(errors.len(), 1, "want one error line:\n{stderr}");
     errors[0].to_owned()
 }
@@ -130,13 +99,9 @@ fn a_port_in_use_is_one_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = lb_command(dir.path());
-    cmd.arg("--listen")
-        .arg(taken.local_addr().unwrap().to_string());
+    cmd.arg("--listen").arg(taken.local_addr().unwrap().to_string());
     let line = failed_start(&mut cmd);
-    assert!(
-        line.contains("cannot listen on") && line.contains("data port"),
-        "{line}"
-    );
+    assert!(line.contains("cannot listen on") && line.contains("data port"), "{line}");
 }
 
 #[test]
@@ -144,37 +109,15 @@ fn a_store_from_a_newer_lb_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     {
         let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", &999u32.to_be_bytes())
-            .unwrap();
-        db.open_tree("pools")
-            .unwrap()
-            .insert("/", &b"future record"[..])
-            .unwrap();
+        db.open_tree("meta").unwrap().insert("schema_version", &999u32.to_be_bytes()).unwrap();
+        db.open_tree("pools").unwrap().insert("/", &b"future record"[..]).unwrap();
         db.flush().unwrap();
     }
     let line = failed_start(&mut lb_command(dir.path()));
     assert!(line.contains("schema version 999"), "{line}");
     let db = sled::open(dir.path()).unwrap();
-    assert_eq!(
-        db.open_tree("meta")
-            .unwrap()
-            .get("schema_version")
-            .unwrap()
-            .unwrap()
-            .as_ref(),
-        999u32.to_be_bytes()
-    );
-    assert_eq!(
-        db.open_tree("pools")
-            .unwrap()
-            .get("/")
-            .unwrap()
-            .unwrap()
-            .as_ref(),
-        b"future record"
-    );
+    assert_eq!(db.open_tree("meta").unwrap().get("schema_version").unwrap().unwrap().as_ref(), 999u32.to_be_bytes());
+    assert_eq!(db.open_tree("pools").unwrap().get("/").unwrap().unwrap().as_ref(), b"future record");
 }
 
 #[test]
@@ -183,27 +126,13 @@ fn an_unreadable_record_is_refused_and_left_untouched() {
     {
         let db = sled::open(dir.path()).unwrap();
         lb_migrations::run(&db).unwrap();
-        db.open_tree("pools")
-            .unwrap()
-            .insert("/", &[1u8, 0xff, 0xff, 0xff][..])
-            .unwrap();
+        db.open_tree("pools").unwrap().insert("/", &[1u8, 0xff, 0xff, 0xff][..]).unwrap();
         db.flush().unwrap();
     }
     let line = failed_start(&mut lb_command(dir.path()));
-    assert!(
-        line.contains("pools//") && line.contains("cannot be read"),
-        "{line}"
-    );
+    assert!(line.contains("pools//") && line.contains("cannot be read"), "{line}");
     let db = sled::open(dir.path()).unwrap();
-    assert_eq!(
-        db.open_tree("pools")
-            .unwrap()
-            .get("/")
-            .unwrap()
-            .unwrap()
-            .as_ref(),
-        [1u8, 0xff, 0xff, 0xff]
-    );
+    assert_eq!(db.open_tree("pools").unwrap().get("/").unwrap().unwrap().as_ref(), [1u8, 0xff, 0xff, 0xff]);
 }
 
 #[test]
@@ -235,35 +164,16 @@ async fn a_store_written_by_the_previous_schema_is_migrated_and_served() {
             healthy_values: vec!["ok".into()],
             interval_ms: 5_000,
         };
-        let backend = v1::Backend {
-            ip: a.addr.ip(),
-            port: a.port(),
-            url_path: "/".into(),
-        };
-        db.open_tree("pools")
-            .unwrap()
-            .insert("/", v1::encode_pool(&pool))
-            .unwrap();
+        let backend = v1::Backend { ip: a.addr.ip(), port: a.port(), url_path: "/".into() };
+        db.open_tree("pools").unwrap().insert("/", v1::encode_pool(&pool)).unwrap();
         let key = format!("/\0{}", a.addr);
-        db.open_tree("backends")
-            .unwrap()
-            .insert(key.as_bytes(), v1::encode_backend(&backend))
-            .unwrap();
+        db.open_tree("backends").unwrap().insert(key.as_bytes(), v1::encode_backend(&backend)).unwrap();
         db.flush().unwrap();
     }
     let lb = Lb::start_in(dir);
-    assert_eq!(
-        get(&lb.url("/")).await,
-        (200, "Hello web from node a".to_owned())
-    );
-    let pool: serde_json::Value = client()
-        .get(lb.admin_url("/v1/pool?pattern=/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(get(&lb.url("/")).await, (200, "Hello web from node a".to_owned()));
+    let pool: serde_json::Value =
+        client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
     assert_eq!(pool["strategy"], "round_robin");
     assert_eq!(pool["health_check"]["interval_ms"], 5_000);
     assert_eq!(pool["health_check"]["fall"], 3);

@@ -19,17 +19,10 @@ async fn both_backends_of_a_pool_answer() {
     for _ in 0..40 {
         let r = client().get(lb.url("/")).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        servers.insert(
-            r.headers()["x-forwarded-server"]
-                .to_str()
-                .unwrap()
-                .to_owned(),
-        );
+        servers.insert(r.headers()["x-forwarded-server"].to_str().unwrap().to_owned());
         seen.insert(r.text().await.unwrap());
     }
-    let want: HashSet<String> = ["Hello web from node a", "Hello web from node b"]
-        .map(String::from)
-        .into();
+    let want: HashSet<String> = ["Hello web from node a", "Hello web from node b"].map(String::from).into();
     assert_eq!(seen, want);
     assert_eq!(servers, [a.addr.to_string(), b.addr.to_string()].into());
 }
@@ -76,15 +69,9 @@ async fn dead_backend_answers_502() {
     a.kill();
     let r = client().get(lb.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 502);
-    assert_eq!(
-        r.headers()["x-forwarded-server"],
-        a.addr.to_string().as_str()
-    );
+    assert_eq!(r.headers()["x-forwarded-server"], a.addr.to_string().as_str());
     let body = r.text().await.unwrap();
-    assert!(
-        body.starts_with("502 bad gateway") && body.lines().count() == 1,
-        "{body}"
-    );
+    assert!(body.starts_with("502 bad gateway") && body.lines().count() == 1, "{body}");
 }
 
 #[tokio::test]
@@ -109,27 +96,15 @@ async fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["via"], "1.1 lb");
-    assert_eq!(
-        r.headers()["x-forwarded-server"],
-        a.addr.to_string().as_str()
-    );
+    assert_eq!(r.headers()["x-forwarded-server"], a.addr.to_string().as_str());
     let echo: serde_json::Value = r.json().await.unwrap();
     let h = &echo["headers"];
-    for gone in [
-        "connection",
-        "x-private",
-        "keep-alive",
-        "proxy-authorization",
-        "te",
-    ] {
+    for gone in ["connection", "x-private", "keep-alive", "proxy-authorization", "te"] {
         assert!(h.get(gone).is_none(), "{gone} reached the backend: {h}");
     }
     assert_eq!(h["x-kept"], serde_json::json!(["yes"]));
     assert_eq!(h["host"], serde_json::json!(["shop.example"]));
-    assert_eq!(
-        h["x-forwarded-for"],
-        serde_json::json!(["203.0.113.7, 127.0.0.1"])
-    );
+    assert_eq!(h["x-forwarded-for"], serde_json::json!(["203.0.113.7, 127.0.0.1"]));
     assert_eq!(h["x-forwarded-proto"], serde_json::json!(["http"]));
     assert_eq!(h["x-forwarded-host"], serde_json::json!(["shop.example"]));
     assert_eq!(h["via"], serde_json::json!(["1.1 lb"]));
@@ -143,14 +118,7 @@ async fn url_path_is_joined_in_front_of_the_request_path() {
     let a = SampleWeb::start("a");
     lb.add_pool("/", "proxy").await;
     lb.add_backend("/", &a, "/echo/").await;
-    let echo: serde_json::Value = client()
-        .get(lb.url("/a?b=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: serde_json::Value = client().get(lb.url("/a?b=1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(echo["path"], "/echo/a");
     assert_eq!(echo["query"], "b=1");
 }
@@ -161,15 +129,8 @@ async fn large_bodies_pass_through_intact() {
     let a = SampleWeb::start("a");
     lb.add_pool("/", "proxy").await;
     lb.add_backend("/", &a, "/").await;
-    let body: String = (0..300_000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let r = client()
-        .put(lb.url("/echo"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let body: String = (0..300_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let r = client().put(lb.url("/echo")).body(body.clone()).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let echo: serde_json::Value = r.json().await.unwrap();
     assert_eq!(echo["method"], "PUT");
@@ -191,10 +152,46 @@ async fn chunked_request_body_is_forwarded() {
     .await
     .unwrap();
     let mut response = String::new();
-    tokio::time::timeout(common::DEADLINE, conn.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(common::DEADLINE, conn.read_to_string(&mut response)).await.unwrap().unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""body":"hello world""#), "{response}");
+}
+
+#[tokio::test]
+async fn a_client_trickling_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lb = Lb::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), &["--header-read-timeout", "300ms"]);
+    let mut conn = tokio::net::TcpStream::connect(lb.data).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // lb closes the connection (maybe after a 408) instead of waiting for the rest; the
+    // default timeout (10 s) would be far past this wait.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "connection still open");
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let lb = Lb::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), &["--max-header-bytes", "16384"]);
+    let a = SampleWeb::start("a");
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/").await;
+    let r = client().get(lb.url("/")).header("X-Big", "b".repeat(8_000)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client().get(lb.url("/")).header("X-Big", "b".repeat(40_000)).send().await;
+    // hyper answers 431, or closes the connection before reading it all.
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 431);
+    }
+}
+
+#[tokio::test]
+async fn bad_flags_are_one_line_errors() {
+    for args in [["--header-read-timeout", "soon"], ["--max-header-bytes", "10"], ["--threads", "0"]] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = common::lb_command(dir.path()).args(args).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("error:") && stderr.contains(args[0]), "{args:?}: {stderr}");
+    }
 }

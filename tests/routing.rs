@@ -9,14 +9,7 @@ use common::{client, Lb, SampleWeb};
 async fn lb_with_pools() -> (Lb, Vec<SampleWeb>) {
     let lb = Lb::start();
     let mut backends = Vec::new();
-    for pattern in [
-        "/",
-        "/api/",
-        "/api/v2/",
-        "/exact",
-        "/tree/",
-        "shop.example/",
-    ] {
+    for pattern in ["/", "/api/", "/api/v2/", "/exact", "/tree/", "shop.example/"] {
         let web = SampleWeb::start(pattern);
         lb.add_pool(pattern, "proxy").await;
         lb.add_backend(pattern, &web, "/").await;
@@ -26,18 +19,9 @@ async fn lb_with_pools() -> (Lb, Vec<SampleWeb>) {
 }
 
 async fn served_by(lb: &Lb, host: &str, path: &str) -> (u16, String) {
-    let r = client()
-        .get(lb.url(path))
-        .header("Host", host)
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(lb.url(path)).header("Host", host).send().await.unwrap();
     let status = r.status().as_u16();
-    let node = r
-        .headers()
-        .get("x-node")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let node = r.headers().get("x-node").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     (status, node)
 }
 
@@ -56,11 +40,7 @@ async fn longest_pattern_and_host_patterns_win() {
         ("shop.example:8080", "/", "shop.example/"),
         ("SHOP.example", "/exact", "shop.example/"),
     ] {
-        assert_eq!(
-            served_by(&lb, host, path).await,
-            (200, pool.to_owned()),
-            "{host}{path}"
-        );
+        assert_eq!(served_by(&lb, host, path).await, (200, pool.to_owned()), "{host}{path}");
     }
 }
 
@@ -70,20 +50,13 @@ async fn tree_without_slash_is_redirected_to_the_subtree() {
     let r = client().get(lb.url("/tree?x=1")).send().await.unwrap();
     assert_eq!(r.status(), 301);
     assert_eq!(r.headers()["location"], "/tree/?x=1");
-    assert_eq!(
-        served_by(&lb, "h", "/tree/").await,
-        (200, "/tree/".to_owned())
-    );
+    assert_eq!(served_by(&lb, "h", "/tree/").await, (200, "/tree/".to_owned()));
 }
 
 #[tokio::test]
 async fn unclean_paths_are_redirected_to_the_clean_one() {
     let (lb, _backends) = lb_with_pools().await;
-    let r = client()
-        .get(lb.url("/api//users/./x/../y"))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(lb.url("/api//users/./x/../y")).send().await.unwrap();
     assert_eq!(r.status(), 301);
     assert_eq!(r.headers()["location"], "/api/users/y");
 }
@@ -109,18 +82,10 @@ async fn redirect_mode_answers_307_to_a_backend() {
 
     let mut locations = std::collections::HashSet::new();
     for _ in 0..40 {
-        let r = client()
-            .post(lb.url("/a/b?c=1"))
-            .body("payload")
-            .send()
-            .await
-            .unwrap();
+        let r = client().post(lb.url("/a/b?c=1")).body("payload").send().await.unwrap();
         assert_eq!(r.status(), 307);
         assert_eq!(r.headers()["cache-control"], "no-store");
-        let server = r.headers()["x-forwarded-server"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let server = r.headers()["x-forwarded-server"].to_str().unwrap().to_owned();
         let location = r.headers()["location"].to_str().unwrap().to_owned();
         assert_eq!(location, format!("http://{server}/v2/a/b?c=1"));
         assert!(r.text().await.unwrap().len() < 100);
@@ -136,10 +101,7 @@ async fn switching_mode_takes_effect_at_once() {
     let a = SampleWeb::start("a");
     lb.add_pool("/", "proxy").await;
     lb.add_backend("/", &a, "/").await;
-    assert_eq!(
-        client().get(lb.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(client().get(lb.url("/")).send().await.unwrap().status(), 200);
     let r = client()
         .patch(lb.admin_url("/v1/pool"))
         .query(&[("pattern", "/")])
@@ -150,8 +112,5 @@ async fn switching_mode_takes_effect_at_once() {
     assert_eq!(r.status(), 200);
     let r = client().get(lb.url("/x")).send().await.unwrap();
     assert_eq!(r.status(), 307);
-    assert_eq!(
-        r.headers()["location"],
-        format!("http://{}/x", a.addr).as_str()
-    );
+    assert_eq!(r.headers()["location"], format!("http://{}/x", a.addr).as_str());
 }

@@ -173,18 +173,11 @@ pub struct BackendHealth {
 impl Admin {
     /// Accepts `host:port` with or without `http://`, as the Go tool's users wrote it.
     pub fn new(lb: &str) -> Result<Admin, Error> {
-        let addr = lb
-            .strip_prefix("http://")
-            .unwrap_or(lb)
-            .trim_end_matches('/');
+        let addr = lb.strip_prefix("http://").unwrap_or(lb).trim_end_matches('/');
         let base = Url::parse(&format!("http://{addr}"))
             .ok()
             .filter(|_| !addr.is_empty() && !addr.contains('/'))
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "--lb wants HOST:PORT, optionally after http://, not {lb:?}"
-                ))
-            })?;
+            .ok_or_else(|| Error::Usage(format!("--lb wants HOST:PORT, optionally after http://, not {lb:?}")))?;
         // The admin API is local infrastructure: an HTTP_PROXY meant for the internet must not
         // reroute it.
         let client = reqwest::Client::builder()
@@ -192,11 +185,7 @@ impl Admin {
             .no_proxy()
             .build()
             .map_err(|err| Error::Failed(format!("cannot build an HTTP client: {err}")))?;
-        Ok(Admin {
-            client,
-            addr: addr.to_owned(),
-            base,
-        })
+        Ok(Admin { client, addr: addr.to_owned(), base })
     }
 
     pub async fn list_pools(&self) -> Result<Value, Error> {
@@ -213,11 +202,7 @@ impl Admin {
         self.send(request).await
     }
 
-    pub async fn update_pool(
-        &self,
-        pattern: &str,
-        settings: &PoolSettings,
-    ) -> Result<Value, Error> {
+    pub async fn update_pool(&self, pattern: &str, settings: &PoolSettings) -> Result<Value, Error> {
         let request = self.request(Method::PATCH, "/v1/pool", &[("pattern", pattern)]);
         self.send(request.json(settings)).await
     }
@@ -227,11 +212,7 @@ impl Admin {
         self.send(request).await
     }
 
-    pub async fn add_backend(
-        &self,
-        pattern: &str,
-        backend: &NewBackend<'_>,
-    ) -> Result<Value, Error> {
+    pub async fn add_backend(&self, pattern: &str, backend: &NewBackend<'_>) -> Result<Value, Error> {
         let request = self.request(Method::POST, "/v1/pool/backends", &[("pattern", pattern)]);
         self.send(request.json(backend)).await
     }
@@ -239,8 +220,7 @@ impl Admin {
     pub async fn remove_backend(&self, pattern: &str, ip: &str, port: u16) -> Result<Value, Error> {
         let port = port.to_string();
         let query = [("pattern", pattern), ("ip", ip), ("port", &port)];
-        self.send(self.request(Method::DELETE, "/v1/pool/backends", &query))
-            .await
+        self.send(self.request(Method::DELETE, "/v1/pool/backends", &query)).await
     }
 
     pub async fn update_backend(
@@ -275,21 +255,14 @@ impl Admin {
         if !status.is_success() {
             return Err(Error::Failed(refusal(status, &body)));
         }
-        serde_json::from_slice(&body).map_err(|err| {
-            Error::Failed(format!(
-                "lb admin at {} answered invalid JSON: {err}",
-                self.addr
-            ))
-        })
+        serde_json::from_slice(&body)
+            .map_err(|err| Error::Failed(format!("lb admin at {} answered invalid JSON: {err}", self.addr)))
     }
 
     fn failed(&self, err: &reqwest::Error) -> Error {
         let addr = &self.addr;
         Error::Failed(if err.is_timeout() {
-            format!(
-                "lb admin at {addr} did not answer within {}s",
-                TIMEOUT.as_secs()
-            )
+            format!("lb admin at {addr} did not answer within {}s", TIMEOUT.as_secs())
         } else if err.is_connect() {
             format!("cannot reach lb admin at {addr}: {}", root_cause(err))
         } else {
@@ -320,16 +293,11 @@ fn root_cause(err: &reqwest::Error) -> String {
         cause = source;
     }
     let mut message = cause.to_string();
-    if let Some(code) = cause
-        .downcast_ref::<std::io::Error>()
-        .and_then(std::io::Error::raw_os_error)
-    {
+    if let Some(code) = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error) {
         message = message.replace(&format!(" (os error {code})"), "");
     }
     match message.chars().next() {
-        Some(first) if first.is_ascii_uppercase() => {
-            first.to_ascii_lowercase().to_string() + &message[1..]
-        }
+        Some(first) if first.is_ascii_uppercase() => first.to_ascii_lowercase().to_string() + &message[1..],
         _ => message,
     }
 }
@@ -340,11 +308,7 @@ mod tests {
 
     #[test]
     fn lb_accepts_host_port_with_or_without_http() {
-        for lb in [
-            "127.0.0.1:8081",
-            "http://127.0.0.1:8081",
-            "http://127.0.0.1:8081/",
-        ] {
+        for lb in ["127.0.0.1:8081", "http://127.0.0.1:8081", "http://127.0.0.1:8081/"] {
             let admin = Admin::new(lb).unwrap();
             assert_eq!(admin.base.as_str(), "http://127.0.0.1:8081/");
             assert_eq!(admin.addr, "127.0.0.1:8081");
@@ -353,12 +317,7 @@ mod tests {
 
     #[test]
     fn lb_rejects_other_schemes_and_paths() {
-        for lb in [
-            "https://127.0.0.1:8081",
-            "127.0.0.1:8081/admin",
-            "",
-            "a b:1",
-        ] {
+        for lb in ["https://127.0.0.1:8081", "127.0.0.1:8081/admin", "", "a b:1"] {
             assert!(matches!(Admin::new(lb), Err(Error::Usage(_))), "{lb:?}");
         }
     }
@@ -366,10 +325,7 @@ mod tests {
     #[test]
     fn refusals_quote_lb_and_the_status() {
         let body = br#"{"error": "pool \"/\" already exists"}"#;
-        assert_eq!(
-            refusal(StatusCode::CONFLICT, body),
-            r#"pool "/" already exists (409)"#
-        );
+        assert_eq!(refusal(StatusCode::CONFLICT, body), r#"pool "/" already exists (409)"#);
         assert_eq!(
             refusal(StatusCode::BAD_GATEWAY, b"<html>"),
             "lb admin answered 502 Bad Gateway without an error message"
@@ -416,29 +372,16 @@ mod tests {
     fn only_given_settings_are_sent() {
         let settings = PoolSettings {
             strategy: Some(Strategy::LeastConn),
-            timeouts: Some(Timeouts {
-                idle_ms: Some(0),
-                ..Timeouts::default()
-            }),
-            health_check: Some(HealthCheck {
-                fall: Some(3),
-                ..HealthCheck::default()
-            }),
+            timeouts: Some(Timeouts { idle_ms: Some(0), ..Timeouts::default() }),
+            health_check: Some(HealthCheck { fall: Some(3), ..HealthCheck::default() }),
             ..PoolSettings::default()
         };
-        let body = serde_json::to_value(NewPool {
-            pattern: "/",
-            settings: &settings,
-        })
-        .unwrap();
+        let body = serde_json::to_value(NewPool { pattern: "/", settings: &settings }).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"pattern": "/", "strategy": "least_conn",
                                "timeouts": {"idle_ms": 0}, "health_check": {"fall": 3}})
         );
-        assert_eq!(
-            serde_json::to_value(BackendChange::default()).unwrap(),
-            serde_json::json!({})
-        );
+        assert_eq!(serde_json::to_value(BackendChange::default()).unwrap(), serde_json::json!({}));
     }
 }

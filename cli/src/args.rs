@@ -60,13 +60,7 @@ const HEALTH: &str = "Health check (addPool, setHealth)";
 )]
 struct Cli {
     /// Admin address of lb, HOST:PORT, http:// optional (e.g. --lb=127.0.0.1:8081)
-    #[arg(
-        long,
-        global = true,
-        env = "LB_ADMIN",
-        default_value = "127.0.0.1:8081",
-        value_name = "HOST:PORT"
-    )]
+    #[arg(long, global = true, env = "LB_ADMIN", default_value = "127.0.0.1:8081", value_name = "HOST:PORT")]
     lb: String,
     /// Pool pattern, ServeMux-style (e.g. --pattern=/ or --pattern=/api/)
     #[arg(long, global = true)]
@@ -319,14 +313,7 @@ pub enum Request {
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Error> {
     let cli = match Cli::try_parse_from(go_style(args)) {
         Ok(cli) => cli,
-        Err(err)
-            if matches!(
-                err.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) =>
-        {
-            err.exit()
-        }
+        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
         // Bare `lbctl`: name the commands instead of printing the whole help as an error.
         Err(err)
             if matches!(
@@ -335,10 +322,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Err
             ) =>
         {
             let command = Cli::command();
-            let names: Vec<&str> = command
-                .get_subcommands()
-                .map(|sub| sub.get_name())
-                .collect();
+            let names: Vec<&str> = command.get_subcommands().map(|sub| sub.get_name()).collect();
             let message = format!("no command given, try one of {}", names.join(", "));
             return Err(Error::Usage(format!("{message} (see lbctl --help)")));
         }
@@ -400,20 +384,13 @@ impl Cli {
         let port = || self.port.ok_or_else(|| needs("--port"));
         let request = match command {
             Command::ListPools => Request::ListPools,
-            Command::AddPool => Request::AddPool {
-                pattern: pattern()?,
-                settings: PoolSettings {
-                    health_check,
-                    ..settings
-                },
-            },
-            Command::RemovePool => Request::RemovePool {
-                pattern: pattern()?,
-            },
-            Command::SetMode => Request::SetMode {
-                pattern: pattern()?,
-                mode: self.mode.ok_or_else(|| needs("--mode"))?,
-            },
+            Command::AddPool => {
+                Request::AddPool { pattern: pattern()?, settings: PoolSettings { health_check, ..settings } }
+            }
+            Command::RemovePool => Request::RemovePool { pattern: pattern()? },
+            Command::SetMode => {
+                Request::SetMode { pattern: pattern()?, mode: self.mode.ok_or_else(|| needs("--mode"))? }
+            }
             Command::SetPool => {
                 let pattern = pattern()?;
                 if settings == PoolSettings::default() {
@@ -423,12 +400,9 @@ impl Cli {
             }
             Command::SetHealth => Request::SetHealth {
                 pattern: pattern()?,
-                health_check: health_check
-                    .ok_or_else(|| needs(&format!("at least one of {}", flags_under(HEALTH))))?,
+                health_check: health_check.ok_or_else(|| needs(&format!("at least one of {}", flags_under(HEALTH))))?,
             },
-            Command::PoolHealth => Request::PoolHealth {
-                pattern: pattern()?,
-            },
+            Command::PoolHealth => Request::PoolHealth { pattern: pattern()? },
             Command::AddBackend => Request::AddBackend {
                 pattern: pattern()?,
                 ip: ip()?,
@@ -436,11 +410,7 @@ impl Cli {
                 url_path: self.url_path.clone(),
                 weight: self.weight,
             },
-            Command::RemoveBackend => Request::RemoveBackend {
-                pattern: pattern()?,
-                ip: ip()?,
-                port: port()?,
-            },
+            Command::RemoveBackend => Request::RemoveBackend { pattern: pattern()?, ip: ip()?, port: port()? },
             Command::DrainBackend | Command::UndrainBackend => Request::SetDraining {
                 pattern: pattern()?,
                 ip: ip()?,
@@ -454,11 +424,7 @@ impl Cli {
                 weight: self.weight.ok_or_else(|| needs("--weight"))?,
             },
         };
-        Ok(Invocation {
-            lb: self.lb,
-            json: self.json,
-            request,
-        })
+        Ok(Invocation { lb: self.lb, json: self.json, request })
     }
 
     /// The pool settings flags given, health check aside.
@@ -473,9 +439,7 @@ impl Cli {
             .as_deref()
             .map(|text| {
                 units::parse_bytes(text).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--retry_body_limit: invalid size {text:?} (use e.g. 65536, 64KiB, 1MiB)"
-                    ))
+                    Error::Usage(format!("--retry_body_limit: invalid size {text:?} (use e.g. 65536, 64KiB, 1MiB)"))
                 })
             })
             .transpose()?;
@@ -497,11 +461,7 @@ impl Cli {
             path: self.health_path.clone(),
             // lb compares trimmed bodies, so spaces after commas are the user's formatting.
             healthy_values: self.healthy_values.as_deref().map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|value| !value.is_empty())
-                    .map(String::from)
-                    .collect()
+                list.split(',').map(str::trim).filter(|value| !value.is_empty()).map(String::from).collect()
             }),
             expected_status: self.expected_status,
             interval_ms: millis("interval", &self.interval)?,
@@ -530,11 +490,8 @@ fn millis(flag: &str, value: &Option<String>) -> Result<Option<u64>, Error> {
     value
         .as_deref()
         .map(|text| {
-            units::parse_millis(text).ok_or_else(|| {
-                Error::Usage(format!(
-                    "--{flag}: invalid duration {text:?} (use e.g. 500ms, 2s, 1m)"
-                ))
-            })
+            units::parse_millis(text)
+                .ok_or_else(|| Error::Usage(format!("--{flag}: invalid duration {text:?} (use e.g. 500ms, 2s, 1m)")))
         })
         .transpose()
 }
@@ -542,15 +499,12 @@ fn millis(flag: &str, value: &Option<String>) -> Result<Option<u64>, Error> {
 /// Checks the shape of `--hash_key`; whether lb knows the header or cookie is its business.
 fn hash_key(key: &str) -> Result<String, Error> {
     let named = |prefix: &str| {
-        key.strip_prefix(prefix)
-            .is_some_and(|name| !name.is_empty() && !name.contains(char::is_whitespace))
+        key.strip_prefix(prefix).is_some_and(|name| !name.is_empty() && !name.contains(char::is_whitespace))
     };
     if key == "client_ip" || named("header:") || named("cookie:") {
         Ok(key.to_owned())
     } else {
-        Err(Error::Usage(format!(
-            "--hash_key: invalid key {key:?} (use client_ip, header:NAME or cookie:NAME)"
-        )))
+        Err(Error::Usage(format!("--hash_key: invalid key {key:?} (use client_ip, header:NAME or cookie:NAME)")))
     }
 }
 
@@ -568,23 +522,9 @@ mod tests {
 
     #[test]
     fn go_style_rewrites_single_dash_long_flags_only() {
-        let args = [
-            "lbctl", "-lb=x:1", "-pattern", "/", "-h", "-1", "--json", "addPool",
-        ];
+        let args = ["lbctl", "-lb=x:1", "-pattern", "/", "-h", "-1", "--json", "addPool"];
         let rewritten = go_style(args.map(OsString::from));
-        assert_eq!(
-            strings(&rewritten),
-            [
-                "lbctl",
-                "--lb=x:1",
-                "--pattern",
-                "/",
-                "-h",
-                "-1",
-                "--json",
-                "addPool"
-            ]
-        );
+        assert_eq!(strings(&rewritten), ["lbctl", "--lb=x:1", "--pattern", "/", "-h", "-1", "--json", "addPool"]);
     }
 
     #[test]
@@ -623,37 +563,20 @@ mod tests {
 
     #[test]
     fn flags_may_follow_the_command() {
-        let invocation = parse_strs(&[
-            "lbctl",
-            "addPool",
-            "--pattern=/",
-            "--mode=redirect",
-            "--json",
-        ])
-        .unwrap();
+        let invocation = parse_strs(&["lbctl", "addPool", "--pattern=/", "--mode=redirect", "--json"]).unwrap();
         assert!(invocation.json);
         assert_eq!(
             invocation.request,
             Request::AddPool {
                 pattern: "/".into(),
-                settings: PoolSettings {
-                    mode: Some(Mode::Redirect),
-                    ..PoolSettings::default()
-                },
+                settings: PoolSettings { mode: Some(Mode::Redirect), ..PoolSettings::default() },
             }
         );
     }
 
     #[test]
     fn url_path_defaults_to_root() {
-        let invocation = parse_strs(&[
-            "lbctl",
-            "--pattern=/",
-            "--ip=127.0.0.1",
-            "--port=8082",
-            "addBackend",
-        ])
-        .unwrap();
+        let invocation = parse_strs(&["lbctl", "--pattern=/", "--ip=127.0.0.1", "--port=8082", "addBackend"]).unwrap();
         let Request::AddBackend { url_path, .. } = invocation.request else {
             panic!("wrong request {:?}", invocation.request);
         };
@@ -672,8 +595,7 @@ mod tests {
 
     #[test]
     fn strategies_are_spelled_as_the_admin_api_spells_them() {
-        let invocation =
-            parse_strs(&["lbctl", "--pattern=/", "--strategy=round_robin", "addPool"]).unwrap();
+        let invocation = parse_strs(&["lbctl", "--pattern=/", "--strategy=round_robin", "addPool"]).unwrap();
         let Request::AddPool { settings, .. } = invocation.request else {
             panic!("wrong request {:?}", invocation.request);
         };
@@ -685,10 +607,7 @@ mod tests {
             (Strategy::LeastConn, "least_conn"),
             (Strategy::ConsistentHash, "consistent_hash"),
         ] {
-            assert_eq!(
-                serde_json::to_string(&strategy).unwrap(),
-                format!("{spelled:?}")
-            );
+            assert_eq!(serde_json::to_string(&strategy).unwrap(), format!("{spelled:?}"));
             let flag = format!("--strategy={spelled}");
             let invocation = parse_strs(&["lbctl", "--pattern=/", &flag, "setPool"]).unwrap();
             let Request::SetPool { settings, .. } = invocation.request else {
@@ -715,14 +634,7 @@ mod tests {
 
     #[test]
     fn a_repeated_flag_takes_the_last_value() {
-        let invocation = parse_strs(&[
-            "lbctl",
-            "-lb=a:1",
-            "--json",
-            "-lb=b:2",
-            "--json",
-            "listPools",
-        ]);
+        let invocation = parse_strs(&["lbctl", "-lb=a:1", "--json", "-lb=b:2", "--json", "listPools"]);
         assert_eq!(invocation.unwrap().lb, "b:2");
     }
 
@@ -732,10 +644,7 @@ mod tests {
             panic!("expected a usage error");
         };
         assert!(!message.contains('\n'), "{message:?}");
-        assert!(
-            message.starts_with("unrecognized subcommand 'addpool'"),
-            "{message:?}"
-        );
+        assert!(message.starts_with("unrecognized subcommand 'addpool'"), "{message:?}");
         assert!(message.ends_with("(see lbctl --help)"), "{message:?}");
     }
 
@@ -803,10 +712,7 @@ mod tests {
             set_pool.request,
             Request::SetPool {
                 pattern: "/".into(),
-                settings: PoolSettings {
-                    retry_on_5xx: Some(false),
-                    ..PoolSettings::default()
-                },
+                settings: PoolSettings { retry_on_5xx: Some(false), ..PoolSettings::default() },
             }
         );
         let set_health = parse_strs(&[&args[..], &["setHealth"]].concat()).unwrap();
@@ -814,10 +720,7 @@ mod tests {
             set_health.request,
             Request::SetHealth {
                 pattern: "/".into(),
-                health_check: HealthCheck {
-                    fall: Some(2),
-                    ..HealthCheck::default()
-                },
+                health_check: HealthCheck { fall: Some(2), ..HealthCheck::default() },
             }
         );
     }
@@ -829,23 +732,13 @@ mod tests {
             let invocation = parse_strs(&[&backend[..], &[command]].concat()).unwrap();
             assert_eq!(
                 invocation.request,
-                Request::SetDraining {
-                    pattern: "/".into(),
-                    ip: "127.0.0.1".into(),
-                    port: 8082,
-                    draining,
-                }
+                Request::SetDraining { pattern: "/".into(), ip: "127.0.0.1".into(), port: 8082, draining }
             );
         }
         let invocation = parse_strs(&[&backend[..], &["--weight=5", "setWeight"]].concat());
         assert_eq!(
             invocation.unwrap().request,
-            Request::SetWeight {
-                pattern: "/".into(),
-                ip: "127.0.0.1".into(),
-                port: 8082,
-                weight: 5,
-            }
+            Request::SetWeight { pattern: "/".into(), ip: "127.0.0.1".into(), port: 8082, weight: 5 }
         );
         let err = parse_strs(&[&backend[..], &["setWeight"]].concat()).unwrap_err();
         assert_eq!(err, Error::Usage("setWeight needs --weight".into()));
@@ -881,30 +774,12 @@ mod tests {
     #[test]
     fn bad_durations_sizes_and_keys_name_the_flag() {
         for (arg, message) in [
-            (
-                "--interval=2x",
-                r#"--interval: invalid duration "2x" (use e.g. 500ms, 2s, 1m)"#,
-            ),
-            (
-                "--timeout=-1s",
-                r#"--timeout: invalid duration "-1s" (use e.g. 500ms, 2s, 1m)"#,
-            ),
-            (
-                "--idle_timeout=90",
-                r#"--idle_timeout: invalid duration "90" (use e.g. 500ms, 2s, 1m)"#,
-            ),
-            (
-                "--retry_body_limit=64kb",
-                r#"--retry_body_limit: invalid size "64kb" (use e.g. 65536, 64KiB, 1MiB)"#,
-            ),
-            (
-                "--hash_key=header:",
-                r#"--hash_key: invalid key "header:" (use client_ip, header:NAME or cookie:NAME)"#,
-            ),
-            (
-                "--hash_key=ip",
-                r#"--hash_key: invalid key "ip" (use client_ip, header:NAME or cookie:NAME)"#,
-            ),
+            ("--interval=2x", r#"--interval: invalid duration "2x" (use e.g. 500ms, 2s, 1m)"#),
+            ("--timeout=-1s", r#"--timeout: invalid duration "-1s" (use e.g. 500ms, 2s, 1m)"#),
+            ("--idle_timeout=90", r#"--idle_timeout: invalid duration "90" (use e.g. 500ms, 2s, 1m)"#),
+            ("--retry_body_limit=64kb", r#"--retry_body_limit: invalid size "64kb" (use e.g. 65536, 64KiB, 1MiB)"#),
+            ("--hash_key=header:", r#"--hash_key: invalid key "header:" (use client_ip, header:NAME or cookie:NAME)"#),
+            ("--hash_key=ip", r#"--hash_key: invalid key "ip" (use client_ip, header:NAME or cookie:NAME)"#),
         ] {
             // Refused whatever the command, like any malformed flag.
             for command in ["addPool", "listPools"] {
@@ -916,8 +791,7 @@ mod tests {
 
     #[test]
     fn zero_durations_reach_lb() {
-        let invocation =
-            parse_strs(&["lbctl", "--pattern=/", "--interval=0s", "setHealth"]).unwrap();
+        let invocation = parse_strs(&["lbctl", "--pattern=/", "--interval=0s", "setHealth"]).unwrap();
         let Request::SetHealth { health_check, .. } = invocation.request else {
             panic!("wrong request {:?}", invocation.request);
         };
@@ -936,8 +810,7 @@ mod tests {
             "--retry_on=4xx",
             "--strategy=least_connections",
         ] {
-            let Err(Error::Usage(message)) = parse_strs(&["lbctl", "--pattern=/", arg, "addPool"])
-            else {
+            let Err(Error::Usage(message)) = parse_strs(&["lbctl", "--pattern=/", arg, "addPool"]) else {
                 panic!("{arg} accepted");
             };
             assert!(message.ends_with("(see lbctl --help)"), "{message:?}");

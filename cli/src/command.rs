@@ -5,10 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    admin::{
-        Admin, Backend, BackendChange, HealthCheck, NewBackend, NewPool, Pool, PoolHealth,
-        PoolSettings,
-    },
+    admin::{Admin, Backend, BackendChange, HealthCheck, NewBackend, NewPool, Pool, PoolHealth, PoolSettings},
     args::{Invocation, Request},
     error::Error,
     table::table,
@@ -30,108 +27,53 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
             })
         }
         Request::RemovePool { pattern } => {
-            render(json, admin.remove_pool(pattern).await?, |_: Pool| {
-                format!("removed pool {pattern}\n")
-            })
+            render(json, admin.remove_pool(pattern).await?, |_: Pool| format!("removed pool {pattern}\n"))
         }
         Request::SetMode { pattern, mode } => {
-            let settings = PoolSettings {
-                mode: Some(*mode),
-                ..PoolSettings::default()
-            };
+            let settings = PoolSettings { mode: Some(*mode), ..PoolSettings::default() };
             let reply = admin.update_pool(pattern, &settings).await?;
-            render(json, reply, |pool: Pool| {
-                format!("pool {pattern} is now in {} mode\n", pool.mode)
-            })
+            render(json, reply, |pool: Pool| format!("pool {pattern} is now in {} mode\n", pool.mode))
         }
         Request::SetPool { pattern, settings } => {
             let reply = admin.update_pool(pattern, settings).await?;
-            render(json, reply, |pool: Pool| {
-                match pool_summary(&pool, settings) {
-                    summary if summary.is_empty() => format!("pool {pattern} updated\n"),
-                    summary => format!("pool {pattern} updated: {summary}\n"),
-                }
+            render(json, reply, |pool: Pool| match pool_summary(&pool, settings) {
+                summary if summary.is_empty() => format!("pool {pattern} updated\n"),
+                summary => format!("pool {pattern} updated: {summary}\n"),
             })
         }
-        Request::SetHealth {
-            pattern,
-            health_check,
-        } => {
-            let settings = PoolSettings {
-                health_check: Some(health_check.clone()),
-                ..PoolSettings::default()
-            };
+        Request::SetHealth { pattern, health_check } => {
+            let settings = PoolSettings { health_check: Some(health_check.clone()), ..PoolSettings::default() };
             let reply = admin.update_pool(pattern, &settings).await?;
-            render(json, reply, |pool: Pool| {
-                match health_summary(&pool.health_check.unwrap_or_default()) {
-                    summary if summary.is_empty() => {
-                        format!("pool {pattern} health check updated\n")
-                    }
-                    summary => format!("pool {pattern} health check: {summary}\n"),
+            render(json, reply, |pool: Pool| match health_summary(&pool.health_check.unwrap_or_default()) {
+                summary if summary.is_empty() => {
+                    format!("pool {pattern} health check updated\n")
                 }
+                summary => format!("pool {pattern} health check: {summary}\n"),
             })
         }
-        Request::PoolHealth { pattern } => {
-            render(json, admin.pool_health(pattern).await?, health_tables)
-        }
-        Request::AddBackend {
-            pattern,
-            ip,
-            port,
-            url_path,
-            weight,
-        } => {
-            let backend = NewBackend {
-                ip,
-                port: *port,
-                url_path,
-                weight: *weight,
-            };
+        Request::PoolHealth { pattern } => render(json, admin.pool_health(pattern).await?, health_tables),
+        Request::AddBackend { pattern, ip, port, url_path, weight } => {
+            let backend = NewBackend { ip, port: *port, url_path, weight: *weight };
             let reply = admin.add_backend(pattern, &backend).await?;
-            render(json, reply, |backend: Backend| {
-                format!("added backend {} to pool {pattern}\n", backend.address())
-            })
+            render(json, reply, |backend: Backend| format!("added backend {} to pool {pattern}\n", backend.address()))
         }
         Request::RemoveBackend { pattern, ip, port } => {
             let reply = admin.remove_backend(pattern, ip, *port).await?;
             render(json, reply, |backend: Backend| {
-                format!(
-                    "removed backend {} from pool {pattern}\n",
-                    backend.address()
-                )
+                format!("removed backend {} from pool {pattern}\n", backend.address())
             })
         }
-        Request::SetDraining {
-            pattern,
-            ip,
-            port,
-            draining,
-        } => {
-            let change = BackendChange {
-                draining: Some(*draining),
-                ..BackendChange::default()
-            };
+        Request::SetDraining { pattern, ip, port, draining } => {
+            let change = BackendChange { draining: Some(*draining), ..BackendChange::default() };
             let reply = admin.update_backend(pattern, ip, *port, &change).await?;
             // lb's 2xx says the change was made, whether or not its answer repeats the field.
             render(json, reply, |backend: Backend| {
-                let state = if backend.draining.unwrap_or(*draining) {
-                    "is draining"
-                } else {
-                    "is back in rotation"
-                };
+                let state = if backend.draining.unwrap_or(*draining) { "is draining" } else { "is back in rotation" };
                 format!("backend {} of pool {pattern} {state}\n", backend.address())
             })
         }
-        Request::SetWeight {
-            pattern,
-            ip,
-            port,
-            weight,
-        } => {
-            let change = BackendChange {
-                weight: Some(*weight),
-                ..BackendChange::default()
-            };
+        Request::SetWeight { pattern, ip, port, weight } => {
+            let change = BackendChange { weight: Some(*weight), ..BackendChange::default() };
             let reply = admin.update_backend(pattern, ip, *port, &change).await?;
             render(json, reply, |backend: Backend| {
                 format!(
@@ -145,11 +87,7 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
 }
 
 /// Prints `reply` pretty with `--json`; otherwise decodes it as `T` and lets `human` word it.
-fn render<T: DeserializeOwned>(
-    json: bool,
-    reply: Value,
-    human: impl FnOnce(T) -> String,
-) -> Result<String, Error> {
+fn render<T: DeserializeOwned>(json: bool, reply: Value, human: impl FnOnce(T) -> String) -> Result<String, Error> {
     if json {
         return Ok(format!("{reply:#}\n"));
     }
@@ -162,13 +100,7 @@ fn pools_table(pools: Vec<Pool>) -> String {
     let header = ["Pattern", "Mode", "Strategy", "Backends", "Status"].map(String::from);
     let rows = pools.into_iter().map(|pool| {
         let backends = pool.backends.len().to_string();
-        [
-            pool.pattern,
-            pool.mode,
-            pool.strategy,
-            backends,
-            pool.status,
-        ]
+        [pool.pattern, pool.mode, pool.strategy, backends, pool.status]
     });
     table(&std::iter::once(header).chain(rows).collect::<Vec<_>>())
 }
@@ -177,10 +109,7 @@ fn pools_table(pools: Vec<Pool>) -> String {
 fn health_tables(health: PoolHealth) -> String {
     let pool = table(&[["Pool", "Status"], [&health.pattern, &health.status]]);
     let header = ["Backend", "Status"];
-    let rows = health
-        .backends
-        .iter()
-        .map(|backend| [backend.address.as_str(), backend.status.as_str()]);
+    let rows = health.backends.iter().map(|backend| [backend.address.as_str(), backend.status.as_str()]);
     let backends = table(&std::iter::once(header).chain(rows).collect::<Vec<_>>());
     pool + &backends
 }
@@ -203,20 +132,10 @@ fn pool_summary(pool: &Pool, sent: &PoolSettings) -> String {
         parts.extend(pool.retries.map(|retries| format!("retries {retries}")));
     }
     if sent.retry_on_5xx.is_some() {
-        parts.extend(pool.retry_on_5xx.map(|on| {
-            if on {
-                "retry on 5xx"
-            } else {
-                "no retry on 5xx"
-            }
-            .to_owned()
-        }));
+        parts.extend(pool.retry_on_5xx.map(|on| if on { "retry on 5xx" } else { "no retry on 5xx" }.to_owned()));
     }
     if sent.retry_body_limit.is_some() {
-        parts.extend(
-            pool.retry_body_limit
-                .map(|limit| format!("retry body limit {}", format_bytes(limit))),
-        );
+        parts.extend(pool.retry_body_limit.map(|limit| format!("retry body limit {}", format_bytes(limit))));
     }
     let sent_timeouts = sent.timeouts.clone().unwrap_or_default();
     let timeouts = pool.timeouts.clone().unwrap_or_default();
@@ -237,25 +156,13 @@ fn pool_summary(pool: &Pool, sent: &PoolSettings) -> String {
 fn health_summary(check: &HealthCheck) -> String {
     let mut head = Vec::new();
     head.extend(check.path.as_ref().map(|path| format!("GET {path}")));
-    head.extend(
-        check
-            .expected_status
-            .map(|status| format!("expecting {status}")),
-    );
-    head.extend(
-        check
-            .interval_ms
-            .map(|ms| format!("every {}", format_millis(ms))),
-    );
+    head.extend(check.expected_status.map(|status| format!("expecting {status}")));
+    head.extend(check.interval_ms.map(|ms| format!("every {}", format_millis(ms))));
     let mut parts = Vec::new();
     if !head.is_empty() {
         parts.push(head.join(" "));
     }
-    parts.extend(
-        check
-            .timeout_ms
-            .map(|ms| format!("timeout {}", format_millis(ms))),
-    );
+    parts.extend(check.timeout_ms.map(|ms| format!("timeout {}", format_millis(ms))));
     parts.extend(check.fall.map(|fall| format!("fall {fall}")));
     parts.extend(check.rise.map(|rise| format!("rise {rise}")));
     parts.extend(check.evict_after.map(|evict_after| match evict_after {
@@ -285,10 +192,7 @@ mod tests {
     #[test]
     fn health_without_backends_keeps_the_backend_header() {
         let health = serde_json::from_str(r#"{"pattern": "/x/", "status": "PS_UNAVAILABLE"}"#);
-        assert_eq!(
-            health_tables(health.unwrap()),
-            "Pool  Status\n/x/   PS_UNAVAILABLE\nBackend  Status\n"
-        );
+        assert_eq!(health_tables(health.unwrap()), "Pool  Status\n/x/   PS_UNAVAILABLE\nBackend  Status\n");
     }
 
     #[test]
@@ -321,10 +225,7 @@ mod tests {
             r#"{"path": "/healthz", "healthy_values": ["ok", "OK"], "expected_status": null,
                 "interval_ms": 2000, "timeout_ms": 1000, "fall": 3, "rise": 2, "evict_after": 30}"#,
         );
-        assert_eq!(
-            health_summary(&full),
-            "GET /healthz every 2s, timeout 1s, fall 3, rise 2, evict after 30"
-        );
+        assert_eq!(health_summary(&full), "GET /healthz every 2s, timeout 1s, fall 3, rise 2, evict after 30");
         let never = check(
             r#"{"path": "/", "expected_status": 204, "interval_ms": 90000, "timeout_ms": 500,
                 "fall": 1, "rise": 1, "evict_after": 0}"#,
@@ -348,14 +249,8 @@ mod tests {
                 "retries": 2, "retry_on_5xx": true, "retry_body_limit": 65536,
                 "timeouts": {"connect_ms": 3000, "response_ms": 60000, "idle_ms": 90000}}"#,
         );
-        let retries = PoolSettings {
-            retries: Some(2),
-            ..PoolSettings::default()
-        };
-        assert_eq!(
-            pool_summary(&answer, &retries),
-            "mode proxy, strategy least_conn, retries 2"
-        );
+        let retries = PoolSettings { retries: Some(2), ..PoolSettings::default() };
+        assert_eq!(pool_summary(&answer, &retries), "mode proxy, strategy least_conn, retries 2");
         let everything = PoolSettings {
             hash_key: Some("client_ip".into()),
             retry_on_5xx: Some(true),
@@ -376,13 +271,8 @@ mod tests {
 
     #[test]
     fn pool_summary_shows_the_hash_key_of_consistent_hash_and_skips_what_lb_left_out() {
-        let answer = pool(
-            r#"{"mode": "proxy", "strategy": "consistent_hash", "hash_key": "header:X-User"}"#,
-        );
-        let strategy_and_retries = PoolSettings {
-            retries: Some(1),
-            ..PoolSettings::default()
-        };
+        let answer = pool(r#"{"mode": "proxy", "strategy": "consistent_hash", "hash_key": "header:X-User"}"#);
+        let strategy_and_retries = PoolSettings { retries: Some(1), ..PoolSettings::default() };
         assert_eq!(
             pool_summary(&answer, &strategy_and_retries),
             "mode proxy, strategy consistent_hash, hash key header:X-User"

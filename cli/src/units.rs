@@ -29,15 +29,11 @@ pub fn parse_millis(text: &str) -> Option<u64> {
     let mut rest = text;
     let mut nanos: u128 = 0;
     while !rest.is_empty() {
-        let whole_len = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let whole_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let (whole, after) = rest.split_at(whole_len);
         let (fraction, after) = match after.strip_prefix('.') {
             Some(after) => {
-                let len = after
-                    .find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(after.len());
+                let len = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
                 after.split_at(len)
             }
             None => ("", after),
@@ -45,9 +41,7 @@ pub fn parse_millis(text: &str) -> Option<u64> {
         if whole.is_empty() && fraction.is_empty() {
             return None;
         }
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let (_, unit_nanos) = UNITS.iter().find(|(name, _)| *name == unit)?;
         nanos = nanos.checked_add(component_nanos(whole, fraction, *unit_nanos)?)?;
@@ -61,11 +55,7 @@ pub fn parse_millis(text: &str) -> Option<u64> {
 
 /// `whole.fraction` units in nanoseconds, `None` on overflow or if not a whole nanosecond.
 fn component_nanos(whole: &str, fraction: &str, unit_nanos: u128) -> Option<u128> {
-    let whole: u128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
+    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
     let mut nanos = whole.checked_mul(unit_nanos)?;
     if !fraction.is_empty() {
         let scale = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
@@ -82,11 +72,7 @@ fn component_nanos(whole: &str, fraction: &str, unit_nanos: u128) -> Option<u128
 /// `1.5s`, `1m30s`, `1h`, `0s`.
 pub fn format_millis(millis: u64) -> String {
     if millis < 1000 {
-        return if millis == 0 {
-            "0s".into()
-        } else {
-            format!("{millis}ms")
-        };
+        return if millis == 0 { "0s".into() } else { format!("{millis}ms") };
     }
     let hours = millis / 3_600_000;
     let minutes = millis / 60_000 % 60;
@@ -167,8 +153,8 @@ mod tests {
     #[test]
     fn garbage_negative_unitless_and_sub_millisecond_durations_are_refused() {
         for text in [
-            "", "2x", "-1s", "+1s", "2", "s", "1.5.5s", ".s", "1 s", "2S", "1ms500", "0.5ms",
-            "1ns", "1500us", "2s ", " 2s", "1e3ms",
+            "", "2x", "-1s", "+1s", "2", "s", "1.5.5s", ".s", "1 s", "2S", "1ms500", "0.5ms", "1ns", "1500us", "2s ",
+            " 2s", "1e3ms",
         ] {
             assert_eq!(parse_millis(text), None, "{text:?}");
         }
@@ -176,10 +162,7 @@ mod tests {
 
     #[test]
     fn huge_durations_are_refused_not_wrapped() {
-        assert_eq!(
-            parse_millis("99999999999999999999999999999999999999999h"),
-            None
-        );
+        assert_eq!(parse_millis("99999999999999999999999999999999999999999h"), None);
         assert_eq!(parse_millis("9999999999999999999h"), None);
         assert_eq!(parse_millis(&format!("0.{}s", "1".repeat(60))), None);
     }
@@ -209,19 +192,7 @@ mod tests {
         assert_eq!(parse_bytes("0"), Some(0));
         assert_eq!(parse_bytes("64KiB"), Some(65_536));
         assert_eq!(parse_bytes("1MiB"), Some(1_048_576));
-        for text in [
-            "",
-            "KiB",
-            "64kib",
-            "64KB",
-            "64K",
-            "1.5MiB",
-            "-1",
-            "+1",
-            "64 KiB",
-            "1GiB",
-            "99999999999999MiB",
-        ] {
+        for text in ["", "KiB", "64kib", "64KB", "64K", "1.5MiB", "-1", "+1", "64 KiB", "1GiB", "99999999999999MiB"] {
             assert_eq!(parse_bytes(text), None, "{text:?}");
         }
     }

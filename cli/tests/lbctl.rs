@@ -40,9 +40,7 @@ impl StubAdmin {
     async fn start(status: u16, reply: Value) -> StubAdmin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let answer = (StatusCode::from_u16(status).unwrap(), reply);
-        let app = Router::new()
-            .fallback(record)
-            .with_state((seen.clone(), answer));
+        let app = Router::new().fallback(record).with_state((seen.clone(), answer));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -83,15 +81,8 @@ async fn record(
 
 /// Runs lbctl to completion, with LB_ADMIN cleared so the caller's environment cannot leak in.
 async fn lbctl(args: &[&str]) -> Output {
-    let run = Command::new(env!("CARGO_BIN_EXE_lbctl"))
-        .args(args)
-        .env_remove("LB_ADMIN")
-        .kill_on_drop(true)
-        .output();
-    timeout(DEADLINE, run)
-        .await
-        .expect("lbctl did not finish in time")
-        .expect("spawn lbctl")
+    let run = Command::new(env!("CARGO_BIN_EXE_lbctl")).args(args).env_remove("LB_ADMIN").kill_on_drop(true).output();
+    timeout(DEADLINE, run).await.expect("lbctl did not finish in time").expect("spawn lbctl")
 }
 
 fn stdout(output: &Output) -> String {
@@ -169,14 +160,8 @@ async fn help_describes_every_command_and_flag() {
         "undrainBackend",
         "setWeight",
     ] {
-        assert!(
-            help.contains(&format!("\n  {command} ")),
-            "{command} missing"
-        );
-        assert!(
-            help.contains(&format!(" {command}\n")),
-            "no example for {command}"
-        );
+        assert!(help.contains(&format!("\n  {command} ")), "{command} missing");
+        assert!(help.contains(&format!(" {command}\n")), "no example for {command}");
     }
     for flag in [
         "--lb",
@@ -226,10 +211,7 @@ async fn an_unknown_command_is_a_usage_error() {
 async fn an_unreachable_admin_is_one_line_and_exit_1() {
     let output = lbctl(&["--lb=127.0.0.1:1", "listPools"]).await;
     let stderr = assert_one_error_line(&output, 1);
-    assert_eq!(
-        stderr,
-        "lbctl: error: cannot reach lb admin at 127.0.0.1:1: connection refused\n"
-    );
+    assert_eq!(stderr, "lbctl: error: cannot reach lb admin at 127.0.0.1:1: connection refused\n");
 }
 
 #[tokio::test]
@@ -264,16 +246,9 @@ async fn pool_health_prints_two_tables() {
 
 #[tokio::test]
 async fn pool_health_without_backends_prints_only_the_backend_header() {
-    let admin = StubAdmin::start(
-        200,
-        json!({"pattern": "/", "status": "PS_UNAVAILABLE", "backends": []}),
-    )
-    .await;
+    let admin = StubAdmin::start(200, json!({"pattern": "/", "status": "PS_UNAVAILABLE", "backends": []})).await;
     let output = lbctl(&[&admin.lb(), "--pattern=/", "poolHealth"]).await;
-    assert_eq!(
-        stdout(&output),
-        "Pool  Status\n/     PS_UNAVAILABLE\nBackend  Status\n"
-    );
+    assert_eq!(stdout(&output), "Pool  Status\n/     PS_UNAVAILABLE\nBackend  Status\n");
 }
 
 #[tokio::test]
@@ -319,10 +294,7 @@ async fn the_admin_address_can_come_from_lb_admin() {
         .output();
     let output = timeout(DEADLINE, run).await.unwrap().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(
-        stdout(&output),
-        "Pattern  Mode  Strategy  Backends  Status\n"
-    );
+    assert_eq!(stdout(&output), "Pattern  Mode  Strategy  Backends  Status\n");
     assert_eq!(admin.seen().len(), 1);
 }
 
@@ -351,12 +323,7 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "added pool / (mode proxy)\n",
         },
         Case {
-            args: &[
-                "--pattern=/",
-                "--mode=redirect",
-                "--strategy=round_robin",
-                "addPool",
-            ],
+            args: &["--pattern=/", "--mode=redirect", "--strategy=round_robin", "addPool"],
             status: 201,
             reply: pool_json("/", "redirect"),
             sent: Seen {
@@ -392,13 +359,7 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "pool / is now in redirect mode\n",
         },
         Case {
-            args: &[
-                "--pattern=/",
-                "--ip=127.0.0.1",
-                "--port=8082",
-                "--url_path=/",
-                "addBackend",
-            ],
+            args: &["--pattern=/", "--ip=127.0.0.1", "--port=8082", "--url_path=/", "addBackend"],
             status: 201,
             reply: backend_json(),
             sent: Seen {
@@ -410,12 +371,7 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "added backend 127.0.0.1:8082 to pool /\n",
         },
         Case {
-            args: &[
-                "--pattern=/",
-                "--ip=127.0.0.1",
-                "--port=8082",
-                "removeBackend",
-            ],
+            args: &["--pattern=/", "--ip=127.0.0.1", "--port=8082", "removeBackend"],
             status: 200,
             reply: backend_json(),
             sent: Seen {
@@ -481,13 +437,7 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "added pool / (mode proxy)\n",
         },
         Case {
-            args: &[
-                "--pattern=/",
-                "--interval=2s",
-                "--fall=3",
-                "--rise=2",
-                "setHealth",
-            ],
+            args: &["--pattern=/", "--interval=2s", "--fall=3", "--rise=2", "setHealth"],
             status: 200,
             reply: pool_with("/", json!({"health_check": {"interval_ms": 2000}})),
             sent: Seen {
@@ -520,23 +470,15 @@ async fn commands_send_the_right_request_and_say_what_happened() {
                 method: Method::PATCH,
                 path: "/v1/pool".into(),
                 query: Some("pattern=%2F".into()),
-                body: Some(
-                    json!({"health_check": {"path": "/status", "healthy_values": ["up"],
+                body: Some(json!({"health_check": {"path": "/status", "healthy_values": ["up"],
                                                    "expected_status": 204, "timeout_ms": 250,
-                                                   "evict_after": 0}}),
-                ),
+                                                   "evict_after": 0}})),
             },
             printed: "pool / health check: GET /status expecting 204 every 10s, timeout 250ms, \
                       fall 3, rise 2, never evicted\n",
         },
         Case {
-            args: &[
-                "--pattern=/",
-                "--mode=proxy",
-                "--strategy=least_conn",
-                "--retries=2",
-                "setPool",
-            ],
+            args: &["--pattern=/", "--mode=proxy", "--strategy=least_conn", "--retries=2", "setPool"],
             status: 200,
             reply: pool_with("/", json!({"strategy": "least_conn"})),
             sent: Seen {
@@ -548,17 +490,9 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "pool / updated: mode proxy, strategy least_conn, retries 2\n",
         },
         Case {
-            args: &[
-                "--pattern=/",
-                "--strategy=consistent_hash",
-                "--hash_key=header:X-User",
-                "setPool",
-            ],
+            args: &["--pattern=/", "--strategy=consistent_hash", "--hash_key=header:X-User", "setPool"],
             status: 200,
-            reply: pool_with(
-                "/",
-                json!({"strategy": "consistent_hash", "hash_key": "header:X-User"}),
-            ),
+            reply: pool_with("/", json!({"strategy": "consistent_hash", "hash_key": "header:X-User"})),
             sent: Seen {
                 method: Method::PATCH,
                 path: "/v1/pool".into(),
@@ -598,13 +532,7 @@ async fn commands_send_the_right_request_and_say_what_happened() {
                       idle timeout 1h\n",
         },
         Case {
-            args: &[
-                "--pattern=/",
-                "--ip=127.0.0.1",
-                "--port=8082",
-                "--weight=3",
-                "addBackend",
-            ],
+            args: &["--pattern=/", "--ip=127.0.0.1", "--port=8082", "--weight=3", "addBackend"],
             status: 201,
             reply: backend_with(json!({"weight": 3})),
             sent: Seen {
@@ -617,12 +545,7 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "added backend 127.0.0.1:8082 to pool /\n",
         },
         Case {
-            args: &[
-                "--pattern=/api/",
-                "--ip=127.0.0.1",
-                "--port=8082",
-                "drainBackend",
-            ],
+            args: &["--pattern=/api/", "--ip=127.0.0.1", "--port=8082", "drainBackend"],
             status: 200,
             reply: backend_with(json!({"draining": true, "status": "BS_DRAINING"})),
             sent: Seen {
@@ -634,12 +557,7 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "backend 127.0.0.1:8082 of pool /api/ is draining\n",
         },
         Case {
-            args: &[
-                "--pattern=/",
-                "--ip=127.0.0.1",
-                "--port=8082",
-                "undrainBackend",
-            ],
+            args: &["--pattern=/", "--ip=127.0.0.1", "--port=8082", "undrainBackend"],
             status: 200,
             reply: backend_json(),
             sent: Seen {
@@ -651,13 +569,7 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "backend 127.0.0.1:8082 of pool / is back in rotation\n",
         },
         Case {
-            args: &[
-                "setWeight",
-                "--pattern=/",
-                "--ip=127.0.0.1",
-                "--port=8082",
-                "--weight=5",
-            ],
+            args: &["setWeight", "--pattern=/", "--ip=127.0.0.1", "--port=8082", "--weight=5"],
             status: 200,
             reply: backend_with(json!({"weight": 5})),
             sent: Seen {
@@ -672,16 +584,9 @@ async fn commands_send_the_right_request_and_say_what_happened() {
     for case in cases {
         let admin = StubAdmin::start(case.status, case.reply).await;
         let lb = admin.lb();
-        let args: Vec<&str> = std::iter::once(lb.as_str())
-            .chain(case.args.iter().copied())
-            .collect();
+        let args: Vec<&str> = std::iter::once(lb.as_str()).chain(case.args.iter().copied()).collect();
         let output = lbctl(&args).await;
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
         assert_eq!(stdout(&output), case.printed, "{args:?}");
         assert_eq!(admin.seen(), [case.sent], "{args:?}");
     }
@@ -697,22 +602,13 @@ async fn server_errors_print_lbs_message_and_exit_1() {
 
 #[tokio::test]
 async fn lbs_refusal_of_a_bad_setting_is_printed() {
-    let admin = StubAdmin::start(
-        400,
-        json!({"error": "health check interval must be more than 0 and at most a day"}),
-    )
-    .await;
+    let admin =
+        StubAdmin::start(400, json!({"error": "health check interval must be more than 0 and at most a day"})).await;
     let output = lbctl(&[&admin.lb(), "--pattern=/", "--interval=0s", "setHealth"]).await;
     let stderr = assert_one_error_line(&output, 1);
-    assert_eq!(
-        stderr,
-        "lbctl: error: health check interval must be more than 0 and at most a day (400)\n"
-    );
+    assert_eq!(stderr, "lbctl: error: health check interval must be more than 0 and at most a day (400)\n");
     // 0s is lb's to judge, so it was sent.
-    assert_eq!(
-        admin.seen()[0].body,
-        Some(json!({"health_check": {"interval_ms": 0}}))
-    );
+    assert_eq!(admin.seen()[0].body, Some(json!({"health_check": {"interval_ms": 0}})));
 }
 
 #[tokio::test]
@@ -747,22 +643,14 @@ async fn usage_errors_are_one_line_exit_2_and_send_nothing() {
                  --idle_timeout",
             ),
         ),
-        (
-            &["--pattern=/", "--ip=127.0.0.1", "drainBackend"],
-            Some("drainBackend needs --port"),
-        ),
-        (
-            &["--pattern=/", "--ip=127.0.0.1", "--port=8082", "setWeight"],
-            Some("setWeight needs --weight"),
-        ),
+        (&["--pattern=/", "--ip=127.0.0.1", "drainBackend"], Some("drainBackend needs --port")),
+        (&["--pattern=/", "--ip=127.0.0.1", "--port=8082", "setWeight"], Some("setWeight needs --weight")),
         (&["--pattern=/", "--fall=three", "setHealth"], None),
         (&["--pattern=/", "--intervall=2s", "setHealth"], None),
         (&["--pattern=/", "--retry_on=4xx", "setPool"], None),
         (&["--pattern=/", "--strategy=fastest", "setPool"], None),
     ] {
-        let args: Vec<&str> = std::iter::once(lb.as_str())
-            .chain(args.iter().copied())
-            .collect();
+        let args: Vec<&str> = std::iter::once(lb.as_str()).chain(args.iter().copied()).collect();
         let output = lbctl(&args).await;
         let stderr = assert_one_error_line(&output, 2);
         match expected {
@@ -793,28 +681,14 @@ async fn pool_health_tables_keep_their_shape_with_the_new_fields() {
          127.0.0.1:8083  BS_SICK\n"
     );
     let output = lbctl(&[&admin.lb(), "--pattern=/", "--json", "poolHealth"]).await;
-    assert_eq!(
-        serde_json::from_slice::<Value>(&output.stdout).unwrap(),
-        reply
-    );
+    assert_eq!(serde_json::from_slice::<Value>(&output.stdout).unwrap(), reply);
 }
 
 #[tokio::test]
 async fn new_commands_print_lbs_json_with_json() {
     let reply = backend_with(json!({"draining": true, "status": "BS_DRAINING"}));
     let admin = StubAdmin::start(200, reply.clone()).await;
-    let output = lbctl(&[
-        &admin.lb(),
-        "--json",
-        "--pattern=/",
-        "--ip=127.0.0.1",
-        "--port=8082",
-        "drainBackend",
-    ])
-    .await;
+    let output = lbctl(&[&admin.lb(), "--json", "--pattern=/", "--ip=127.0.0.1", "--port=8082", "drainBackend"]).await;
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(
-        serde_json::from_slice::<Value>(&output.stdout).unwrap(),
-        reply
-    );
+    assert_eq!(serde_json::from_slice::<Value>(&output.stdout).unwrap(), reply);
 }

@@ -60,7 +60,7 @@ pub static MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        name: "health checks: thresholds on pools, health and draining on backends (format 2)",
+        name: "format 2: health checks, retries, timeouts, hash key on pools; weight, health, draining on backends",
         plan: records::v1_to_v2,
     },
 ];
@@ -107,15 +107,9 @@ impl fmt::Display for Error {
             Error::BadVersion(raw) => {
                 write!(f, "store has a corrupt schema version record {raw:?}")
             }
-            Error::Failed {
-                version,
-                name,
-                from,
-                reason,
-            } => write!(
-                f,
-                "migration {version} ({name}) failed, store left at version {from}: {reason}"
-            ),
+            Error::Failed { version, name, from, reason } => {
+                write!(f, "migration {version} ({name}) failed, store left at version {from}: {reason}")
+            }
             Error::Sled(e) => write!(f, "store error: {e}"),
         }
     }
@@ -141,10 +135,7 @@ pub fn schema_version(db: &sled::Db) -> Result<u32, Error> {
     match db.open_tree(META)?.get(VERSION_KEY)? {
         None => Ok(0),
         Some(raw) => {
-            let bytes: [u8; 4] = raw
-                .as_ref()
-                .try_into()
-                .map_err(|_| Error::BadVersion(raw.to_vec()))?;
+            let bytes: [u8; 4] = raw.as_ref().try_into().map_err(|_| Error::BadVersion(raw.to_vec()))?;
             Ok(u32::from_be_bytes(bytes))
         }
     }
@@ -160,27 +151,16 @@ pub fn run_migrations(db: &sled::Db, migrations: &[Migration]) -> Result<Outcome
     let from = schema_version(db)?;
     let supported = latest_of(migrations);
     if from > supported {
-        return Err(Error::Newer {
-            found: from,
-            supported,
-        });
+        return Err(Error::Newer { found: from, supported });
     }
     let trees = TREES.map(|name| db.open_tree(name));
     let [meta, pools, backends] = trees;
     let (meta, pools, backends) = (meta?, pools?, backends?);
     let mut at = from;
     for migration in migrations.iter().filter(|m| m.version > from) {
-        assert_eq!(
-            migration.version,
-            at + 1,
-            "migrations must be numbered without gaps"
-        );
-        let failed = |reason: String| Error::Failed {
-            version: migration.version,
-            name: migration.name,
-            from: at,
-            reason,
-        };
+        assert_eq!(migration.version, at + 1, "migrations must be numbered without gaps");
+        let failed =
+            |reason: String| Error::Failed { version: migration.version, name: migration.name, from: at, reason };
         let changes = (migration.plan)(db).map_err(failed)?;
         let version = migration.version.to_be_bytes();
         (&meta, &pools, &backends)
@@ -220,31 +200,16 @@ mod tests {
         for entry in db.open_tree(POOLS).map_err(|e| e.to_string())?.iter() {
             let (key, value) = entry.map_err(|e| e.to_string())?;
             if value.as_ref() == b"poison" {
-                return Err(format!(
-                    "cannot read pool {:?}",
-                    String::from_utf8_lossy(&key)
-                ));
+                return Err(format!("cannot read pool {:?}", String::from_utf8_lossy(&key)));
             }
-            changes.push(Change {
-                tree: 1,
-                key: key.to_vec(),
-                value: Some(value.to_ascii_uppercase()),
-            });
+            changes.push(Change { tree: 1, key: key.to_vec(), value: Some(value.to_ascii_uppercase()) });
         }
         Ok(changes)
     }
 
     static TWO: &[Migration] = &[
-        Migration {
-            version: 1,
-            name: "one",
-            plan: |_| Ok(Vec::new()),
-        },
-        Migration {
-            version: 2,
-            name: "upper",
-            plan: upper_case_pools,
-        },
+        Migration { version: 1, name: "one", plan: |_| Ok(Vec::new()) },
+        Migration { version: 2, name: "upper", plan: upper_case_pools },
     ];
 
     #[test]
@@ -252,20 +217,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir);
         assert_eq!(schema_version(&db).unwrap(), 0);
-        assert_eq!(
-            run(&db).unwrap(),
-            Outcome {
-                from: 0,
-                to: latest()
-            }
-        );
-        assert_eq!(
-            run(&db).unwrap(),
-            Outcome {
-                from: latest(),
-                to: latest()
-            }
-        );
+        assert_eq!(run(&db).unwrap(), Outcome { from: 0, to: latest() });
+        assert_eq!(run(&db).unwrap(), Outcome { from: latest(), to: latest() });
         assert_eq!(schema_version(&db).unwrap(), latest());
     }
 
@@ -279,19 +232,8 @@ mod tests {
             db.flush().unwrap();
         }
         let db = open(&dir);
-        assert_eq!(
-            run_migrations(&db, TWO).unwrap(),
-            Outcome { from: 1, to: 2 }
-        );
-        assert_eq!(
-            db.open_tree(POOLS)
-                .unwrap()
-                .get("/")
-                .unwrap()
-                .unwrap()
-                .as_ref(),
-            b"PROXY"
-        );
+        assert_eq!(run_migrations(&db, TWO).unwrap(), Outcome { from: 1, to: 2 });
+        assert_eq!(db.open_tree(POOLS).unwrap().get("/").unwrap().unwrap().as_ref(), b"PROXY");
         assert_eq!(schema_version(&db).unwrap(), 2);
     }
 
@@ -304,17 +246,7 @@ mod tests {
         pools.insert("/a", "proxy").unwrap();
         pools.insert("/b", "poison").unwrap();
         let err = run_migrations(&db, TWO).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Failed {
-                    version: 2,
-                    from: 1,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Failed { version: 2, from: 1, .. }), "{err}");
         assert_eq!(schema_version(&db).unwrap(), 1);
         assert_eq!(pools.get("/a").unwrap().unwrap().as_ref(), b"proxy");
     }
@@ -325,16 +257,7 @@ mod tests {
         let db = open(&dir);
         run_migrations(&db, TWO).unwrap();
         let err = run_migrations(&db, &TWO[..1]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Newer {
-                    found: 2,
-                    supported: 1
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Newer { found: 2, supported: 1 }), "{err}");
         assert!(err.to_string().contains("newer"));
         assert_eq!(schema_version(&db).unwrap(), 2);
     }
@@ -343,10 +266,7 @@ mod tests {
     fn corrupt_version_record_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir);
-        db.open_tree(META)
-            .unwrap()
-            .insert(VERSION_KEY, &b"x"[..])
-            .unwrap();
+        db.open_tree(META).unwrap().insert(VERSION_KEY, &b"x"[..]).unwrap();
         assert!(matches!(run(&db), Err(Error::BadVersion(_))));
     }
 }

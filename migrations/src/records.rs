@@ -18,20 +18,14 @@ fn encode<T: Serialize>(format: u8, record: &T) -> Vec<u8> {
 fn decode<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
         Some((&f, body)) if f == format => {
-            let (record, read) =
-                bincode::serde::decode_from_slice(body, bincode::config::standard())
-                    .map_err(|e| format!("undecodable format {format} record: {e}"))?;
+            let (record, read) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+                .map_err(|e| format!("undecodable format {format} record: {e}"))?;
             if read != body.len() {
-                return Err(format!(
-                    "{} trailing bytes after a format {format} record",
-                    body.len() - read
-                ));
+                return Err(format!("{} trailing bytes after a format {format} record", body.len() - read));
             }
             Ok(record)
         }
-        Some((f, _)) => Err(format!(
-            "expected a format {format} record, found format {f}"
-        )),
+        Some((f, _)) => Err(format!("expected a format {format} record, found format {f}")),
         None => Err("empty record".into()),
     }
 }
@@ -67,7 +61,8 @@ pub mod v1 {
     }
 }
 
-/// Format 2 (schema 2): health-check thresholds on pools; health and draining on backends.
+/// Format 2 (schema 2): health-check thresholds, retries, timeouts and the hash key on pools;
+/// weight, health and draining on backends.
 pub mod v2 {
     use super::*;
 
@@ -77,6 +72,13 @@ pub mod v2 {
     pub struct Pool {
         pub mode: String,
         pub strategy: String,
+        pub hash_key: String,
+        pub retries: u32,
+        pub retry_on_5xx: bool,
+        pub retry_body_limit: u64,
+        pub connect_timeout_ms: u64,
+        pub response_timeout_ms: u64,
+        pub idle_timeout_ms: u64,
         pub health_path: String,
         pub healthy_values: Vec<String>,
         pub expected_status: Option<u16>,
@@ -92,6 +94,7 @@ pub mod v2 {
         pub ip: std::net::IpAddr,
         pub port: u16,
         pub url_path: String,
+        pub weight: u32,
         pub draining: bool,
         /// 0 unknown, 1 healthy, 2 sick.
         pub status: u8,
@@ -128,11 +131,17 @@ pub fn v1_to_v2(db: &sled::Db) -> Result<Vec<Change>, String> {
     let shown = |key: &[u8]| String::from_utf8_lossy(key).replace('\0', "/");
     for entry in db.open_tree(POOLS).map_err(|e| e.to_string())?.iter() {
         let (key, value) = entry.map_err(|e| e.to_string())?;
-        let old: v1::Pool =
-            decode(v1::FORMAT, &value).map_err(|e| format!("pool {}: {e}", shown(&key)))?;
+        let old: v1::Pool = decode(v1::FORMAT, &value).map_err(|e| format!("pool {}: {e}", shown(&key)))?;
         let new = v2::Pool {
             mode: old.mode,
             strategy: old.strategy,
+            hash_key: "client_ip".into(),
+            retries: 2,
+            retry_on_5xx: false,
+            retry_body_limit: 64 * 1024,
+            connect_timeout_ms: 3_000,
+            response_timeout_ms: 60_000,
+            idle_timeout_ms: 90_000,
             health_path: old.health_path,
             healthy_values: old.healthy_values,
             expected_status: None,
@@ -142,20 +151,16 @@ pub fn v1_to_v2(db: &sled::Db) -> Result<Vec<Change>, String> {
             rise: 2,
             evict_after: 30,
         };
-        changes.push(Change {
-            tree: tree_index(POOLS),
-            key: key.to_vec(),
-            value: Some(v2::encode_pool(&new)),
-        });
+        changes.push(Change { tree: tree_index(POOLS), key: key.to_vec(), value: Some(v2::encode_pool(&new)) });
     }
     for entry in db.open_tree(BACKENDS).map_err(|e| e.to_string())?.iter() {
         let (key, value) = entry.map_err(|e| e.to_string())?;
-        let old: v1::Backend =
-            decode(v1::FORMAT, &value).map_err(|e| format!("backend {}: {e}", shown(&key)))?;
+        let old: v1::Backend = decode(v1::FORMAT, &value).map_err(|e| format!("backend {}: {e}", shown(&key)))?;
         let new = v2::Backend {
             ip: old.ip,
             port: old.port,
             url_path: old.url_path,
+            weight: 1,
             draining: false,
             status: 0,
             consecutive_failures: 0,
@@ -163,11 +168,7 @@ pub fn v1_to_v2(db: &sled::Db) -> Result<Vec<Change>, String> {
             last_check_ms: None,
             last_error: None,
         };
-        changes.push(Change {
-            tree: tree_index(BACKENDS),
-            key: key.to_vec(),
-            value: Some(v2::encode_backend(&new)),
-        });
+        changes.push(Change { tree: tree_index(BACKENDS), key: key.to_vec(), value: Some(v2::encode_backend(&new)) });
     }
     Ok(changes)
 }
@@ -189,52 +190,23 @@ mod tests {
             healthy_values: vec!["up".into()],
             interval_ms: 2_000,
         };
-        let backend = v1::Backend {
-            ip: "127.0.0.1".parse().unwrap(),
-            port: 8082,
-            url_path: "/v2/".into(),
-        };
-        db.open_tree(POOLS)
-            .unwrap()
-            .insert("/api/", v1::encode_pool(&pool))
-            .unwrap();
-        db.open_tree(BACKENDS)
-            .unwrap()
-            .insert(b"/api/\x00127.0.0.1:8082", v1::encode_backend(&backend))
-            .unwrap();
+        let backend = v1::Backend { ip: "127.0.0.1".parse().unwrap(), port: 8082, url_path: "/v2/".into() };
+        db.open_tree(POOLS).unwrap().insert("/api/", v1::encode_pool(&pool)).unwrap();
+        db.open_tree(BACKENDS).unwrap().insert(b"/api/\x00127.0.0.1:8082", v1::encode_backend(&backend)).unwrap();
 
         assert_eq!(run(&db).unwrap(), crate::Outcome { from: 1, to: 2 });
         assert_eq!(schema_version(&db).unwrap(), 2);
-        let pool =
-            v2::decode_pool(&db.open_tree(POOLS).unwrap().get("/api/").unwrap().unwrap()).unwrap();
-        assert_eq!(
-            (
-                pool.mode.as_str(),
-                pool.health_path.as_str(),
-                pool.interval_ms
-            ),
-            ("redirect", "/hc", 2_000)
-        );
-        assert_eq!(
-            (pool.fall, pool.rise, pool.evict_after, pool.timeout_ms),
-            (3, 2, 30, 1_000)
-        );
-        let raw = db
-            .open_tree(BACKENDS)
-            .unwrap()
-            .get(b"/api/\x00127.0.0.1:8082")
-            .unwrap()
-            .unwrap();
+        let pool = v2::decode_pool(&db.open_tree(POOLS).unwrap().get("/api/").unwrap().unwrap()).unwrap();
+        assert_eq!((pool.mode.as_str(), pool.health_path.as_str(), pool.interval_ms), ("redirect", "/hc", 2_000));
+        assert_eq!((pool.fall, pool.rise, pool.evict_after, pool.timeout_ms), (3, 2, 30, 1_000));
+        assert_eq!((pool.retries, pool.hash_key.as_str(), pool.connect_timeout_ms), (2, "client_ip", 3_000));
+        let raw = db.open_tree(BACKENDS).unwrap().get(b"/api/\x00127.0.0.1:8082").unwrap().unwrap();
         let backend = v2::decode_backend(&raw).unwrap();
         assert_eq!(
-            (
-                backend.port,
-                backend.url_path.as_str(),
-                backend.status,
-                backend.draining
-            ),
+            (backend.port, backend.url_path.as_str(), backend.status, backend.draining),
             (8082, "/v2/", 0, false)
         );
+        assert_eq!(backend.weight, 1);
     }
 
     #[test]
@@ -242,24 +214,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         run_migrations(&db, &MIGRATIONS[..1]).unwrap();
-        db.open_tree(POOLS)
-            .unwrap()
-            .insert("/", &[1u8, 0xff][..])
-            .unwrap();
+        db.open_tree(POOLS).unwrap().insert("/", &[1u8, 0xff][..]).unwrap();
         let err = run(&db).unwrap_err().to_string();
-        assert!(
-            err.contains("migration 2") && err.contains("pool /"),
-            "{err}"
-        );
+        assert!(err.contains("migration 2") && err.contains("pool /"), "{err}");
         assert_eq!(schema_version(&db).unwrap(), 1);
-        assert_eq!(
-            db.open_tree(POOLS)
-                .unwrap()
-                .get("/")
-                .unwrap()
-                .unwrap()
-                .as_ref(),
-            [1u8, 0xff]
-        );
+        assert_eq!(db.open_tree(POOLS).unwrap().get("/").unwrap().unwrap().as_ref(), [1u8, 0xff]);
     }
 }

@@ -67,10 +67,7 @@ struct Node {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let Ok(header) = HeaderValue::from_str(&args.node) else {
-        eprintln!(
-            "sample-web: --node must be printable ASCII, got {:?}",
-            args.node
-        );
+        eprintln!("sample-web: --node must be printable ASCII, got {:?}", args.node);
         return ExitCode::from(2);
     };
     let addr = SocketAddr::new(args.bind, args.port);
@@ -89,14 +86,8 @@ async fn main() -> ExitCode {
     let _ = stdout.flush();
     drop(stdout);
 
-    let node = Node {
-        name: args.node.into(),
-        header,
-        sick: Arc::default(),
-    };
-    let served = axum::serve(listener, router(node))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let node = Node { name: args.node.into(), header, sick: Arc::default() };
+    let served = axum::serve(listener, router(node)).with_graceful_shutdown(shutdown).await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -32,10 +32,7 @@ impl SampleWeb {
             .expect("read stdout")
             .expect("sample-web exited before listening");
         let prefix = format!("sample-web node {node} listening on ");
-        let addr = line
-            .strip_prefix(&prefix)
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let addr = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
         SampleWeb { child, addr }
     }
 
@@ -53,34 +50,20 @@ impl Drop for SampleWeb {
 async fn get(url: &str) -> (u16, Option<String>, String) {
     let response = reqwest::get(url).await.expect("GET");
     let status = response.status().as_u16();
-    let node = response
-        .headers()
-        .get("x-node")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let node = response.headers().get("x-node").map(|v| v.to_str().unwrap().to_owned());
     (status, node, response.text().await.expect("body"))
 }
 
 #[tokio::test]
 async fn root_and_unknown_paths_say_hello_with_the_node_name() {
     let web = SampleWeb::start("n1").await;
-    let hello = (
-        200,
-        Some("n1".to_owned()),
-        "Hello web from node n1".to_owned(),
-    );
+    let hello = (200, Some("n1".to_owned()), "Hello web from node n1".to_owned());
     assert_eq!(get(&web.url("/")).await, hello);
     assert_eq!(get(&web.url("/some/where?x=1")).await, hello);
 
-    let response = reqwest::Client::new()
-        .delete(web.url("/anything"))
-        .send()
-        .await
-        .unwrap();
+    let response = reqwest::Client::new().delete(web.url("/anything")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; charset=utf-8"
-    );
+    assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(response.text().await.unwrap(), "Hello web from node n1");
 }
 
@@ -88,30 +71,17 @@ async fn root_and_unknown_paths_say_hello_with_the_node_name() {
 async fn healthz_follows_the_sick_and_healthy_knobs() {
     let web = SampleWeb::start("n2").await;
     let client = reqwest::Client::new();
-    assert_eq!(
-        get(&web.url("/healthz")).await,
-        (200, Some("n2".into()), "ok".into())
-    );
+    assert_eq!(get(&web.url("/healthz")).await, (200, Some("n2".into()), "ok".into()));
 
     let sick = client.post(web.url("/control/sick")).send().await.unwrap();
     assert_eq!(sick.status(), 200);
     assert_eq!(sick.text().await.unwrap(), "sick");
-    assert_eq!(
-        get(&web.url("/healthz")).await,
-        (503, Some("n2".into()), "sick".into())
-    );
+    assert_eq!(get(&web.url("/healthz")).await, (503, Some("n2".into()), "sick".into()));
 
-    let healthy = client
-        .post(web.url("/control/healthy"))
-        .send()
-        .await
-        .unwrap();
+    let healthy = client.post(web.url("/control/healthy")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
     assert_eq!(healthy.text().await.unwrap(), "healthy");
-    assert_eq!(
-        get(&web.url("/healthz")).await,
-        (200, Some("n2".into()), "ok".into())
-    );
+    assert_eq!(get(&web.url("/healthz")).await, (200, Some("n2".into()), "ok".into()));
 }
 
 #[tokio::test]
@@ -134,10 +104,7 @@ async fn echo_reflects_method_path_query_headers_and_body() {
     assert_eq!(echo["path"], "/echo/deeper");
     assert_eq!(echo["query"], "a=1&b=two");
     assert_eq!(echo["body"], "héllo");
-    assert_eq!(
-        echo["headers"]["x-forwarded-for"],
-        json!(["10.0.0.1", "10.0.0.2"])
-    );
+    assert_eq!(echo["headers"]["x-forwarded-for"], json!(["10.0.0.1", "10.0.0.2"]));
     assert_eq!(echo["headers"]["x-custom"], json!(["Mixed Case"]));
     assert_eq!(echo["headers"]["host"], json!([web.addr]));
 
@@ -152,14 +119,8 @@ async fn echo_reflects_method_path_query_headers_and_body() {
 #[tokio::test]
 async fn status_and_slow_answer_as_asked() {
     let web = SampleWeb::start("n4").await;
-    assert_eq!(
-        get(&web.url("/status/418")).await,
-        (418, Some("n4".into()), "status 418".into())
-    );
-    assert_eq!(
-        get(&web.url("/slow?ms=20")).await,
-        (200, Some("n4".into()), "slow n4".into())
-    );
+    assert_eq!(get(&web.url("/status/418")).await, (418, Some("n4".into()), "status 418".into()));
+    assert_eq!(get(&web.url("/slow?ms=20")).await, (200, Some("n4".into()), "slow n4".into()));
 }
 
 #[tokio::test]
@@ -170,18 +131,12 @@ async fn a_port_in_use_is_a_one_line_error_and_exit_1() {
         .args(["--port", port, "--bind", "127.0.0.1"])
         .kill_on_drop(true)
         .output();
-    let output = timeout(DEADLINE, second)
-        .await
-        .expect("second sample-web did not exit in time")
-        .unwrap();
+    let output = timeout(DEADLINE, second).await.expect("second sample-web did not exit in time").unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
-    assert!(
-        stderr.starts_with("sample-web: cannot listen on "),
-        "{stderr:?}"
-    );
+    assert!(stderr.starts_with("sample-web: cannot listen on "), "{stderr:?}");
     assert!(stderr.contains(&web.addr), "{stderr:?}");
 }
 
@@ -189,14 +144,8 @@ async fn a_port_in_use_is_a_one_line_error_and_exit_1() {
 async fn sigterm_shuts_down_cleanly() {
     let mut web = SampleWeb::start("n5").await;
     let pid = web.child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(kill.success());
-    let status = timeout(DEADLINE, web.child.wait())
-        .await
-        .expect("sample-web did not stop after SIGTERM")
-        .unwrap();
+    let status = timeout(DEADLINE, web.child.wait()).await.expect("sample-web did not stop after SIGTERM").unwrap();
     assert_eq!(status.code(), Some(0));
 }

@@ -1,147 +1,226 @@
-//! Request routing: which pool serves a request, by the rules of Go's `net/http.ServeMux` up to
-//! Go 1.21.
+//! Request routing: which pool serves a request, decided exactly as Go's `net/http.ServeMux`
+//! (Go 1.22 and later) picks a handler, since pools come from Go load balancers keyed by
+//! `ServeMux` patterns.
 //!
-//! - A pattern ending in `/` matches its whole subtree; any other pattern only its own path.
-//! - The longest matching pattern wins.
-//! - A pattern with a host (`example.com/`) applies to that host only, and wins over every
-//!   host-less pattern for it.
-//! - A request for `/tree` when only `/tree/` is registered is redirected there (`301`), and so
-//!   is a request whose path is not clean (`//`, `/./`, `/../`), to the cleaned path.
+//! - Patterns are `[METHOD ][HOST]/[PATH]`: `GET /items/{id}`, `example.com/`,
+//!   `/files/{path...}`, `/{$}`. A path ending in `/` matches its subtree. `GET` also matches
+//!   `HEAD`; a pattern without a method matches every method.
+//! - The most specific pattern wins: one that matches a strict subset of another's requests. A
+//!   pattern with a host beats every host-less one for that host. Patterns that would tie are
+//!   refused when added ([`Pattern::conflict_with`]), so a lookup never has to choose.
+//! - A request whose path matches only patterns of other methods is answered
+//!   `405 Method Not Allowed` with an `Allow` header.
+//! - A request for `/tree` when only the subtree `/tree/` matches is redirected there, and a
+//!   request whose path is not clean (`//`, `/./`, `/../`) to the cleaned path, both with
+//!   `301 Moved Permanently` (Go 1.22) and the query kept.
 //!
-//! A [`RoutingTable`] is immutable once built: the control plane builds a new one on every change
-//! and swaps it in, so lookups take no lock.
+//! # Layout
+//! - `pattern.rs`: the syntax, parsed and refused as Go does.
+//! - `conflict.rs`: how two patterns relate: more specific, disjoint, or in conflict, and Go's
+//!   account of a conflict.
+//! - `tree.rs`: the routing tree (host, then method, then path segments) that finds the most
+//!   specific pattern in time independent of the number of pools.
+//! - `path.rs`: what a request path goes through first: cleaning, splitting, unescaping.
+//! - this file: the [`RoutingTable`] that answers a request with a [`Route`]: match, redirect,
+//!   405 or 404.
+//!
+//! A [`RoutingTable`] is immutable once built: the control plane builds a new one on every
+//! change and swaps it in, so lookups take no lock.
 
+mod conflict;
+mod path;
 mod pattern;
+mod tree;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::fmt;
 
+pub use conflict::Conflict;
+pub use path::clean_path;
 pub use pattern::{Pattern, PatternError};
 
-/// Where a request goes.
+use path::{lossy, unescape, Rest};
+use pattern::Segment;
+use tree::Tree;
+
+/// What to answer a request with.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a, T> {
-    /// The value of the pattern that matched.
-    Matched(&'a T),
+    /// The value of the most specific matching pattern, and the pattern's wildcard values.
+    Matched { value: &'a T, params: Params<'a> },
     /// Answer `301 Moved Permanently` with this `Location` (path and query).
     Redirect(String),
+    /// Patterns match the path, but none the method: answer `405` with this `Allow` header
+    /// (`GET, HEAD`: methods sorted, comma-separated).
+    MethodNotAllowed { allow: String },
     /// No pattern matches.
     NotFound,
 }
 
-/// Patterns of one host (or of every host), Go's `m` and `es`.
-#[derive(Debug)]
-struct Patterns<T> {
-    /// Every pattern by path, subtrees included: exact matches and the `/tree` redirect check.
-    all: HashMap<String, T>,
-    /// Subtree patterns, longest first.
-    subtrees: Vec<String>,
+/// The wildcard values of a match, Go's `Request.PathValue`. Computed when asked, from the
+/// matched pattern and the request path, so a lookup allocates nothing for them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Params<'a> {
+    pattern: &'a Pattern,
+    path: &'a str,
 }
 
-impl<T> Default for Patterns<T> {
-    fn default() -> Self {
-        Patterns {
-            all: HashMap::new(),
-            subtrees: Vec::new(),
-        }
+impl<'a> Params<'a> {
+    /// The pattern that matched.
+    pub fn pattern(&self) -> &'a Pattern {
+        self.pattern
+    }
+
+    /// The value of wildcard `name`, unescaped: `{id}` in `/items/{id}` is `"7"` for
+    /// `/items/7`, and `{path...}` in `/files/{path...}` is `"a/b"` for `/files/a/b`.
+    pub fn get(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Each wildcard's name and value, in pattern order. Values that are not UTF-8 once
+    /// unescaped (`%FF`) hold U+FFFD in place of the bad bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> {
+        let mut rest = Rest::new(self.path);
+        self.pattern.segments().iter().filter_map(move |segment| match segment {
+            Segment::Literal(_) => {
+                rest = rest.split_first().1;
+                None
+            }
+            Segment::Wild(name) => {
+                let (value, next) = rest.split_first();
+                rest = next;
+                Some((&**name, lossy(unescape(value))))
+            }
+            Segment::Multi(name) if name.is_empty() => None,
+            Segment::Multi(name) => Some((&**name, lossy(unescape(rest.remainder())))),
+        })
     }
 }
 
-impl<T> Patterns<T> {
-    fn find(&self, path: &str) -> Option<&T> {
-        if let Some(v) = self.all.get(path) {
-            return Some(v);
-        }
-        self.subtrees
-            .iter()
-            .find(|s| path.starts_with(s.as_str()))
-            .map(|s| &self.all[s])
+impl fmt::Debug for Params<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 /// An immutable map from patterns to values (pools), answering [`Route`]s.
 #[derive(Debug)]
 pub struct RoutingTable<T> {
-    any_host: Patterns<T>,
-    by_host: HashMap<String, Patterns<T>>,
+    entries: Vec<(Pattern, T)>,
+    tree: Tree,
 }
 
 impl<T> Default for RoutingTable<T> {
     fn default() -> Self {
-        RoutingTable {
-            any_host: Patterns::default(),
-            by_host: HashMap::new(),
-        }
+        RoutingTable { entries: Vec::new(), tree: Tree::default() }
     }
+}
+
+/// What the tree says of a method, host and (clean) path, before the clean-path redirect.
+enum Lookup {
+    Found(usize),
+    /// Go's trailing-slash redirect: nothing matches the path exactly, but the path with a `/`
+    /// appended matches exactly.
+    AddSlash,
+    Missing,
 }
 
 impl<T> RoutingTable<T> {
-    /// Builds a table; the caller guarantees patterns are distinct (the store's keys are).
+    /// Builds a table. The patterns must not conflict (the control plane checks each with
+    /// [`Pattern::conflict_with`] before storing it); of two that match the same requests
+    /// anyway, the first is kept.
     pub fn new(entries: impl IntoIterator<Item = (Pattern, T)>) -> Self {
-        let mut table = RoutingTable::default();
-        for (pattern, value) in entries {
-            let patterns = if pattern.host().is_empty() {
-                &mut table.any_host
-            } else {
-                table.by_host.entry(pattern.host().to_owned()).or_default()
+        let entries: Vec<(Pattern, T)> = entries.into_iter().collect();
+        let mut tree = Tree::default();
+        for (id, (pattern, _)) in entries.iter().enumerate() {
+            tree.insert(pattern, id);
+        }
+        RoutingTable { entries, tree }
+    }
+
+    /// Routes a request as Go's `ServeMux.findHandler` does. `host` is as in the `Host` header
+    /// (a port is ignored, case too); `path` is the path exactly as the client sent it, still
+    /// escaped; `query` (without `?`) is kept on redirects.
+    ///
+    /// Allocates only to answer something other than a match, or for a host with capitals.
+    pub fn route<'a>(&'a self, method: &str, host: &str, path: &'a str, query: Option<&str>) -> Route<'a, T> {
+        if method == "CONNECT" {
+            // CONNECT's host and path are used as sent: the trailing-slash redirect applies,
+            // the cleaning does not.
+            let host = lowercase(host);
+            return match self.lookup(method, &host, path) {
+                Lookup::Found(id) => self.matched(id, path),
+                Lookup::AddSlash => Route::Redirect(location(path, "/", query)),
+                Lookup::Missing => self.not_found(&host, path),
             };
-            if pattern.is_subtree() {
-                patterns.subtrees.push(pattern.path().to_owned());
-            }
-            patterns.all.insert(pattern.path().to_owned(), value);
         }
-        for patterns in std::iter::once(&mut table.any_host).chain(table.by_host.values_mut()) {
-            patterns
-                .subtrees
-                .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        }
-        table
-    }
-
-    /// Routes a request for `host` (as in the `Host` header, port allowed) and `path`, with the
-    /// raw `query` (without `?`) kept on redirects.
-    pub fn route(&self, host: &str, path: &str, query: Option<&str>) -> Route<'_, T> {
-        let host = strip_port(host);
-        let host_patterns = if self.by_host.is_empty() {
-            None
-        } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.by_host.get(&host.to_ascii_lowercase())
-        } else {
-            self.by_host.get(host)
-        };
+        let host = lowercase(strip_port(host));
         let cleaned = clean_path(path);
-        if self.needs_slash(host_patterns, &cleaned) {
-            return Route::Redirect(with_query(format!("{cleaned}/"), query));
-        }
-        if cleaned != path {
-            return Route::Redirect(with_query(cleaned.into_owned(), query));
-        }
-        match host_patterns
-            .and_then(|p| p.find(path))
-            .or_else(|| self.any_host.find(path))
-        {
-            Some(value) => Route::Matched(value),
-            None => Route::NotFound,
+        match self.lookup(method, &host, &cleaned) {
+            Lookup::AddSlash => Route::Redirect(location(&cleaned, "/", query)),
+            _ if cleaned != path => Route::Redirect(location(&cleaned, "", query)),
+            Lookup::Found(id) => self.matched(id, path),
+            Lookup::Missing => self.not_found(&host, path),
         }
     }
 
-    /// Go's `shouldRedirectRLocked`: `/tree` is unknown but `/tree/` is registered.
-    fn needs_slash(&self, host_patterns: Option<&Patterns<T>>, path: &str) -> bool {
-        let tables = || {
-            host_patterns
-                .into_iter()
-                .chain(std::iter::once(&self.any_host))
-        };
-        if path.ends_with('/') || tables().any(|p| p.all.contains_key(path)) {
+    /// Go's `matchOrRedirect`.
+    fn lookup(&self, method: &str, host: &str, path: &str) -> Lookup {
+        let found = self.tree.find(host, method, Rest::new(path));
+        let exact = found.is_some_and(|id| self.is_exact(id, path, false));
+        if !exact && !path.is_empty() && !path.ends_with('/') {
+            let slashed = self.tree.find(host, method, Rest::with_slash(path));
+            if slashed.is_some_and(|id| self.is_exact(id, path, true)) {
+                return Lookup::AddSlash;
+            }
+        }
+        found.map_or(Lookup::Missing, Lookup::Found)
+    }
+
+    /// Go's `exactMatch`: whether pattern `id` matches `path` (plus a `/` when `slash`) without
+    /// a trailing `/` or `{name...}` taking a non-empty rest. `/a/` matches `/a/` exactly but
+    /// `/a/b` inexactly, so `/a/b` may still be redirected to `/a/b/`.
+    fn is_exact(&self, id: usize, path: &str, slash: bool) -> bool {
+        let pattern = &self.entries[id].0;
+        if !pattern.is_subtree() {
+            return true;
+        }
+        if !slash && !path.is_empty() && !path.ends_with('/') {
             return false;
         }
-        let mut slashed = String::with_capacity(path.len() + 1);
-        slashed.push_str(path);
-        slashed.push('/');
-        tables().any(|p| p.all.contains_key(&slashed))
+        let slashes = path.bytes().filter(|&b| b == b'/').count() + usize::from(slash);
+        pattern.segments().len() == slashes
+    }
+
+    fn matched<'a>(&'a self, id: usize, path: &'a str) -> Route<'a, T> {
+        let (pattern, value) = &self.entries[id];
+        Route::Matched { value, params: Params { pattern, path } }
+    }
+
+    /// `405` when patterns of other methods match the path (or the path with a `/`, which
+    /// would have been redirected), else `404`.
+    fn not_found(&self, host: &str, path: &str) -> Route<'_, T> {
+        let mut methods = Vec::new();
+        self.tree.matching_methods(host, Rest::new(path), &mut methods);
+        if !path.ends_with('/') {
+            self.tree.matching_methods(host, Rest::with_slash(path), &mut methods);
+        }
+        if methods.is_empty() {
+            return Route::NotFound;
+        }
+        methods.sort_unstable();
+        methods.dedup();
+        Route::MethodNotAllowed { allow: methods.join(", ") }
     }
 }
 
-fn with_query(mut location: String, query: Option<&str>) -> String {
+/// A redirect's `Location`: `path`, then `suffix`, then the query if there is one (Go drops an
+/// empty `?`).
+fn location(path: &str, suffix: &str, query: Option<&str>) -> String {
+    let query = query.filter(|q| !q.is_empty());
+    let mut location = String::with_capacity(path.len() + suffix.len() + query.map_or(0, |q| q.len() + 1));
+    location.push_str(path);
+    location.push_str(suffix);
     if let Some(q) = query {
         location.push('?');
         location.push_str(q);
@@ -149,42 +228,32 @@ fn with_query(mut location: String, query: Option<&str>) -> String {
     location
 }
 
-/// `host` without a `:port` suffix (IPv6 literals keep their brackets).
-fn strip_port(host: &str) -> &str {
-    match host.rfind(':') {
-        Some(i) if !host[i..].contains(']') => &host[..i],
-        _ => host,
+/// Hosts compare in lower case; borrowed when already so, which is the common case.
+fn lowercase(host: &str) -> Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase().into()
+    } else {
+        host.into()
     }
 }
 
-/// Go's `cleanPath`: the canonical path, with `.` and `..` resolved and repeated slashes
-/// collapsed, keeping a trailing slash. Borrowed when already clean, which is the common case.
-pub fn clean_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let is_clean = path.starts_with('/')
-        && !path.contains("//")
-        && !path.split('/').any(|seg| seg == "." || seg == "..");
-    if is_clean {
-        return path.into();
+/// Go's `stripHostPort`: `host` without its `:port`, split as `net.SplitHostPort` splits it;
+/// a host it cannot split is kept whole. So `[::1]:80` is `::1` (the pattern for it is
+/// `::1/`), while `[::1]` without a port stays `[::1]`.
+fn strip_port(host: &str) -> &str {
+    let Some(colon) = host.rfind(':') else {
+        return host;
+    };
+    match host.strip_prefix('[') {
+        // `[name]:port`, the `]` right before the last `:`, no other bracket.
+        Some(inner) => match inner.split_once(']') {
+            Some((name, rest)) if name.len() + 2 == colon && !inner.contains('[') && !rest.contains(']') => name,
+            _ => host,
+        },
+        // `name:port`, a single `:` and no bracket.
+        None if host[..colon].contains(':') || host.contains(['[', ']']) => host,
+        None => &host[..colon],
     }
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut out = String::with_capacity(path.len() + 1);
-    for seg in &segments {
-        out.push('/');
-        out.push_str(seg);
-    }
-    if out.is_empty() || (path.ends_with('/') && !out.ends_with('/')) {
-        out.push('/');
-    }
-    out.into()
 }
 
 #[cfg(test)]
@@ -192,111 +261,361 @@ mod tests {
     use super::*;
 
     fn table(patterns: &[&str]) -> RoutingTable<String> {
-        RoutingTable::new(
-            patterns
-                .iter()
-                .map(|p| (Pattern::parse(p).unwrap(), p.to_string())),
-        )
+        RoutingTable::new(patterns.iter().map(|p| (Pattern::parse(p).unwrap(), p.to_string())))
     }
 
-    fn matched(t: &RoutingTable<String>, host: &str, path: &str) -> Option<String> {
-        match t.route(host, path, None) {
-            Route::Matched(p) => Some(p.clone()),
-            Route::NotFound => None,
-            Route::Redirect(to) => panic!("{host}{path} redirected to {to}"),
+    /// A route in a few words, to compare whole tables of them: the matched pattern's text,
+    /// `301 <location>`, `405 <allow>` or `404`.
+    fn answer(t: &RoutingTable<String>, method: &str, host: &str, target: &str) -> String {
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        match t.route(method, host, path, query) {
+            Route::Matched { value, .. } => value.clone(),
+            Route::Redirect(location) => format!("301 {location}"),
+            Route::MethodNotAllowed { allow } => format!("405 {allow}"),
+            Route::NotFound => "404".to_owned(),
         }
     }
 
+    fn check(t: &RoutingTable<String>, cases: &[(&str, &str, &str, &str)]) {
+        for &(method, host, target, want) in cases {
+            assert_eq!(answer(t, method, host, target), want, "{method} {host}{target}");
+        }
+    }
+
+    /// The examples of Go's `ServeMux` documentation and of the Go 1.22 release notes.
     #[test]
-    fn longest_subtree_wins_and_exact_paths_are_exact() {
-        let t = table(&["/", "/api/", "/api/v2/", "/exact"]);
+    fn go_documented_examples() {
+        let t = table(&[
+            "/index.html",
+            "GET /static/",
+            "example.com/",
+            "example.com/{$}",
+            "/b/{bucket}/o/{objectname...}",
+            "/images/",
+            "/images/thumbnails/",
+            "POST /items/create",
+            "/items/{id}",
+            "/files/{path...}",
+            "/exact/match/{$}",
+            "/a%2fb/",
+        ]);
+        check(
+            &t,
+            &[
+                ("PUT", "any.host", "/index.html", "/index.html"),
+                ("GET", "any.host", "/static/app.js", "GET /static/"),
+                ("HEAD", "any.host", "/static/app.js", "GET /static/"),
+                ("POST", "any.host", "/static/app.js", "405 GET, HEAD"),
+                ("GET", "example.com", "/", "example.com/{$}"),
+                ("GET", "example.com", "/anything", "example.com/"),
+                ("GET", "example.com", "/index.html", "example.com/"),
+                ("GET", "h", "/b/bkt/o/dir/obj", "/b/{bucket}/o/{objectname...}"),
+                ("GET", "h", "/b/bkt/x/obj", "404"),
+                ("GET", "h", "/images/thumbnails/a.png", "/images/thumbnails/"),
+                ("GET", "h", "/images/a.png", "/images/"),
+                ("GET", "h", "/images", "301 /images/"),
+                ("POST", "h", "/items/create", "POST /items/create"),
+                ("GET", "h", "/items/create", "/items/{id}"),
+                ("GET", "h", "/items/7", "/items/{id}"),
+                ("GET", "h", "/files/a/b/c", "/files/{path...}"),
+                ("GET", "h", "/exact/match/", "/exact/match/{$}"),
+                ("GET", "h", "/exact/match/more", "404"),
+                // "/a%2Fb/100%25" has two segments, "a/b" and "100%".
+                ("GET", "h", "/a%2Fb/100%25", "/a%2fb/"),
+                ("GET", "h", "/a/b/100%25", "404"),
+            ],
+        );
+    }
+
+    /// Wildcard values, from the `wantMatches` of Go's `TestRoutingNodeMatch`
+    /// (routing_tree_test.go): `{x}` takes a segment, `{x...}` the rest, unescaped.
+    #[test]
+    fn wildcard_values_like_go() {
+        let t = table(&[
+            "/a/{x}",
+            "/g/{x}/j",
+            "/a/b/{x...}",
+            "/a/b/{y}",
+            "/item/{user}/{id}",
+            "/item/{user}/new",
+            "/item/{$}",
+            "/item/",
+            "/path/{p...}",
+            "/esc/{e}/{rest...}",
+        ]);
         for (path, want) in [
-            ("/", "/"),
-            ("/other", "/"),
-            ("/api/", "/api/"),
-            ("/api/users", "/api/"),
-            ("/api/v2/x/y", "/api/v2/"),
-            ("/exact", "/exact"),
-            ("/exact/more", "/"),
-            ("/exactly", "/"),
+            ("/a/c", &[("x", "c")][..]),
+            ("/g/h/j", &[("x", "h")]),
+            ("/a/b/c", &[("y", "c")]),
+            ("/a/b/c/d", &[("x", "c/d")]),
+            ("/a/b/", &[("x", "")]),
+            ("/item/jba/17", &[("user", "jba"), ("id", "17")]),
+            ("/item/jba/new", &[("user", "jba")]),
+            ("/item/", &[]),
+            ("/item/jba/17/line2", &[]),
+            ("/path/to/file", &[("p", "to/file")]),
+            ("/path/*", &[("p", "*")]),
+            ("/esc/a%2Fb/c%20d/e%2Ff", &[("e", "a/b"), ("rest", "c d/e/f")]),
+            ("/esc/%FF/x", &[("e", "\u{FFFD}"), ("rest", "x")]),
         ] {
-            assert_eq!(matched(&t, "h", path).as_deref(), Some(want), "{path}");
+            let Route::Matched { params, .. } = t.route("GET", "h", path, None) else {
+                panic!("{path} did not match");
+            };
+            let got: Vec<(&str, String)> = params.iter().map(|(n, v)| (n, v.into_owned())).collect();
+            let want: Vec<(&str, String)> = want.iter().map(|&(n, v)| (n, v.to_owned())).collect();
+            assert_eq!(got, want, "{path}");
+        }
+        let Route::Matched { params, .. } = t.route("GET", "h", "/item/jba/17", None) else {
+            panic!("no match");
+        };
+        assert_eq!(params.pattern().to_string(), "/item/{user}/{id}");
+        assert_eq!(params.get("id").as_deref(), Some("17"));
+        assert_eq!(params.get("nope"), None);
+        assert!(matches!(params.get("user"), Some(Cow::Borrowed("jba"))));
+    }
+
+    /// Go's `serveMuxRegister` and `serveMuxTests` (serve_test.go), with Go 1.22's 301.
+    #[test]
+    fn serve_mux_tests_like_go() {
+        let t = table(&[
+            "/dir/",
+            "/search",
+            "codesearch.google.com/search",
+            "codesearch.google.com/",
+            "example.com/",
+            "/pkg/bar/extra%2fpath",
+        ]);
+        check(
+            &t,
+            &[
+                ("GET", "google.com", "/", "404"),
+                ("GET", "google.com", "/dir", "301 /dir/"),
+                ("GET", "google.com", "/dir/", "/dir/"),
+                ("GET", "google.com", "/dir/file", "/dir/"),
+                ("GET", "google.com", "/search", "/search"),
+                ("GET", "google.com", "/search/", "404"),
+                ("GET", "google.com", "/search/foo", "404"),
+                ("GET", "codesearch.google.com", "/search", "codesearch.google.com/search"),
+                ("GET", "codesearch.google.com", "/search/", "codesearch.google.com/"),
+                ("GET", "codesearch.google.com", "/search/foo", "codesearch.google.com/"),
+                ("GET", "codesearch.google.com", "/", "codesearch.google.com/"),
+                ("GET", "codesearch.google.com:443", "/", "codesearch.google.com/"),
+                ("GET", "images.google.com", "/search", "/search"),
+                ("GET", "images.google.com", "/search/", "404"),
+                ("GET", "images.google.com", "/search/foo", "404"),
+                ("GET", "google.com", "/../search", "301 /search"),
+                ("GET", "google.com", "/dir/..", "301 /"),
+                ("GET", "google.com", "/dir/./file", "301 /dir/file"),
+                // The /foo -> /foo/ redirect applies to CONNECT requests, but the path
+                // canonicalization does not.
+                ("CONNECT", "google.com", "/dir", "301 /dir/"),
+                ("CONNECT", "google.com", "/../search", "404"),
+                ("CONNECT", "google.com", "/dir/..", "/dir/"),
+                ("CONNECT", "google.com", "/dir/./file", "/dir/"),
+                // serveMuxTests2: redirects keep the query, at most one redirect each.
+                ("GET", "example.com", "/test/?example.com/test/", "example.com/"),
+                ("GET", "google.com", "/pkg/bar//extra%2fpath", "301 /pkg/bar/extra%2fpath"),
+                ("GET", "google.com", "/pkg/bar/extra%2fpath", "/pkg/bar/extra%2fpath"),
+                ("GET", "google.com", "/dir/b%2fc/..", "301 /dir/"),
+                ("GET", "google.com", "/doesnotexist/b%2fc/..", "301 /doesnotexist"),
+                ("GET", "google.com", "/doesnotexist", "404"),
+            ],
+        );
+    }
+
+    /// Go's `TestFindHandler` (server_test.go).
+    #[test]
+    fn find_handler_like_go() {
+        let t = table(&["/", "/foo/", "/foo", "/bar/", "//foo"]);
+        check(
+            &t,
+            &[
+                ("GET", "example.com", "/", "/"),
+                ("GET", "example.com", "//", "301 /"),
+                ("GET", "example.com", "/foo/../bar/./..//baz", "301 /baz"),
+                ("GET", "example.com", "/foo", "/foo"),
+                ("GET", "example.com", "/foo/x", "/foo/"),
+                ("GET", "example.com", "/bar/x", "/bar/"),
+                ("GET", "example.com", "/bar", "301 /bar/"),
+                ("CONNECT", "example.com", "", "404"),
+                ("CONNECT", "example.com", "/", "/"),
+                ("CONNECT", "example.com", "//", "/"),
+                ("CONNECT", "example.com", "//foo", "//foo"),
+                ("CONNECT", "example.com", "/foo/../bar/./..//baz", "/foo/"),
+                ("CONNECT", "example.com", "/foo", "/foo"),
+                ("CONNECT", "example.com", "/foo/x", "/foo/"),
+                ("CONNECT", "example.com", "/bar/x", "/bar/"),
+                ("CONNECT", "example.com", "/bar", "301 /bar/"),
+            ],
+        );
+        assert_eq!(answer(&table(&[]), "GET", "example.com", "/"), "404");
+    }
+
+    /// Go's `TestServeWithSlashRedirectForHostPatterns` (serve_test.go), and the `handlers` /
+    /// `vtests` of `TestHostHandlers`.
+    #[test]
+    fn slash_redirects_for_host_patterns_like_go() {
+        let t = table(&[
+            "example.com/pkg/foo/",
+            "example.com/pkg/bar",
+            "example.com/pkg/bar/",
+            "example.com:3000/pkg/connect/",
+            "example.com:9000/",
+            "/pkg/baz/",
+            "example.com/a%2fb/",
+        ]);
+        check(
+            &t,
+            &[
+                ("GET", "example.com", "/", "404"),
+                ("GET", "example.com", "/pkg/foo", "301 /pkg/foo/"),
+                ("GET", "example.com", "/pkg/bar", "example.com/pkg/bar"),
+                ("GET", "example.com", "/pkg/bar/", "example.com/pkg/bar/"),
+                ("GET", "example.com", "/pkg/baz", "301 /pkg/baz/"),
+                ("GET", "example.com:3000", "/pkg/foo", "301 /pkg/foo/"),
+                ("CONNECT", "example.com", "/", "404"),
+                ("CONNECT", "example.com:3000", "/", "404"),
+                ("CONNECT", "example.com:9000", "/", "example.com:9000/"),
+                ("CONNECT", "example.com", "/pkg/foo", "301 /pkg/foo/"),
+                ("CONNECT", "example.com:3000", "/pkg/foo", "404"),
+                ("CONNECT", "example.com:3000", "/pkg/baz", "301 /pkg/baz/"),
+                ("CONNECT", "example.com:3000", "/pkg/connect", "301 /pkg/connect/"),
+                ("GET", "example.com", "/a%2fb", "301 /a%2fb/"),
+            ],
+        );
+
+        let t = table(&["/", "/someDir/", "/#/", "someHost.com/someDir/"]);
+        check(
+            &t,
+            &[
+                ("GET", "localhost", "/someDir/apage", "/someDir/"),
+                ("GET", "localhost", "/%23/apage", "/#/"),
+                ("GET", "localhost", "/otherDir/apage", "/"),
+                ("GET", "someHost.com", "/someDir/apage", "someHost.com/someDir/"),
+                ("GET", "otherHost.com", "/someDir/apage", "/someDir/"),
+                ("GET", "otherHost.com", "/aDir/apage", "/"),
+                ("GET", "localhost", "/someDir", "301 /someDir/"),
+                ("GET", "localhost", "/%23", "301 /%23/"),
+                ("GET", "someHost.com", "/someDir", "301 /someDir/"),
+            ],
+        );
+    }
+
+    /// Go's `TestServeWithSlashRedirectKeepsQueryString` and `TestMuxRedirectLeadingSlashes`
+    /// (serve_test.go): redirects keep the query (an empty one is dropped).
+    #[test]
+    fn redirects_keep_the_query_like_go() {
+        let t = table(&["/testOne", "/testTwo/", "/testThree", "/testThree/"]);
+        check(
+            &t,
+            &[
+                ("GET", "h", "/testOne?this=that", "/testOne"),
+                ("GET", "h", "/testTwo?foo=bar", "301 /testTwo/?foo=bar"),
+                ("GET", "h", "/testTwo?a=1&b=2&a=3", "301 /testTwo/?a=1&b=2&a=3"),
+                ("GET", "h", "/testTwo?", "301 /testTwo/"),
+                ("GET", "h", "/testThree?foo", "/testThree"),
+                ("GET", "h", "/testThree/?foo", "/testThree/"),
+                ("CONNECT", "h", "/testThree?foo", "/testThree"),
+                ("CONNECT", "h", "/testThree/?foo", "/testThree/"),
+                ("GET", "h", "/testOne/foo/..?foo", "301 /testOne?foo"),
+                ("CONNECT", "h", "/testOne/foo/..?foo", "404"),
+            ],
+        );
+        let empty = table(&[]);
+        for path in ["//foo.txt", "///foo.txt", "/../../foo.txt"] {
+            assert_eq!(answer(&empty, "GET", "test", path), "301 /foo.txt", "{path}");
         }
     }
 
+    /// Go's `TestExactMatch` (server_test.go), through the trailing-slash redirect it decides:
+    /// an inexact match (`/` for `/a`) still lets `/a` go to `/a/`, an exact one does not.
     #[test]
-    fn host_patterns_win_for_their_host_only() {
-        let t = table(&["/", "/api/", "example.com/"]);
-        assert_eq!(
-            matched(&t, "example.com", "/api/x").as_deref(),
-            Some("example.com/")
-        );
-        assert_eq!(
-            matched(&t, "EXAMPLE.com:8080", "/").as_deref(),
-            Some("example.com/")
-        );
-        assert_eq!(matched(&t, "other.com", "/api/x").as_deref(), Some("/api/"));
-        // A host pattern that does not match the path falls back to host-less ones.
-        let t = table(&["/", "example.com/only"]);
-        assert_eq!(matched(&t, "example.com", "/x").as_deref(), Some("/"));
-    }
-
-    #[test]
-    fn no_match_is_not_found() {
-        let t = table(&["/api/", "example.com/"]);
-        assert_eq!(matched(&t, "h", "/web"), None);
-        assert_eq!(matched(&table(&[]), "h", "/"), None);
-    }
-
-    #[test]
-    fn tree_redirects_to_subtree_with_query() {
-        let t = table(&["/tree/", "example.com/h/"]);
-        assert_eq!(
-            t.route("h", "/tree", Some("a=1")),
-            Route::Redirect("/tree/?a=1".into())
-        );
-        assert_eq!(
-            t.route("example.com", "/h", None),
-            Route::Redirect("/h/".into())
-        );
-        assert_eq!(t.route("other", "/h", None), Route::NotFound);
-        // Not when /tree itself is registered.
-        let t = table(&["/tree/", "/tree"]);
-        assert_eq!(matched(&t, "h", "/tree").as_deref(), Some("/tree"));
-    }
-
-    #[test]
-    fn unclean_paths_redirect_to_the_clean_one() {
-        let t = table(&["/"]);
-        assert_eq!(t.route("h", "//a", None), Route::Redirect("/a".into()));
-        assert_eq!(
-            t.route("h", "/a/./b/../c/", Some("q")),
-            Route::Redirect("/a/c/?q".into())
-        );
-    }
-
-    #[test]
-    fn clean_path_matches_go() {
-        for (input, want) in [
-            ("/", "/"),
-            ("", "/"),
-            ("a", "/a"),
-            ("/a//b", "/a/b"),
-            ("/a/./b/", "/a/b/"),
-            ("/a/../b", "/b"),
-            ("/..", "/"),
-            ("/a/..", "/"),
-            ("/a/b/..", "/a"),
-            ("/a/.", "/a"),
+    fn exact_matches_like_go() {
+        for (patterns, path, want) in [
+            (&["/", "/a/"][..], "/a", "301 /a/"),
+            (&["/a", "/a/"], "/a", "/a"),
+            (&["/a/{x...}", "/a/b/"], "/a/b", "301 /a/b/"),
+            (&["/a/{x}", "/a/b/"], "/a/b", "/a/{x}"),
+            (&["/a/b/"], "/a/b/", "/a/b/"),
+            (&["/a/b/{$}"], "/a/b", "301 /a/b/"),
+            (&["/a/"], "/a/b", "/a/"),
+            (&["/{x}/"], "/", "404"),
         ] {
-            assert_eq!(clean_path(input), want, "{input:?}");
+            assert_eq!(answer(&table(patterns), "GET", "h", path), want, "{patterns:?} {path}");
         }
     }
 
+    /// 405 with `Allow`, as Go's `findHandler` and `matchingMethods` answer it, including
+    /// issue 67657 (no 405 through an extra slash on a path that already ends in one).
     #[test]
-    fn strip_port_keeps_ipv6() {
-        assert_eq!(strip_port("a.com:80"), "a.com");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
+    fn method_not_allowed_like_go() {
+        let t = table(&[
+            "GET /items/{id}",
+            "DELETE /items/{id}",
+            "POST /items/",
+            "PUT shop.example/items/{id}",
+            "POST /upload/",
+            "GET /{x}/",
+        ]);
+        check(
+            &t,
+            &[
+                ("GET", "h", "/items/7", "GET /items/{id}"),
+                ("HEAD", "h", "/items/7", "GET /items/{id}"),
+                ("PATCH", "h", "/items/7", "405 DELETE, GET, HEAD, POST"),
+                ("PATCH", "shop.example", "/items/7", "405 DELETE, GET, HEAD, POST, PUT"),
+                // `/items` would be redirected to `/items/` for these methods.
+                ("PATCH", "other.example", "/items", "405 GET, HEAD, POST"),
+                ("PUT", "h", "/upload", "405 GET, HEAD, POST"),
+                // The trailing-slash redirect asks the request's own method.
+                ("POST", "h", "/upload", "301 /upload/"),
+                ("GET", "h", "/upload", "301 /upload/"),
+                ("GET", "h", "/", "404"),
+                ("get", "h", "/items/7", "405 DELETE, GET, HEAD, POST"),
+            ],
+        );
+    }
+
+    /// Issue 65624 (serve_test.go `TestMuxNoSlashRedirectWithTrailingSlash`): no redirect for
+    /// a path that already ends in `/`. The precedence of hosts and methods: a host pattern
+    /// wins for its host only, falling back to host-less patterns when it does not match.
+    #[test]
+    fn hosts_and_precedence() {
+        let t = table(&["/", "/api/", "example.com/", "GET /web/", "other.com/only"]);
+        check(
+            &t,
+            &[
+                ("GET", "example.com", "/api/x", "example.com/"),
+                ("GET", "EXAMPLE.com:8080", "/", "example.com/"),
+                ("GET", "other.com", "/api/x", "/api/"),
+                ("GET", "other.com", "/only", "other.com/only"),
+                ("GET", "other.com", "/x", "/"),
+                ("GET", "h", "/web/x", "GET /web/"),
+                ("POST", "h", "/web/x", "/"),
+            ],
+        );
+        assert_eq!(answer(&table(&["/{x}/"]), "GET", "h", "/"), "404");
+    }
+
+    /// Go's `stripHostPort`, that is `net.SplitHostPort`, keeping what it cannot split.
+    #[test]
+    fn strip_port_like_go() {
+        for (host, want) in [
+            ("a.com", "a.com"),
+            ("a.com:80", "a.com"),
+            ("a.com:", "a.com"),
+            ("[::1]:80", "::1"),
+            ("[::1]", "[::1]"),
+            ("::1", "::1"),
+            ("a:b:80", "a:b:80"),
+            ("[::1]x:80", "[::1]x:80"),
+            ("[a]]:80", "[a]]:80"),
+            ("a[b]:80", "a[b]:80"),
+        ] {
+            assert_eq!(strip_port(host), want, "{host}");
+        }
     }
 }

@@ -7,15 +7,20 @@ use std::net::SocketAddr;
 
 use lb_migrations::records::v2 as current;
 
-use crate::pool::{
-    BackendConfig, BackendState, BackendStatus, HealthCheckSpec, HealthRecord, PoolConfig,
-};
+use crate::pool::{BackendConfig, BackendState, BackendStatus, HealthCheckSpec, HealthRecord, PoolConfig, Timeouts};
 
 pub fn encode_pool(pool: &PoolConfig) -> Vec<u8> {
     let h = &pool.health_check;
     current::encode_pool(&current::Pool {
         mode: pool.mode.to_string(),
         strategy: pool.strategy.to_string(),
+        hash_key: pool.hash_key.to_string(),
+        retries: pool.retries,
+        retry_on_5xx: pool.retry_on_5xx,
+        retry_body_limit: pool.retry_body_limit,
+        connect_timeout_ms: pool.timeouts.connect_ms,
+        response_timeout_ms: pool.timeouts.response_ms,
+        idle_timeout_ms: pool.timeouts.idle_ms,
         health_path: h.path.clone(),
         healthy_values: h.healthy_values.clone(),
         expected_status: h.expected_status,
@@ -33,6 +38,15 @@ pub fn decode_pool(pattern: String, bytes: &[u8]) -> Result<PoolConfig, String> 
         pattern,
         mode: r.mode.parse()?,
         strategy: r.strategy.parse()?,
+        hash_key: r.hash_key.parse()?,
+        retries: r.retries,
+        retry_on_5xx: r.retry_on_5xx,
+        retry_body_limit: r.retry_body_limit,
+        timeouts: Timeouts {
+            connect_ms: r.connect_timeout_ms,
+            response_ms: r.response_timeout_ms,
+            idle_ms: r.idle_timeout_ms,
+        },
         health_check: HealthCheckSpec {
             path: r.health_path,
             healthy_values: r.healthy_values,
@@ -44,7 +58,7 @@ pub fn decode_pool(pattern: String, bytes: &[u8]) -> Result<PoolConfig, String> 
             evict_after: r.evict_after,
         },
     };
-    pool.health_check.validate()?;
+    pool.validate()?;
     Ok(pool)
 }
 
@@ -54,6 +68,7 @@ pub fn encode_backend(config: &BackendConfig, state: &BackendState) -> Vec<u8> {
         ip: config.addr.ip(),
         port: config.addr.port(),
         url_path: config.url_path.clone(),
+        weight: config.weight,
         draining: state.draining,
         status: h.status as u8,
         consecutive_failures: h.consecutive_failures,
@@ -65,10 +80,7 @@ pub fn encode_backend(config: &BackendConfig, state: &BackendState) -> Vec<u8> {
 
 pub fn decode_backend(bytes: &[u8]) -> Result<(BackendConfig, BackendState), String> {
     let r = current::decode_backend(bytes)?;
-    let config = BackendConfig {
-        addr: SocketAddr::new(r.ip, r.port),
-        url_path: r.url_path,
-    };
+    let config = BackendConfig { addr: SocketAddr::new(r.ip, r.port), url_path: r.url_path, weight: r.weight };
     config.validate()?;
     let state = BackendState {
         draining: r.draining,
@@ -86,28 +98,20 @@ pub fn decode_backend(bytes: &[u8]) -> Result<(BackendConfig, BackendState), Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::{Mode, Strategy};
+    use crate::pool::{HashKey, Mode, Strategy};
 
     #[test]
     fn records_round_trip() {
-        let pool = PoolConfig {
-            pattern: "/api/".into(),
-            mode: Mode::Redirect,
-            strategy: Strategy::RoundRobin,
-            health_check: HealthCheckSpec {
-                expected_status: Some(204),
-                fall: 5,
-                ..HealthCheckSpec::default()
-            },
-        };
-        assert_eq!(
-            decode_pool("/api/".into(), &encode_pool(&pool)).unwrap(),
-            pool
-        );
-        let backend = BackendConfig {
-            addr: "[::1]:8082".parse().unwrap(),
-            url_path: "/v2/".into(),
-        };
+        let mut pool = PoolConfig::new("/api/".into());
+        pool.mode = Mode::Redirect;
+        pool.strategy = Strategy::ConsistentHash;
+        pool.hash_key = HashKey::Cookie("session".into());
+        pool.retries = 5;
+        pool.retry_on_5xx = true;
+        pool.timeouts.response_ms = 1234;
+        pool.health_check = HealthCheckSpec { expected_status: Some(204), fall: 5, ..HealthCheckSpec::default() };
+        assert_eq!(decode_pool("/api/".into(), &encode_pool(&pool)).unwrap(), pool);
+        let backend = BackendConfig { addr: "[::1]:8082".parse().unwrap(), url_path: "/v2/".into(), weight: 7 };
         let state = BackendState {
             draining: true,
             health: HealthRecord {
@@ -118,18 +122,12 @@ mod tests {
                 last_error: Some("refused".into()),
             },
         };
-        assert_eq!(
-            decode_backend(&encode_backend(&backend, &state)).unwrap(),
-            (backend, state)
-        );
+        assert_eq!(decode_backend(&encode_backend(&backend, &state)).unwrap(), (backend, state));
     }
 
     #[test]
     fn unknown_formats_and_garbage_are_errors_not_panics() {
-        let backend = BackendConfig {
-            addr: "127.0.0.1:1".parse().unwrap(),
-            url_path: "/".into(),
-        };
+        let backend = BackendConfig { addr: "127.0.0.1:1".parse().unwrap(), url_path: "/".into(), weight: 1 };
         let mut bytes = encode_backend(&backend, &BackendState::default());
         bytes[0] = 9;
         assert!(decode_backend(&bytes).unwrap_err().contains("format 9"));

@@ -62,21 +62,13 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir` and brings its schema up to date.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let open_err = |e: &dyn std::fmt::Display| {
-            StoreError::Open(format!("cannot open store in {}: {e}", dir.display()))
-        };
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|e| open_err(&e))?;
+        let open_err =
+            |e: &dyn std::fmt::Display| StoreError::Open(format!("cannot open store in {}: {e}", dir.display()));
+        let db = sled::Config::new().path(dir).open().map_err(|e| open_err(&e))?;
         lb_migrations::run(&db).map_err(|e| open_err(&e))?;
         let pools = db.open_tree(lb_migrations::POOLS)?;
         let backends = db.open_tree(lb_migrations::BACKENDS)?;
-        Ok(Store {
-            db,
-            pools,
-            backends,
-        })
+        Ok(Store { db, pools, backends })
     }
 
     /// Every pool with its backends, in pattern order.
@@ -91,8 +83,7 @@ impl Store {
             for entry in self.backends.scan_prefix(backend_prefix(&pattern)) {
                 let (key, value) = entry?;
                 backends.push(
-                    codec::decode_backend(&value)
-                        .map_err(|reason| corrupt(lb_migrations::BACKENDS, &key, reason))?,
+                    codec::decode_backend(&value).map_err(|reason| corrupt(lb_migrations::BACKENDS, &key, reason))?,
                 );
             }
             out.push((pool, backends));
@@ -102,20 +93,14 @@ impl Store {
 
     /// Creates or replaces a pool record (its backends are untouched).
     pub async fn put_pool(&self, pool: &PoolConfig) -> Result<(), StoreError> {
-        let previous = self
-            .pools
-            .insert(pool.pattern.as_bytes(), codec::encode_pool(pool))?;
-        self.flush_or_undo(|| restore(&self.pools, pool.pattern.as_bytes(), previous))
-            .await
+        let previous = self.pools.insert(pool.pattern.as_bytes(), codec::encode_pool(pool))?;
+        self.flush_or_undo(|| restore(&self.pools, pool.pattern.as_bytes(), previous)).await
     }
 
     /// Removes a pool and all its backends, atomically.
     pub async fn remove_pool(&self, pattern: &str) -> Result<(), StoreError> {
-        let backend_keys: Vec<sled::IVec> = self
-            .backends
-            .scan_prefix(backend_prefix(pattern))
-            .keys()
-            .collect::<Result<_, _>>()?;
+        let backend_keys: Vec<sled::IVec> =
+            self.backends.scan_prefix(backend_prefix(pattern)).keys().collect::<Result<_, _>>()?;
         let removed = (&self.pools, &self.backends)
             .transaction(|(pools, backends)| {
                 let mut old = Vec::with_capacity(backend_keys.len());
@@ -145,8 +130,7 @@ impl Store {
         let key = backend_key(pattern, backend.addr);
         let record = codec::encode_backend(backend, state);
         let previous = self.backends.insert(key.as_slice(), record)?;
-        self.flush_or_undo(|| restore(&self.backends, &key, previous))
-            .await
+        self.flush_or_undo(|| restore(&self.backends, &key, previous)).await
     }
 
     /// Records a backend's state without waiting for the flush: health is relearned by the
@@ -159,16 +143,14 @@ impl Store {
         state: &BackendState,
     ) -> Result<(), StoreError> {
         let record = codec::encode_backend(backend, state);
-        self.backends
-            .insert(backend_key(pattern, backend.addr), record)?;
+        self.backends.insert(backend_key(pattern, backend.addr), record)?;
         Ok(())
     }
 
     pub async fn remove_backend(&self, pattern: &str, addr: SocketAddr) -> Result<(), StoreError> {
         let key = backend_key(pattern, addr);
         let previous = self.backends.remove(key.as_slice())?;
-        self.flush_or_undo(|| restore(&self.backends, &key, previous))
-            .await
+        self.flush_or_undo(|| restore(&self.backends, &key, previous)).await
     }
 
     /// Flushes everything written so far.
@@ -218,32 +200,18 @@ fn utf8(tree: &'static str, key: &[u8]) -> Result<String, StoreError> {
 }
 
 fn corrupt(tree: &'static str, key: &[u8], reason: String) -> StoreError {
-    StoreError::Corrupt {
-        tree,
-        key: String::from_utf8_lossy(key).replace('\0', "/"),
-        reason,
-    }
+    StoreError::Corrupt { tree, key: String::from_utf8_lossy(key).replace('\0', "/"), reason }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::{HealthCheckSpec, Mode, Strategy};
-
     fn pool(pattern: &str) -> PoolConfig {
-        PoolConfig {
-            pattern: pattern.into(),
-            mode: Mode::Proxy,
-            strategy: Strategy::P2c,
-            health_check: HealthCheckSpec::default(),
-        }
+        PoolConfig::new(pattern.into())
     }
 
     fn backend(port: u16) -> (BackendConfig, BackendState) {
-        let config = BackendConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            url_path: "/".into(),
-        };
+        let config = BackendConfig { addr: SocketAddr::from(([127, 0, 0, 1], port)), url_path: "/".into(), weight: 1 };
         let mut state = BackendState::default();
         state.health.consecutive_failures = u32::from(port);
         (config, state)
@@ -267,13 +235,7 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         let loaded = store.load().unwrap();
-        assert_eq!(
-            loaded,
-            vec![
-                (pool("/"), vec![backend(2)]),
-                (pool("/a"), vec![backend(3)])
-            ]
-        );
+        assert_eq!(loaded, vec![(pool("/"), vec![backend(2)]), (pool("/a"), vec![backend(3)])]);
         store.remove_pool("/").await.unwrap();
         // "/" is a prefix of "/a": removing it must not touch /a's backends.
         assert_eq!(store.load().unwrap(), vec![(pool("/a"), vec![backend(3)])]);
@@ -285,20 +247,10 @@ mod tests {
         {
             let db = sled::open(dir.path()).unwrap();
             lb_migrations::run(&db).unwrap();
-            db.open_tree(lb_migrations::POOLS)
-                .unwrap()
-                .insert("/x", &[7u8, 1, 2][..])
-                .unwrap();
+            db.open_tree(lb_migrations::POOLS).unwrap().insert("/x", &[7u8, 1, 2][..]).unwrap();
             db.flush().unwrap();
         }
-        let err = Store::open(dir.path())
-            .unwrap()
-            .load()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("pools//x") && err.contains("format 7"),
-            "{err}"
-        );
+        let err = Store::open(dir.path()).unwrap().load().unwrap_err().to_string();
+        assert!(err.contains("pools//x") && err.contains("format 7"), "{err}");
     }
 }

@@ -40,10 +40,7 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
-    fn collect(
-        reader: impl std::io::Read + Send + 'static,
-        tx: Option<mpsc::Sender<String>>,
-    ) -> Lines {
+    fn collect(reader: impl std::io::Read + Send + 'static, tx: Option<mpsc::Sender<String>>) -> Lines {
         let lines = Lines::default();
         let store = lines.clone();
         std::thread::spawn(move || {
@@ -63,11 +60,7 @@ impl Lines {
 }
 
 /// Waits until `ready` finds what it wants in a line, or panics at the deadline.
-fn wait_line<T>(
-    rx: &mpsc::Receiver<String>,
-    what: &str,
-    mut ready: impl FnMut(&str) -> Option<T>,
-) -> T {
+fn wait_line<T>(rx: &mpsc::Receiver<String>, what: &str, mut ready: impl FnMut(&str) -> Option<T>) -> T {
     let end = Instant::now() + DEADLINE;
     loop {
         let left = end.saturating_duration_since(Instant::now());
@@ -124,28 +117,15 @@ impl SampleWeb {
 
     pub fn start_on(node: &str, port: u16) -> SampleWeb {
         let mut child = Command::new(bin("sample-web"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--node",
-                node,
-            ])
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--node", node])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("sample-web starts");
         let (tx, rx) = mpsc::channel();
         Lines::collect(child.stdout.take().unwrap(), Some(tx));
-        let addr = wait_line(&rx, "sample-web listening line", |l| {
-            addr_after(l, "listening on ")
-        });
-        SampleWeb {
-            child,
-            addr,
-            node: node.to_owned(),
-        }
+        let addr = wait_line(&rx, "sample-web listening line", |l| addr_after(l, "listening on "));
+        SampleWeb { child, addr, node: node.to_owned() }
     }
 
     pub fn ip(&self) -> String {
@@ -184,25 +164,17 @@ impl Lb {
     }
 
     pub fn start_in(dir: Arc<tempfile::TempDir>) -> Lb {
-        let mut child = lb_command(dir.path())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lb starts");
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts lb with extra command-line arguments.
+    pub fn start_with(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Lb {
+        let mut child = lb_command(dir.path()).args(args).stderr(Stdio::piped()).spawn().expect("lb starts");
         let (tx, rx) = mpsc::channel();
         let stderr = Lines::collect(child.stderr.take().unwrap(), Some(tx));
-        let data = wait_line(&rx, "lb data listener line", |l| {
-            addr_after(l, "data listener on ")
-        });
-        let admin = wait_line(&rx, "lb admin listener line", |l| {
-            addr_after(l, "admin listener on ")
-        });
-        Lb {
-            child: Some(child),
-            data,
-            admin,
-            dir,
-            stderr,
-        }
+        let data = wait_line(&rx, "lb data listener line", |l| addr_after(l, "data listener on "));
+        let admin = wait_line(&rx, "lb admin listener line", |l| addr_after(l, "admin listener on "));
+        Lb { child: Some(child), data, admin, dir, stderr }
     }
 
     /// Stops lb with SIGTERM and returns its exit status.
@@ -221,11 +193,7 @@ impl Lb {
 
     /// Stops (SIGTERM) and starts again on the same data dir, with new ports.
     pub fn restart(mut self) -> Lb {
-        assert!(
-            self.stop().success(),
-            "lb exited badly:\n{}",
-            self.stderr.text()
-        );
+        assert!(self.stop().success(), "lb exited badly:\n{}", self.stderr.text());
         Lb::start_in(self.dir.clone())
     }
 
@@ -243,11 +211,7 @@ impl Lb {
 
     /// Runs `lbctl --lb=<this lb's admin> args...`.
     pub fn lbctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("lbctl"))
-            .arg(format!("--lb={}", self.admin))
-            .args(args)
-            .output()
-            .expect("lbctl runs")
+        Command::new(bin("lbctl")).arg(format!("--lb={}", self.admin)).args(args).output().expect("lbctl runs")
     }
 
     /// Adds a pool through the admin API and asserts it was created.
@@ -258,12 +222,7 @@ impl Lb {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            201,
-            "add pool {pattern}: {}",
-            r.text().await.unwrap()
-        );
+        assert_eq!(r.status(), 201, "add pool {pattern}: {}", r.text().await.unwrap());
     }
 
     /// Adds a backend through the admin API and asserts it was created.
@@ -275,31 +234,17 @@ impl Lb {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            201,
-            "add backend {} to {pattern}: {}",
-            backend.addr,
-            r.text().await.unwrap()
-        );
+        assert_eq!(r.status(), 201, "add backend {} to {pattern}: {}", backend.addr, r.text().await.unwrap());
     }
 }
 
 /// The command line tests start lb with; one worker keeps the machine free for the rest.
 pub fn lb_command(dir: &Path) -> Command {
     let mut cmd = Command::new(bin("lb"));
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--threads",
-        "1",
-        "--data-dir",
-    ])
-    .arg(dir)
-    .env("LB_LOG", "info")
-    .stdout(Stdio::null());
+    cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--threads", "1", "--data-dir"])
+        .arg(dir)
+        .env("LB_LOG", "info")
+        .stdout(Stdio::null());
     cmd
 }
 
@@ -314,12 +259,7 @@ impl Drop for Lb {
 
 /// An HTTP client that shows redirects instead of following them.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(DEADLINE)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().timeout(DEADLINE).build().unwrap()
 }
 
 /// `GET url` and the body as text, with the status.
@@ -341,5 +281,117 @@ where
         }
         assert!(Instant::now() < end, "{what}: not within {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How a [`FaultyBackend`] misbehaves on every path but `/healthz` (which passes).
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Reads the whole request, then closes the connection without a response.
+    Reset,
+    /// Answers with this status.
+    Status(u16),
+}
+
+/// A raw-TCP backend that passes health checks and fails requests, counting them.
+pub struct FaultyBackend {
+    pub addr: SocketAddr,
+    /// Requests received, health checks excluded.
+    pub requests: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyBackend {
+    pub async fn start(fault: Fault) -> FaultyBackend {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else { return };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    loop {
+                        // One request: the head, then a Content-Length body.
+                        let mut buf = Vec::new();
+                        let head_end = loop {
+                            let mut chunk = [0u8; 4096];
+                            let n = match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            buf.extend_from_slice(&chunk[..n]);
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap_or(0));
+                        while buf.len() < head_end + length {
+                            let mut chunk = [0u8; 4096];
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        if head.starts_with("get /healthz ") {
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if conn.write_all(ok).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        match fault {
+                            Fault::Reset => return,
+                            Fault::Status(code) => {
+                                let r = format!("HTTP/1.1 {code} Fault\r\ncontent-length: 5\r\n\r\nfault");
+                                if conn.write_all(r.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FaultyBackend { addr, requests, task }
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultyBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Lb {
+    /// Adds pool `pattern` with these settings (JSON object fields besides the pattern).
+    pub async fn add_pool_with(&self, pattern: &str, settings: serde_json::Value) {
+        let mut body = settings;
+        body["pattern"] = serde_json::json!(pattern);
+        let r = client().post(self.admin_url("/v1/pools")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201, "add pool {pattern}: {}", r.text().await.unwrap());
+    }
+
+    /// Adds any `ip:port` backend through the admin API and asserts it was created.
+    pub async fn add_backend_addr(&self, pattern: &str, addr: SocketAddr, weight: u32) {
+        let r = client()
+            .post(self.admin_url("/v1/pool/backends"))
+            .query(&[("pattern", pattern)])
+            .json(&serde_json::json!({ "ip": addr.ip().to_string(), "port": addr.port(), "weight": weight }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "add backend {addr} to {pattern}: {}", r.text().await.unwrap());
     }
 }
