@@ -72,6 +72,7 @@ pub fn run(config: Config) -> Result<(), String> {
         listener.set_nonblocking(true).map_err(|e| format!("cannot set up {what} listener: {e}"))?;
         Ok::<_, String>(listener)
     };
+    raise_open_files_limit();
     let data_listener = bind(config.listen, "data port")?;
     let admin_listener = bind(config.admin, "admin API")?;
 
@@ -129,6 +130,22 @@ pub fn run(config: Config) -> Result<(), String> {
     admin_result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one, as Go programs do: each client and each
+/// backend connection is a file, and the usual soft limit (1024) is far below what a load
+/// balancer holds.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("cannot raise the open files limit: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
 }
 
 async fn wait_for(mut stopped: watch::Receiver<bool>) {

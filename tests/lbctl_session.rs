@@ -84,3 +84,47 @@ async fn errors_are_one_line_and_non_zero() {
     assert!(failed(lb.lbctl(&["--pattern=api", "addPool"])).contains("invalid pattern"));
     assert!(failed(lb.lbctl(&["--pattern=/", "addBackend"])).contains("--ip"));
 }
+
+fn pool_json(lb: &Lb) -> serde_json::Value {
+    serde_json::from_str(&ok(lb.lbctl(&["--json", "--pattern=/", "poolHealth"]))).unwrap()
+}
+
+#[tokio::test]
+async fn health_draining_and_balancing_through_lbctl() {
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    let port = format!("--port={}", a.port());
+    ok(lb.lbctl(&["--pattern=/", "--interval=2s", "--fall=5", "--rise=1", "--evict_after=0", "addPool"]));
+    let pool: serde_json::Value =
+        common::client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let h = &pool["health_check"];
+    assert_eq!((&h["interval_ms"], &h["fall"], &h["rise"], &h["evict_after"]), (&2000.into(), &5.into(), &1.into(), &0.into()));
+
+    let said = ok(lb.lbctl(&["--pattern=/", "--interval=500ms", "--timeout=200ms", "setHealth"]));
+    assert!(said.starts_with("pool / health check: GET /healthz every 500ms"), "{said}");
+    assert!(failed(lb.lbctl(&["--pattern=/", "--interval=0s", "setHealth"])).contains("interval"));
+    assert!(failed(lb.lbctl(&["--pattern=/", "--fall=0", "setHealth"])).contains("fall"));
+    let unknown = lb.lbctl(&["--pattern=/", "--falls=3", "setHealth"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(failed(unknown).contains("--falls"));
+
+    ok(lb.lbctl(&["--pattern=/", "--ip=127.0.0.1", &port, "addBackend"]));
+    let drained = ok(lb.lbctl(&["--pattern=/", "--ip=127.0.0.1", &port, "drainBackend"]));
+    assert_eq!(drained, format!("backend {} of pool / is draining\n", a.addr));
+    assert!(ok(lb.lbctl(&["--pattern=/", "poolHealth"])).contains(&format!("{}  BS_DRAINING", a.addr)));
+    assert_eq!(get(&lb.url("/")).await.0, 503, "the only backend is draining");
+    ok(lb.lbctl(&["--pattern=/", "--ip=127.0.0.1", &port, "undrainBackend"]));
+    assert_eq!(get(&lb.url("/")).await.0, 200);
+    let backend = &pool_json(&lb)["backends"][0];
+    assert_eq!(backend["status"], "BS_HEALTHY");
+    assert!(backend["last_check_ms"].is_u64(), "{backend}");
+
+    ok(lb.lbctl(&["--pattern=/", "--strategy=least_conn", "--retries=1", "--response_timeout=5s", "setPool"]));
+    ok(lb.lbctl(&["--pattern=/", "--ip=127.0.0.1", &port, "--weight=3", "setWeight"]));
+    let pool: serde_json::Value =
+        common::client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((&pool["strategy"], &pool["retries"]), (&"least_conn".into(), &1.into()));
+    assert_eq!(pool["timeouts"]["response_ms"], 5000);
+    assert_eq!(pool["backends"][0]["weight"], 3);
+    assert_eq!(get(&lb.url("/")).await.0, 200, "reweighed backend still serves");
+}
