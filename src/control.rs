@@ -252,6 +252,10 @@ impl ControlPlane {
         if pools.contains_key(&key) {
             return Err(Error::Conflict(format!("pool {key:?} already exists")));
         }
+        // Go refuses a pattern that overlaps another with neither more specific; so do we.
+        if let Some(conflict) = pools.values().find_map(|e| pattern.conflict_with(&e.pattern)) {
+            return Err(Error::Conflict(conflict.to_string()));
+        }
         self.store.put_pool(&config).await?;
         let budget = Arc::new(RetryBudget::default());
         let pool = self.build_pool(config, Vec::new(), &budget);

@@ -132,7 +132,7 @@ pub fn no_backend(pool: &Pool) -> Response<Body> {
 }
 
 fn not_allowed(allow: String) -> Response<Body> {
-    let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+    let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     if let Ok(allow) = HeaderValue::try_from(allow) {
         response.headers_mut().insert(header::ALLOW, allow);
     }

@@ -98,7 +98,10 @@ async fn health_draining_and_balancing_through_lbctl() {
     let pool: serde_json::Value =
         common::client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
     let h = &pool["health_check"];
-    assert_eq!((&h["interval_ms"], &h["fall"], &h["rise"], &h["evict_after"]), (&2000.into(), &5.into(), &1.into(), &0.into()));
+    assert_eq!(
+        (&h["interval_ms"], &h["fall"], &h["rise"], &h["evict_after"]),
+        (&2000.into(), &5.into(), &1.into(), &0.into())
+    );
 
     let said = ok(lb.lbctl(&["--pattern=/", "--interval=500ms", "--timeout=200ms", "setHealth"]));
     assert!(said.starts_with("pool / health check: GET /healthz every 500ms"), "{said}");

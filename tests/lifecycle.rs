@@ -108,14 +108,14 @@ fn a_port_in_use_is_one_clear_error() {
 fn a_store_from_a_newer_lb_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = unlocked_on_drop(dir.path());
         db.open_tree("meta").unwrap().insert("schema_version", &999u32.to_be_bytes()).unwrap();
         db.open_tree("pools").unwrap().insert("/", &b"future record"[..]).unwrap();
         db.flush().unwrap();
     }
     let line = failed_start(&mut lb_command(dir.path()));
     assert!(line.contains("schema version 999"), "{line}");
-    let db = sled::open(dir.path()).unwrap();
+    let db = unlocked_on_drop(dir.path());
     assert_eq!(db.open_tree("meta").unwrap().get("schema_version").unwrap().unwrap().as_ref(), 999u32.to_be_bytes());
     assert_eq!(db.open_tree("pools").unwrap().get("/").unwrap().unwrap().as_ref(), b"future record");
 }
@@ -124,14 +124,14 @@ fn a_store_from_a_newer_lb_is_refused_and_left_untouched() {
 fn an_unreadable_record_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = unlocked_on_drop(dir.path());
         lb_migrations::run(&db).unwrap();
         db.open_tree("pools").unwrap().insert("/", &[1u8, 0xff, 0xff, 0xff][..]).unwrap();
         db.flush().unwrap();
     }
     let line = failed_start(&mut lb_command(dir.path()));
     assert!(line.contains("pools//") && line.contains("cannot be read"), "{line}");
-    let db = sled::open(dir.path()).unwrap();
+    let db = unlocked_on_drop(dir.path());
     assert_eq!(db.open_tree("pools").unwrap().get("/").unwrap().unwrap().as_ref(), [1u8, 0xff, 0xff, 0xff]);
 }
 
@@ -155,7 +155,7 @@ async fn a_store_written_by_the_previous_schema_is_migrated_and_served() {
     let a = SampleWeb::start("a");
     let dir = Arc::new(tempfile::tempdir().unwrap());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = unlocked_on_drop(dir.path());
         lb_migrations::run_migrations(&db, &lb_migrations::MIGRATIONS[..1]).unwrap();
         let pool = v1::Pool {
             mode: "proxy".into(),
@@ -177,4 +177,10 @@ async fn a_store_written_by_the_previous_schema_is_migrated_and_served() {
     assert_eq!(pool["strategy"], "round_robin");
     assert_eq!(pool["health_check"]["interval_ms"], 5_000);
     assert_eq!(pool["health_check"]["fall"], 3);
+}
+
+/// Opens a store that another process (lb) opens next. Without a flusher thread sled lets go
+/// of its directory lock as soon as the handle drops, not a moment later.
+fn unlocked_on_drop(dir: &std::path::Path) -> sled::Db {
+    sled::Config::new().path(dir).flush_every_ms(None).open().unwrap()
 }

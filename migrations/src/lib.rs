@@ -190,8 +190,19 @@ pub fn run_migrations(db: &sled::Db, migrations: &[Migration]) -> Result<Outcome
 mod tests {
     use super::*;
 
+    /// Opens the store, again if need be: sled lets go of its directory lock from its flusher
+    /// thread, a moment after the last handle in this process drops.
     fn open(dir: &tempfile::TempDir) -> sled::Db {
-        sled::open(dir.path()).unwrap()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match sled::open(dir.path()) {
+                Ok(db) => return db,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("cannot open the store: {e}"),
+            }
+        }
     }
 
     /// A format-2 migration in the shape real ones take: rewrite every pool record.

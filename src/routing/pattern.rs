@@ -143,7 +143,7 @@ impl Pattern {
             segments.push(if multi { Segment::Multi(name.into()) } else { Segment::Wild(name.into()) });
         }
 
-        let mut text = String::with_capacity(method.len() + 1 + rest.len());
+        let mut text = String::with_capacity(raw.len());
         text.push_str(method);
         if !method.is_empty() {
             text.push(' ');

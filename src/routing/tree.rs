@@ -109,7 +109,15 @@ impl Methods {
     /// request, then patterns without a method.
     fn find(&self, method: &str, path: Rest<'_>) -> Option<usize> {
         let named = |m: &str| self.named.iter().find(|(name, _)| &**name == m).and_then(|(_, node)| node.find(path));
-        named(method).or_else(|| (method == "HEAD").then(|| named("GET")).flatten()).or_else(|| self.any.find(path))
+        if let Some(found) = named(method) {
+            return Some(found);
+        }
+        if method == "HEAD" {
+            if let Some(found) = named("GET") {
+                return Some(found);
+            }
+        }
+        self.any.find(path)
     }
 }
 

@@ -206,6 +206,21 @@ fn corrupt(tree: &'static str, key: &[u8], reason: String) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// Opens the store again in this process. sled lets go of its directory lock from its
+    /// flusher thread, a moment after the last handle drops, so a reopen may have to wait.
+    fn reopen(dir: &std::path::Path) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match Store::open(dir) {
+                Ok(store) => return store,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("cannot reopen the store: {e}"),
+            }
+        }
+    }
+
     fn pool(pattern: &str) -> PoolConfig {
         PoolConfig::new(pattern.into())
     }
@@ -233,7 +248,7 @@ mod tests {
             put(&store, "/a", backend(3)).await;
             store.remove_backend("/", backend(1).0.addr).await.unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         let loaded = store.load().unwrap();
         assert_eq!(loaded, vec![(pool("/"), vec![backend(2)]), (pool("/a"), vec![backend(3)])]);
         store.remove_pool("/").await.unwrap();
@@ -250,7 +265,7 @@ mod tests {
             db.open_tree(lb_migrations::POOLS).unwrap().insert("/x", &[7u8, 1, 2][..]).unwrap();
             db.flush().unwrap();
         }
-        let err = Store::open(dir.path()).unwrap().load().unwrap_err().to_string();
+        let err = reopen(dir.path()).load().unwrap_err().to_string();
         assert!(err.contains("pools//x") && err.contains("format 7"), "{err}");
     }
 }
