@@ -23,7 +23,6 @@ use crate::pool::{
     Backend, BackendConfig, BackendState, HashKey, HealthCheckChange, HealthCheckSpec, Mode, Pool, PoolConfig,
     Strategy, TimeoutsChange,
 };
-use crate::proxy::Upstream;
 use crate::retry::RetryBudget;
 use crate::routing::{Pattern, RoutingTable};
 use crate::store::{Store, StoreError};
@@ -161,8 +160,6 @@ pub struct ControlPlane {
     routes: Arc<ArcSwap<Routes>>,
     pools: Mutex<BTreeMap<String, Entry>>,
     observations: mpsc::Sender<Observation>,
-    /// One keep-alive client per distinct (connect, idle) timeouts, shared by pools.
-    upstreams: std::sync::Mutex<HashMap<(u64, u64), Upstream>>,
     /// Taken by [`ControlPlane::run_health`].
     observed: std::sync::Mutex<Option<mpsc::Receiver<Observation>>>,
 }
@@ -178,7 +175,6 @@ impl ControlPlane {
             routes: Arc::new(ArcSwap::from_pointee(Routes::default())),
             pools: Mutex::new(BTreeMap::new()),
             observations,
-            upstreams: std::sync::Mutex::new(HashMap::new()),
             observed: std::sync::Mutex::new(Some(observed)),
         };
         {
@@ -397,14 +393,9 @@ impl ControlPlane {
         Ok(backend)
     }
 
-    /// A pool snapshot, with the shared client for its timeouts.
+    /// A pool snapshot.
     fn build_pool(&self, config: PoolConfig, backends: Vec<Arc<Backend>>, budget: &Arc<RetryBudget>) -> Arc<Pool> {
-        let upstream = {
-            let t = &config.timeouts;
-            let mut upstreams = self.upstreams.lock().unwrap_or_else(|e| e.into_inner());
-            upstreams.entry((t.connect_ms, t.idle_ms)).or_insert_with(|| Upstream::new(t)).clone()
-        };
-        Arc::new(Pool::new(config, backends, budget.clone(), upstream))
+        Arc::new(Pool::new(config, backends, budget.clone()))
     }
 
     /// Starts the task that checks `backend` every interval of its pool's current spec.

@@ -82,15 +82,16 @@ pub fn response(headers: &mut HeaderMap, version: Version, server: &HeaderValue)
 
 /// Appends the client to `X-Forwarded-For`, folding earlier values into one header as Go does.
 fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
-    let mut value = String::new();
+    use std::fmt::Write;
+    let mut value = String::with_capacity(48);
     for prior in headers.get_all(&X_FORWARDED_FOR) {
         if let Ok(prior) = prior.to_str() {
             value.push_str(prior);
             value.push_str(", ");
         }
     }
-    value.push_str(&client_ip.to_string());
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    let _ = write!(value, "{client_ip}");
+    if let Ok(value) = HeaderValue::try_from(value) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
 }

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
-use crate::proxy::Upstream;
 use crate::retry::{RetryBudget, Tried};
 use crate::selection::{hash_bytes, Pick, Selector};
 
@@ -597,14 +596,12 @@ pub struct Pool {
     selector: Box<dyn Selector>,
     /// Shared with the pool's next snapshots, so that changes do not reset it.
     pub budget: Arc<RetryBudget>,
-    /// The keep-alive client for this pool's timeouts, shared by pools with the same ones.
-    pub upstream: Upstream,
 }
 
 impl Pool {
-    pub fn new(config: PoolConfig, backends: Vec<Arc<Backend>>, budget: Arc<RetryBudget>, upstream: Upstream) -> Self {
+    pub fn new(config: PoolConfig, backends: Vec<Arc<Backend>>, budget: Arc<RetryBudget>) -> Self {
         let selector = crate::selection::build(config.strategy, &backends);
-        Pool { config, backends, selector, budget, upstream }
+        Pool { config, backends, selector, budget }
     }
 
     /// The backend a request should go to next: usable and not yet tried by it.

@@ -5,6 +5,8 @@
 //! `retry_body_limit`) of an idempotent request, so that it can be replayed; a streamed body
 //! can still be sent to another backend when the first connection failed before reading it.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::ResponseFuture;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::Body;
@@ -29,24 +31,29 @@ use crate::forwarded;
 use crate::pool::{Backend, Pool, Timeouts};
 use crate::retry::{self, Failure, Tried};
 
-/// A keep-alive client to backends, for one set of connect and idle timeouts. Clones share
-/// their connection pool.
-#[derive(Clone)]
-pub struct Upstream {
-    client: Client<HttpConnector, UpstreamBody>,
+type Client = hyper_util::client::legacy::Client<HttpConnector, UpstreamBody>;
+
+thread_local! {
+    /// Each worker thread's keep-alive clients, one per (connect, idle) timeouts in use. Per
+    /// thread, so workers never contend for one connection pool's lock.
+    static CLIENTS: RefCell<HashMap<(u64, u64), Client>> = RefCell::new(HashMap::new());
 }
 
-impl Upstream {
-    pub fn new(timeouts: &Timeouts) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(timeouts.connect_ms)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_millis(timeouts.idle_ms))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Upstream { client }
-    }
+/// Sends `req` over this thread's pooled connections for a pool's timeouts.
+fn send(timeouts: &Timeouts, req: Request<UpstreamBody>) -> ResponseFuture {
+    CLIENTS.with(|clients| {
+        let mut clients = clients.borrow_mut();
+        let client = clients.entry((timeouts.connect_ms, timeouts.idle_ms)).or_insert_with(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(Duration::from_millis(timeouts.connect_ms)));
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_millis(timeouts.idle_ms))
+                .pool_timer(TokioTimer::new())
+                .build(connector)
+        });
+        client.request(req)
+    })
 }
 
 /// Forwards requests; one per data plane.
@@ -96,8 +103,7 @@ impl Proxy {
             let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
                 return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
             };
-            let failure = match tokio::time::timeout(response_timeout, pool.upstream.client.request(upstream_req)).await
-            {
+            let failure = match tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await {
                 Ok(Ok(response)) => {
                     let status = response.status();
                     let retry_status = config.retry_on_5xx && retry::is_retryable_status(status);
@@ -149,11 +155,17 @@ impl Proxy {
 /// The request for one attempt at `backend`: the client's request, re-aimed; `None` when the
 /// joined path is not a valid URI path.
 fn upstream_request(parts: &Parts, backend: &Backend, body: UpstreamBody) -> Option<Request<UpstreamBody>> {
-    let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(backend.authority.clone());
-    uri.path_and_query = Some(PathAndQuery::try_from(backend.upstream_path(path)).ok()?);
+    uri.path_and_query = match parts.uri.path_and_query() {
+        // The common case: the path goes as it came, a cheap clone of what hyper parsed.
+        Some(pq) if backend.config.url_path == "/" => Some(pq.clone()),
+        pq => {
+            let path = pq.map_or("/", PathAndQuery::as_str);
+            Some(PathAndQuery::try_from(backend.upstream_path(path)).ok()?)
+        }
+    };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
