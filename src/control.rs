@@ -282,6 +282,7 @@ impl ControlPlane {
         self.store.remove_pool(&key).await?;
         let entry = pools.remove(&key).expect("found above");
         entry.checks.values().for_each(AbortHandle::abort);
+        entry.pool.backends.iter().for_each(|b| b.retire());
         self.publish(&pools);
         Ok(entry.pool)
     }
@@ -362,6 +363,7 @@ impl ControlPlane {
         let check = self.spawn_check(&key, &backend);
         let entry = pools.get_mut(&key).expect("found above");
         entry.pool = pool;
+        old.retire();
         if let Some(old_check) = entry.checks.insert(addr, check) {
             old_check.abort();
         }
@@ -386,6 +388,7 @@ impl ControlPlane {
         let pool = self.build_pool(entry.pool.config.clone(), backends, &entry.budget);
         let entry = pools.get_mut(key).expect("found above");
         entry.pool = pool;
+        backend.retire();
         if let Some(check) = entry.checks.remove(&addr) {
             check.abort();
         }
@@ -431,8 +434,8 @@ impl ControlPlane {
         let Some(entry) = pools.get(&*o.pattern) else {
             return;
         };
-        // The backend may have been removed (or removed and added again) meanwhile.
-        if !entry.pool.backends.iter().any(|b| Arc::ptr_eq(b, &o.backend)) {
+        // The backend may have been removed (or replaced) meanwhile.
+        if o.backend.is_retired() {
             return;
         }
         let spec = &entry.pool.config.health_check;

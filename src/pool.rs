@@ -468,6 +468,8 @@ pub struct Backend {
     /// [`BackendStatus`] as a byte, read on every pick.
     status: AtomicU8,
     draining: AtomicBool,
+    /// Removed from its pool (or replaced): health news about it is stale.
+    retired: AtomicBool,
     /// Only the control plane writes this; the lock is never taken on the request path.
     health: Mutex<HealthRecord>,
 }
@@ -483,6 +485,7 @@ impl Backend {
             inflight: AtomicUsize::new(0),
             status: AtomicU8::new(state.health.status as u8),
             draining: AtomicBool::new(state.draining),
+            retired: AtomicBool::new(false),
             health: Mutex::new(state.health),
         }
     }
@@ -501,6 +504,15 @@ impl Backend {
 
     pub fn set_draining(&self, draining: bool) {
         self.draining.store(draining, Ordering::Relaxed);
+    }
+
+    /// Marks the backend as gone from its pool, so late health results about it are dropped.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// The status shown to admins: draining wins over health.
