@@ -196,14 +196,7 @@ async fn removing_a_backend_lets_its_in_flight_request_finish() {
         (pool["backends"][0]["inflight"] == 1).then_some(())
     })
     .await;
-    let port = a.port().to_string();
-    let r = client()
-        .delete(lb.admin_url("/v1/pool/backends"))
-        .query(&[("pattern", "/"), ("ip", "127.0.0.1"), ("port", port.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    lb.remove_backend("/", a.addr).await;
     assert_eq!(slow.await.unwrap(), (200, "slow a".to_owned()));
 }
 

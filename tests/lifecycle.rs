@@ -47,14 +47,7 @@ async fn acknowledged_changes_survive_a_crash() {
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
     let mut lb = Lb::start();
     pool_with_two_backends(&lb, &a, &b).await;
-    let port = b.port().to_string();
-    let r = client()
-        .delete(lb.admin_url("/v1/pool/backends"))
-        .query(&[("pattern", "/"), ("ip", "127.0.0.1"), ("port", port.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    lb.remove_backend("/", b.addr).await;
     lb.crash();
     let lb = Lb::start_in(lb.dir.clone());
     assert_serves(&lb, &a).await;

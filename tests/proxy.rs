@@ -139,20 +139,11 @@ async fn large_bodies_pass_through_intact() {
 
 #[tokio::test]
 async fn chunked_request_body_is_forwarded() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let lb = Lb::start();
     let a = SampleWeb::start("a");
     lb.add_pool("/", "proxy").await;
     lb.add_backend("/", &a, "/").await;
-    let mut conn = tokio::net::TcpStream::connect(lb.data).await.unwrap();
-    conn.write_all(
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
-          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(common::DEADLINE, conn.read_to_string(&mut response)).await.unwrap().unwrap();
+    let response = lb.post_chunked_echo().await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""body":"hello world""#), "{response}");
 }

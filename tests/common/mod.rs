@@ -395,3 +395,33 @@ impl Lb {
         assert_eq!(r.status(), 201, "add backend {addr} to {pattern}: {}", r.text().await.unwrap());
     }
 }
+
+impl Lb {
+    /// Removes backend `addr` from pool `pattern` through the admin API and asserts it went.
+    pub async fn remove_backend(&self, pattern: &str, addr: SocketAddr) {
+        let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+        let r = client()
+            .delete(self.admin_url("/v1/pool/backends"))
+            .query(&[("pattern", pattern), ("ip", ip.as_str()), ("port", port.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "remove backend {addr} from {pattern}: {}", r.text().await.unwrap());
+    }
+
+    /// Sends `POST /echo` with the body "hello world" in two chunks (no Content-Length) over a
+    /// raw connection, and returns the whole raw response.
+    pub async fn post_chunked_echo(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(self.data).await.unwrap();
+        conn.write_all(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+              5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut response = String::new();
+        tokio::time::timeout(DEADLINE, conn.read_to_string(&mut response)).await.unwrap().unwrap();
+        response
+    }
+}
