@@ -409,14 +409,15 @@ impl ControlPlane {
         let probe = self.probe.clone();
         let observations = self.observations.clone();
         let task = async move {
-            let mut delay = None;
-            loop {
+            for round in 0.. {
                 let Some(spec) = spec_of(&control, &pattern).await else {
                     return;
                 };
-                let wait = delay.unwrap_or_else(|| health::first_check_delay(&spec));
-                tokio::time::sleep(wait).await;
-                delay = Some(std::time::Duration::from_millis(spec.interval_ms));
+                tokio::time::sleep(health::check_delay(&spec, round)).await;
+                // Again: the spec may have changed while this task slept.
+                let Some(spec) = spec_of(&control, &pattern).await else {
+                    return;
+                };
                 let result = probe.check(backend.addr(), &spec).await;
                 let observation =
                     Observation { pattern: pattern.clone(), backend: backend.clone(), result, source: Source::Check };

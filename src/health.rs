@@ -3,9 +3,8 @@
 //! thresholds and eviction after `evict_after` consecutive failures.
 //!
 //! Checks run on the control plane's runtime, never on the data path. Each backend has one small
-//! task that sleeps until its next check; the first check of each comes at a random point within
-//! the first interval (at most a second in), so a restart resumes checking at once without every
-//! check landing in the same instant.
+//! task that sleeps until its next check, spread as [`check_delay`] says: soon after start, then
+//! over the interval.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -133,10 +132,21 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// When a backend's first check should run: somewhere in the first interval, at most a second in.
-pub fn first_check_delay(spec: &HealthCheckSpec) -> Duration {
-    let window = spec.interval_ms.clamp(1, 1_000);
-    Duration::from_millis(fastrand::u64(..window))
+/// How long to wait before a backend's check number `round` (0 first).
+///
+/// - The first comes within the first interval, at most a second in: a restart resumes
+///   checking at once, without every check landing in the same instant.
+/// - The second comes at a random point of a whole interval, which spreads the checks of all
+///   backends over the interval for good (otherwise, after a restart, all of them would keep
+///   firing within the same second of every interval).
+/// - The others come one interval apart.
+pub fn check_delay(spec: &HealthCheckSpec, round: u64) -> Duration {
+    let interval = spec.interval_ms.max(1);
+    Duration::from_millis(match round {
+        0 => fastrand::u64(..interval.min(1_000)),
+        1 => fastrand::u64(1..=interval),
+        _ => interval,
+    })
 }
 
 #[cfg(test)]
@@ -193,10 +203,14 @@ mod tests {
     }
 
     #[test]
-    fn first_checks_spread_within_a_second() {
+    fn checks_start_within_a_second_then_spread_over_the_interval() {
         let spec = HealthCheckSpec { interval_ms: 60_000, ..spec() };
-        let delays: Vec<Duration> = (0..100).map(|_| first_check_delay(&spec)).collect();
-        assert!(delays.iter().all(|d| *d < Duration::from_secs(1)));
-        assert!(delays.iter().any(|d| *d != delays[0]));
+        let first: Vec<Duration> = (0..100).map(|_| check_delay(&spec, 0)).collect();
+        assert!(first.iter().all(|d| *d < Duration::from_secs(1)));
+        assert!(first.iter().any(|d| *d != first[0]));
+        let second: Vec<Duration> = (0..1000).map(|_| check_delay(&spec, 1)).collect();
+        assert!(second.iter().all(|d| *d > Duration::ZERO && *d <= Duration::from_secs(60)));
+        assert!(second.iter().any(|d| *d > Duration::from_secs(30)), "not spread over the interval");
+        assert_eq!(check_delay(&spec, 7), Duration::from_secs(60));
     }
 }
