@@ -103,20 +103,24 @@ impl Proxy {
             let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
                 return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
             };
-            let failure = match tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await {
+            let (failure, next) = match tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req))
+                .await
+            {
                 Ok(Ok(response)) => {
                     let status = response.status();
-                    let retry_status = config.retry_on_5xx && retry::is_retryable_status(status);
-                    if !(retry_status
-                        && retries_left > 0
-                        && body.may_retry(Failure::Status(status), &parts.method, true))
-                    {
-                        let (mut head, body) = response.into_parts();
-                        head.version = client_version;
-                        forwarded::response(&mut head.headers, client_version, &backend.server_header);
-                        return Response::from_parts(head, Body::Upstream { body, _inflight: inflight });
+                    let failure = Failure::Status(status);
+                    let retry = config.retry_on_5xx && retries_left > 0 && body.may_retry(failure, &parts.method, true);
+                    // The backend's own answer goes to the client unless another backend is
+                    // really there to try.
+                    match retry.then(|| next_attempt(pool, key, &tried)).flatten() {
+                        Some(next) => (failure, next),
+                        None => {
+                            let (mut head, body) = response.into_parts();
+                            head.version = client_version;
+                            forwarded::response(&mut head.headers, client_version, &backend.server_header);
+                            return Response::from_parts(head, Body::Upstream { body, _inflight: inflight });
+                        }
                     }
-                    Failure::Status(status)
                 }
                 Ok(Err(e)) => {
                     let cause = root_cause(&e);
@@ -124,10 +128,11 @@ impl Proxy {
                     // Failed before any response: counts against the backend's health.
                     self.failures.report(&config.pattern, backend, cause.clone());
                     let failure = if e.is_connect() { Failure::Connect } else { Failure::BeforeResponse };
-                    if !(retries_left > 0 && body.may_retry(failure, &parts.method, config.retry_on_5xx)) {
-                        return bad_gateway(backend, &cause);
+                    let retry = retries_left > 0 && body.may_retry(failure, &parts.method, config.retry_on_5xx);
+                    match retry.then(|| next_attempt(pool, key, &tried)).flatten() {
+                        Some(next) => (failure, next),
+                        None => return bad_gateway(backend, &cause),
                     }
-                    failure
                 }
                 Err(_elapsed) => {
                     let cause = format!("no response within {response_timeout:?}");
@@ -141,15 +146,16 @@ impl Proxy {
                 }
             };
             drop(inflight);
-            let next = pool.pick(key, &tried);
-            let Some(next) = next.filter(|_| pool.budget.try_retry()) else {
-                return bad_gateway(backend, &format!("{failure:?}, no retry left"));
-            };
             tracing::debug!("pool {}: retrying {} on {} after {failure:?}", config.pattern, parts.uri, next.1.addr());
             retries_left -= 1;
             (index, backend) = next;
         }
     }
+}
+
+/// The backend for a retry: one this request has not tried, if the pool's budget allows.
+fn next_attempt<'p>(pool: &'p Pool, key: u64, tried: &Tried) -> Option<(usize, &'p Arc<Backend>)> {
+    pool.pick(key, tried).filter(|_| pool.budget.try_retry())
 }
 
 /// The request for one attempt at `backend`: the client's request, re-aimed; `None` when the

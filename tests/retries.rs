@@ -123,6 +123,12 @@ async fn retry_on_5xx_tries_another_backend_for_idempotent_requests_only() {
         *gets.entry(client().get(lb.url("/")).send().await.unwrap().status().as_u16()).or_default() += 1;
     }
     assert_eq!(gets, HashMap::from([(200, 3), (503, 3)]));
+
+    // With nowhere else to go, the client gets the backend's own answer, not a 502.
+    lb.add_pool_with("/only/", json!({"retry_on_5xx": true})).await;
+    lb.add_backend_addr("/only/", failing.addr, 1).await;
+    let r = client().get(lb.url("/only/x")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (503, "fault".to_owned()));
 }
 
 #[tokio::test]
