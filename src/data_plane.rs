@@ -76,7 +76,7 @@ impl DataPlane {
                 let plane = plane.clone();
                 async move { Ok::<_, Infallible>(plane.handle(req, client).await) }
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
