@@ -215,7 +215,8 @@ impl ControlPlane {
             let mut pools = self.pools.lock().await;
             for entry in pools.values_mut() {
                 for backend in &entry.pool.backends {
-                    let check = self.spawn_check(&entry.pool.config.pattern, backend);
+                    // Checks resume at once after a restart.
+                    let check = self.spawn_check(&entry.pool.config.pattern, backend, 0);
                     entry.checks.insert(backend.addr(), check);
                 }
             }
@@ -313,7 +314,8 @@ impl ControlPlane {
         let mut backends = entry.pool.backends.clone();
         backends.push(backend.clone());
         let pool = self.build_pool(entry.pool.config.clone(), backends, &entry.budget);
-        let check = self.spawn_check(&key, &backend);
+        // Just checked: its next check goes to a random point of the interval.
+        let check = self.spawn_check(&key, &backend, 1);
         let entry = pools.get_mut(&key).expect("found above");
         entry.pool = pool;
         entry.checks.insert(backend.addr(), check);
@@ -360,7 +362,8 @@ impl ControlPlane {
             .map(|b| if Arc::ptr_eq(b, &old) { backend.clone() } else { b.clone() })
             .collect();
         let pool = self.build_pool(entry.pool.config.clone(), backends, &entry.budget);
-        let check = self.spawn_check(&key, &backend);
+        // Just checked: its next check goes to a random point of the interval.
+        let check = self.spawn_check(&key, &backend, 1);
         let entry = pools.get_mut(&key).expect("found above");
         entry.pool = pool;
         old.retire();
@@ -402,14 +405,16 @@ impl ControlPlane {
     }
 
     /// Starts the task that checks `backend` every interval of its pool's current spec.
-    fn spawn_check(self: &Arc<Self>, pattern: &str, backend: &Arc<Backend>) -> AbortHandle {
+    /// `first_round` as in [`health::check_delay`]: 0 checks within a second, 1 somewhere in the
+    /// interval.
+    fn spawn_check(self: &Arc<Self>, pattern: &str, backend: &Arc<Backend>, first_round: u64) -> AbortHandle {
         let control: Weak<Self> = Arc::downgrade(self);
         let pattern: Arc<str> = pattern.into();
         let backend = backend.clone();
         let probe = self.probe.clone();
         let observations = self.observations.clone();
         let task = async move {
-            for round in 0.. {
+            for round in first_round.. {
                 let Some(spec) = spec_of(&control, &pattern).await else {
                     return;
                 };

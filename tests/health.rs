@@ -63,8 +63,9 @@ async fn failures_of(lb: &Lb, a: &SampleWeb) -> u64 {
 async fn a_backend_killed_under_traffic_goes_sick_after_fall_failed_requests() {
     let lb = Lb::start();
     let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    // Checks are an hour apart: only failed requests (passive detection) can make `a` sick.
-    add_pool(&lb, json!({"interval_ms": 3_600_000, "fall": 3, "rise": 2})).await;
+    // Checks are a day apart (a backend just added is next checked at a random point of that
+    // day): only failed requests (passive detection) can make `a` sick.
+    add_pool(&lb, json!({"interval_ms": 86_400_000, "fall": 3, "rise": 2})).await;
     lb.add_backend("/", &a, "/").await;
     lb.add_backend("/", &b, "/").await;
     a.kill();
