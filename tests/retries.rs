@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use common::{client, Fault, FaultyBackend, Lb, SampleWeb};
 use serde_json::json;
@@ -222,4 +223,52 @@ async fn bad_balancing_settings_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn a_connect_timeout_is_retried_on_another_backend() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that answers health checks, then stops accepting with its accept queue full:
+    // the kernel drops new SYNs, so connecting to it hangs until lb's connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = Arc::new(socket.listen(1).unwrap());
+    let addr = listener.local_addr().unwrap();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let accepting = listener.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let mut conn = tokio::select! {
+                accepted = accepting.accept() => accepted.unwrap().0,
+                _ = stopped.changed() => return,
+            };
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).await;
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+        }
+    });
+    let lb = Lb::start();
+    let live = SampleWeb::start("live");
+    lb.add_pool_with("/", json!({"strategy": "round_robin", "timeouts": {"connect_ms": 300}})).await;
+    lb.add_backend_addr("/", addr, 1).await;
+    lb.add_backend("/", &live, "/").await;
+    stop.send(true).unwrap();
+    server.await.unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(conn)) => queued.push(conn),
+            _ => break,
+        }
+    }
+    assert!(queued.len() < 16, "the accept queue never filled");
+
+    // Round robin tries the hanging backend first for every other request.
+    for _ in 0..4 {
+        let r = client().get(lb.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-forwarded-server"], live.addr.to_string().as_str());
+    }
+    drop(listener);
 }
