@@ -99,7 +99,20 @@ impl DataPlane {
                 None => req.uri().host().unwrap_or(""),
             };
             match routes.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
-                Route::Matched { value: pool, .. } => pool.clone(),
+                Route::Matched { value: pool, params } => {
+                    if tracing::enabled!(tracing::Level::DEBUG) {
+                        let values: Vec<String> =
+                            params.iter().map(|(name, value)| format!("{name}={value}")).collect();
+                        tracing::debug!(
+                            "{} {} -> pool {} {}",
+                            req.method(),
+                            req.uri(),
+                            params.pattern(),
+                            values.join(" ")
+                        );
+                    }
+                    pool.clone()
+                }
                 Route::Redirect(location) => return moved(location),
                 Route::MethodNotAllowed { allow } => return not_allowed(allow),
                 Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),

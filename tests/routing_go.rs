@@ -151,3 +151,16 @@ async fn invalid_patterns_are_refused_with_gos_reason() {
         assert!(msg.contains(says), "{pattern:?}: {msg:?} does not say {says:?}");
     }
 }
+
+#[tokio::test]
+async fn wildcard_values_are_logged_at_debug_level() {
+    let web = SampleWeb::start("web");
+    let lb = Lb::start_logging("info,lb::data_plane=debug");
+    lb.add_pool_with("GET /b/{bucket}/o/{name...}", json!({"mode": "redirect"})).await;
+    lb.add_backend("GET /b/{bucket}/o/{name...}", &web, "/").await;
+    let r = client().get(lb.url("/b/photos/o/2026/cat.png")).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    let want = "GET /b/photos/o/2026/cat.png -> pool GET /b/{bucket}/o/{name...} bucket=photos name=2026/cat.png";
+    common::eventually("the routing line in lb's log", || async { lb.stderr.text().contains(want).then_some(()) })
+        .await;
+}

@@ -169,7 +169,21 @@ impl Lb {
 
     /// Starts lb with extra command-line arguments.
     pub fn start_with(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Lb {
-        let mut child = lb_command(dir.path()).args(args).stderr(Stdio::piped()).spawn().expect("lb starts");
+        let mut cmd = lb_command(dir.path());
+        cmd.args(args);
+        Self::spawn(cmd, dir)
+    }
+
+    /// Starts lb logging with this `LB_LOG` filter.
+    pub fn start_logging(filter: &str) -> Lb {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut cmd = lb_command(dir.path());
+        cmd.env("LB_LOG", filter);
+        Self::spawn(cmd, dir)
+    }
+
+    fn spawn(mut cmd: Command, dir: Arc<tempfile::TempDir>) -> Lb {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("lb starts");
         let (tx, rx) = mpsc::channel();
         let stderr = Lines::collect(child.stderr.take().unwrap(), Some(tx));
         let data = wait_line(&rx, "lb data listener line", |l| addr_after(l, "data listener on "));
