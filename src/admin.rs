@@ -227,7 +227,16 @@ async fn update_pool(
         return Err(bad_request("nothing to change: give one or more pool settings"));
     }
     let pool = control.update_pool(&q.pattern, settings).await?;
-    tracing::info!("pool {} changed: {:?}", pool.config.pattern, pool.config);
+    let c = &pool.config;
+    tracing::info!(
+        "pool {} changed: {} mode, {} strategy, {} retries, checks GET {} every {} ms",
+        c.pattern,
+        c.mode,
+        c.strategy,
+        c.retries,
+        c.health_check.path,
+        c.health_check.interval_ms
+    );
     Ok(Json(PoolJson::from(pool.as_ref())))
 }
 
