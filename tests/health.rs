@@ -21,8 +21,7 @@ async fn add_pool(lb: &Lb, health: Value) {
 
 /// Each backend's status in pool `/`, by address.
 async fn statuses(lb: &Lb) -> HashMap<String, String> {
-    let health: Value =
-        client().get(lb.admin_url("/v1/pool/health?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let health: Value = lb.admin_json("/v1/pool/health?pattern=/").await;
     health["backends"]
         .as_array()
         .unwrap()
@@ -52,8 +51,7 @@ async fn spread(lb: &Lb, n: usize) -> HashMap<(u16, String), usize> {
 
 /// `a`'s consecutive failures in pool `/`.
 async fn failures_of(lb: &Lb, a: &SampleWeb) -> u64 {
-    let health: Value =
-        client().get(lb.admin_url("/v1/pool/health?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let health: Value = lb.admin_json("/v1/pool/health?pattern=/").await;
     let backends = health["backends"].as_array().unwrap();
     let a_json = backends.iter().find(|b| b["address"] == a.addr.to_string()).unwrap();
     a_json["consecutive_failures"].as_u64().unwrap()
@@ -85,8 +83,7 @@ async fn a_backend_killed_under_traffic_goes_sick_after_fall_failed_requests() {
     // Sick: no request is even tried on a any more, so its failure count stands still.
     assert_eq!(spread(&lb, 50).await, HashMap::from([((200, b.addr.to_string()), 50)]));
     assert_eq!(failures_of(&lb, &a).await, failures);
-    let health: Value =
-        client().get(lb.admin_url("/v1/pool/health?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let health: Value = lb.admin_json("/v1/pool/health?pattern=/").await;
     assert_eq!(health["status"], "PS_DEGRADED");
 }
 
@@ -104,7 +101,7 @@ async fn a_sick_backend_returns_after_rise_passing_checks() {
 
     let a = SampleWeb::start_on("a", port);
     wait_status(&lb, &a, "BS_HEALTHY").await;
-    let pool: Value = client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let pool: Value = lb.admin_json("/v1/pool?pattern=/").await;
     let a_json = pool["backends"].as_array().unwrap().iter().find(|x| x["port"] == port).unwrap().clone();
     assert!(a_json["consecutive_passes"].as_u64().unwrap() >= 3, "{a_json}");
     eventually("a serves again", || async {
@@ -161,11 +158,7 @@ async fn draining_sends_no_new_requests_and_lets_in_flight_ones_finish() {
     lb.add_backend("/", &a, "/").await;
     let slow_url = lb.url("/slow?ms=1000");
     let slow = tokio::spawn(async move { common::get(&slow_url).await });
-    eventually("slow request in flight at a", || async {
-        let pool: Value = client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.ok()?.json().await.ok()?;
-        (pool["backends"][0]["inflight"] == 1).then_some(())
-    })
-    .await;
+    lb.wait_inflight(1).await;
     lb.add_backend("/", &b, "/").await;
     let port = a.port().to_string();
     set_draining(&lb, &port, true).await;
@@ -192,11 +185,7 @@ async fn removing_a_backend_lets_its_in_flight_request_finish() {
     lb.add_backend("/", &a, "/").await;
     let slow_url = lb.url("/slow?ms=800");
     let slow = tokio::spawn(async move { common::get(&slow_url).await });
-    eventually("slow request in flight", || async {
-        let pool: Value = client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.ok()?.json().await.ok()?;
-        (pool["backends"][0]["inflight"] == 1).then_some(())
-    })
-    .await;
+    lb.wait_inflight(1).await;
     lb.remove_backend("/", a.addr).await;
     assert_eq!(slow.await.unwrap(), (200, "slow a".to_owned()));
 }
@@ -252,7 +241,7 @@ async fn bad_health_settings_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 400);
     // Refused changes leave the pool as it was.
-    let pool: Value = client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let pool: Value = lb.admin_json("/v1/pool?pattern=/").await;
     assert_eq!(pool["health_check"]["fall"], 3);
     let r = client()
         .patch(lb.admin_url("/v1/pool?pattern=/"))

@@ -95,8 +95,7 @@ async fn health_draining_and_balancing_through_lbctl() {
     let a = SampleWeb::start("a");
     let port = format!("--port={}", a.port());
     ok(lb.lbctl(&["--pattern=/", "--interval=2s", "--fall=5", "--rise=1", "--evict_after=0", "addPool"]));
-    let pool: serde_json::Value =
-        common::client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let pool: serde_json::Value = lb.admin_json("/v1/pool?pattern=/").await;
     let h = &pool["health_check"];
     assert_eq!(
         (&h["interval_ms"], &h["fall"], &h["rise"], &h["evict_after"]),
@@ -124,8 +123,7 @@ async fn health_draining_and_balancing_through_lbctl() {
 
     ok(lb.lbctl(&["--pattern=/", "--strategy=least_conn", "--retries=1", "--response_timeout=5s", "setPool"]));
     ok(lb.lbctl(&["--pattern=/", "--ip=127.0.0.1", &port, "--weight=3", "setWeight"]));
-    let pool: serde_json::Value =
-        common::client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let pool: serde_json::Value = lb.admin_json("/v1/pool?pattern=/").await;
     assert_eq!((&pool["strategy"], &pool["retries"]), (&"least_conn".into(), &1.into()));
     assert_eq!(pool["timeouts"]["response_ms"], 5000);
     assert_eq!(pool["backends"][0]["weight"], 3);

@@ -66,12 +66,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     lb.add_backend("/", &a, "/").await;
     let url = lb.url("/slow?ms=1000");
     let slow = tokio::spawn(async move { get(&url).await });
-    let pool_url = lb.admin_url("/v1/pool?pattern=/");
-    common::eventually("request in flight", || async {
-        let pool: serde_json::Value = client().get(&pool_url).send().await.ok()?.json().await.ok()?;
-        (pool["backends"][0]["inflight"] == 1).then_some(())
-    })
-    .await;
+    lb.wait_inflight(1).await;
     let status = lb.stop();
     assert!(status.success(), "exit {status:?}");
     assert_eq!(slow.await.unwrap(), (200, "slow a".to_owned()));
@@ -165,8 +160,7 @@ async fn a_store_written_by_the_previous_schema_is_migrated_and_served() {
     }
     let lb = Lb::start_in(dir);
     assert_eq!(get(&lb.url("/")).await, (200, "Hello web from node a".to_owned()));
-    let pool: serde_json::Value =
-        client().get(lb.admin_url("/v1/pool?pattern=/")).send().await.unwrap().json().await.unwrap();
+    let pool: serde_json::Value = lb.admin_json("/v1/pool?pattern=/").await;
     assert_eq!(pool["strategy"], "round_robin");
     assert_eq!(pool["health_check"]["interval_ms"], 5_000);
     assert_eq!(pool["health_check"]["fall"], 3);

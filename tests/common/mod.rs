@@ -439,3 +439,20 @@ impl Lb {
         response
     }
 }
+
+impl Lb {
+    /// `GET` an admin API path and its JSON answer.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        client().get(self.admin_url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until the first backend of pool `/` has `n` requests in flight.
+    pub async fn wait_inflight(&self, n: u64) {
+        let url = self.admin_url("/v1/pool?pattern=/");
+        eventually(&format!("{n} request(s) in flight"), || async {
+            let pool: serde_json::Value = client().get(&url).send().await.ok()?.json().await.ok()?;
+            (pool["backends"][0]["inflight"] == n).then_some(())
+        })
+        .await;
+    }
+}
