@@ -1,8 +1,9 @@
 //! The `lb` daemon: flags, start-up, the two runtimes, and shutdown.
 //!
-//! The data plane runs on a multi-threaded runtime with exactly `--threads` workers; the admin
-//! API runs on its own thread and single-threaded runtime, so admin work (store flushes, health
-//! checks) never takes a worker from traffic.
+//! The data plane runs `--threads` workers, each a thread with its own single-threaded runtime
+//! accepting from the one listening socket (thread per core: no work stealing, no cross-thread
+//! wake-ups on the request path). The admin API runs on its own thread and single-threaded
+//! runtime, so admin work (store flushes, health checks) never takes a worker from traffic.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -89,6 +90,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let (stop, stopped) = watch::channel(false);
     let admin_control = control.clone();
+    let admin_stopped = stopped.clone();
     let admin_thread = std::thread::Builder::new()
         .name("lb-admin".into())
         .spawn(move || -> Result<(), String> {
@@ -100,30 +102,62 @@ pub fn run(config: Config) -> Result<(), String> {
                 tokio::spawn(admin_control.clone().run_health());
                 let listener = tokio::net::TcpListener::from_std(admin_listener).map_err(|e| e.to_string())?;
                 axum::serve(listener, admin::router(admin_control))
-                    .with_graceful_shutdown(wait_for(stopped))
+                    .with_graceful_shutdown(wait_for(admin_stopped))
                     .await
                     .map_err(|e| format!("admin API failed: {e}"))
             })
         })
         .map_err(|e| format!("cannot start admin thread: {e}"))?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("lb-worker")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start data runtime: {e}"))?;
-    let served = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(data_listener).map_err(|e| e.to_string())?;
-        let signal = termination()?;
-        let limits = ClientLimits {
-            header_read_timeout: config.header_read_timeout,
-            max_header_bytes: config.max_header_bytes as usize,
-        };
-        Arc::new(DataPlane::new(routes, failures, limits)).serve(listener, signal, SHUTDOWN_GRACE).await;
-        Ok::<_, String>(())
+    // Thread per core: each worker is a thread with its own single-threaded runtime, accepting
+    // from the same listening socket. A connection stays on the worker that accepted it, so
+    // nothing on the request path is shared across threads but the routing snapshot.
+    let limits = ClientLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_header_bytes: config.max_header_bytes as usize,
+    };
+    let plane = Arc::new(DataPlane::new(routes, failures, limits));
+    let worker_runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start data runtime: {e}"))
+    };
+    let mut workers = Vec::with_capacity(threads - 1);
+    for n in 1..threads {
+        let listener = data_listener.try_clone().map_err(|e| format!("cannot share the data listener: {e}"))?;
+        let (plane, stopped) = (plane.clone(), stopped.clone());
+        let runtime = worker_runtime()?;
+        let worker = std::thread::Builder::new()
+            .name(format!("lb-worker-{n}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => plane.serve(listener, wait_for(stopped), SHUTDOWN_GRACE).await,
+                        Err(e) => tracing::error!("worker {n} cannot use the data listener: {e}"),
+                    }
+                })
+            })
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        workers.push(worker);
+    }
+    let served = worker_runtime().and_then(|runtime| {
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::from_std(data_listener).map_err(|e| e.to_string())?;
+            let signal = termination()?;
+            let stop = &stop;
+            let shutdown = async move {
+                signal.await;
+                let _ = stop.send(true);
+            };
+            plane.serve(listener, shutdown, SHUTDOWN_GRACE).await;
+            Ok::<_, String>(())
+        })
     });
     let _ = stop.send(true);
+    for worker in workers {
+        let _ = worker.join();
+    }
     let admin_result = admin_thread.join().unwrap_or_else(|_| Err("admin thread panicked".into()));
     control.flush().map_err(|e| format!("cannot flush store at shutdown: {e}"))?;
     served?;
