@@ -33,6 +33,20 @@ pub struct ClientLimits {
     pub max_header_bytes: usize,
 }
 
+/// The client at the other end of a connection, as every request on it needs it.
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client's IP as `X-Forwarded-For` carries it, formatted once per connection.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::try_from(addr.ip().to_string()).expect("an IP address is a valid header");
+        Peer { addr, forwarded_for }
+    }
+}
+
 /// Everything a request needs, shared by all connections.
 pub struct DataPlane {
     routes: Arc<ArcSwap<Routes>>,
@@ -71,10 +85,10 @@ impl DataPlane {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let plane = self.clone();
+            let conn = Arc::new((self.clone(), Peer::new(client)));
             let service = service_fn(move |req| {
-                let plane = plane.clone();
-                async move { Ok::<_, Infallible>(plane.handle(req, client).await) }
+                let conn = conn.clone();
+                async move { Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
             let conn = graceful.watch(conn);
@@ -91,7 +105,7 @@ impl DataPlane {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, client: &Peer) -> Response<Body> {
         let pool = {
             let routes = self.routes.load();
             let host = match req.headers().get(header::HOST) {
@@ -120,7 +134,7 @@ impl DataPlane {
         };
         match pool.config.mode {
             Mode::Proxy => self.proxy.forward(&pool, req, client).await,
-            Mode::Redirect => redirect::answer(&pool, &req, client.ip()),
+            Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
         }
     }
 }

@@ -1,8 +1,6 @@
 //! The one place that decides which headers cross the proxy: hop-by-hop headers stay behind
 //! (RFC 9110 section 7.6.1), and `X-Forwarded-*` and `Via` say who forwarded what.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
@@ -31,6 +29,10 @@ fn hop_by_hop() -> [&'static HeaderName; 9] {
 
 /// Removes hop-by-hop headers, and those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names is cheaper than hashing each of them.
+    if !headers.keys().any(|name| hop_by_hop().contains(&name)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -58,9 +60,10 @@ fn via(version: Version) -> HeaderValue {
     })
 }
 
-/// Prepares a client's request headers for the backend. `host` is the host the client asked
-/// for (its `Host` header, or the URI authority in HTTP/2), passed through unchanged.
-pub fn request(headers: &mut HeaderMap, version: Version, client_ip: IpAddr, host: Option<HeaderValue>) {
+/// Prepares a client's request headers for the backend. `client_ip` is the client's address
+/// as a header value; `host` is the host the client asked for (its `Host` header, or the URI
+/// authority in HTTP/2), passed through unchanged.
+pub fn request(headers: &mut HeaderMap, version: Version, client_ip: &HeaderValue, host: Option<HeaderValue>) {
     remove_hop_by_hop(headers);
     append_forwarded_for(headers, client_ip);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
@@ -81,17 +84,18 @@ pub fn response(headers: &mut HeaderMap, version: Version, server: &HeaderValue)
 }
 
 /// Appends the client to `X-Forwarded-For`, folding earlier values into one header as Go does.
-fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
-    use std::fmt::Write;
-    let mut value = String::with_capacity(48);
-    for prior in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(prior) = prior.to_str() {
-            value.push_str(prior);
-            value.push_str(", ");
-        }
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+        return;
     }
-    let _ = write!(value, "{client_ip}");
-    if let Ok(value) = HeaderValue::try_from(value) {
+    let mut value = Vec::with_capacity(64);
+    for prior in headers.get_all(&X_FORWARDED_FOR) {
+        value.extend_from_slice(prior.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(client_ip.as_bytes());
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
 }
@@ -127,11 +131,30 @@ mod tests {
     #[test]
     fn sets_forwarded_headers() {
         let mut h = headers(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2"), ("host", "a.com")]);
-        request(&mut h, Version::HTTP_11, "127.0.0.9".parse().unwrap(), Some(HeaderValue::from_static("a.com")));
+        request(
+            &mut h,
+            Version::HTTP_11,
+            &HeaderValue::from_static("127.0.0.9"),
+            Some(HeaderValue::from_static("a.com")),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com");
         assert_eq!(h["host"], "a.com");
         assert_eq!(h["via"], "1.1 lb");
+    }
+
+    #[test]
+    fn forwarded_for_is_the_client_when_nobody_forwarded_before() {
+        let mut h = headers(&[("host", "a.com")]);
+        request(&mut h, Version::HTTP_11, &HeaderValue::from_static("::1"), None);
+        assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["::1"]);
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_keep_all() {
+        let mut h = headers(&[("host", "a.com"), ("x-a", "1"), ("accept", "*/*")]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 3);
     }
 }

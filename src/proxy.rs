@@ -7,7 +7,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -26,10 +25,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::Body;
 use crate::control::FailureReporter;
-use crate::data_plane::{answer, no_backend};
+use crate::data_plane::{answer, no_backend, Peer};
 use crate::forwarded;
-use crate::pool::{Backend, Pool, Timeouts};
+use crate::pool::{Backend, InflightGuard, Pool, Timeouts};
 use crate::retry::{self, Failure, Tried};
+use crate::upstream;
 
 type Client = hyper_util::client::legacy::Client<HttpConnector, UpstreamBody>;
 
@@ -68,17 +68,15 @@ impl Proxy {
 
     /// Sends `req` to a backend of `pool`, retrying on others as the pool allows, and answers
     /// with the response, or with `502`, `503` or `504`.
-    pub async fn forward(&self, pool: &Pool, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    pub async fn forward(&self, pool: &Pool, req: Request<Incoming>, client: &Peer) -> Response<Body> {
         let (mut parts, incoming) = req.into_parts();
-        let key = pool.key(&parts.headers, client.ip());
+        let key = pool.key(&parts.headers, client.addr.ip());
         let mut tried = Tried::default();
         let Some((mut index, mut backend)) = pool.pick(key, &tried) else {
             return no_backend(pool);
         };
         let config = &pool.config;
-        let body = match RequestBody::new(incoming, &parts.method, config.retry_body_limit, config.timeouts.response_ms)
-            .await
-        {
+        let body = match RequestBody::new(incoming, config.retry_body_limit, config.timeouts.response_ms).await {
             Ok(body) => body,
             Err(status) => return answer(status, format!("{status}: could not read the request body\n")),
         };
@@ -87,7 +85,7 @@ impl Proxy {
             Some(host) => Some(host.clone()),
             None => parts.uri.authority().and_then(|a| a.as_str().parse().ok()),
         };
-        forwarded::request(&mut parts.headers, client_version, client.ip(), host);
+        forwarded::request(&mut parts.headers, client_version, &client.forwarded_for, host);
         let response_timeout = Duration::from_millis(config.timeouts.response_ms);
         if config.retries > 0 {
             pool.budget.record_request();
@@ -100,12 +98,39 @@ impl Proxy {
             let Some(attempt_body) = body.attempt() else {
                 return bad_gateway(backend, "the request body was already sent");
             };
-            let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
-                return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
+            let sent = match attempt_body {
+                UpstreamBody::Streamed(_) => {
+                    let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
+                        return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
+                    };
+                    let sent = tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await;
+                    sent.map(|r| r.map(Sent::Hyper).map_err(SendError::Hyper))
+                }
+                UpstreamBody::Empty | UpstreamBody::Held(_) => {
+                    let held = match &attempt_body {
+                        UpstreamBody::Held(bytes) => bytes.as_ref(),
+                        _ => None,
+                    };
+                    let Some(target) = upstream_target(&parts, backend) else {
+                        return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
+                    };
+                    let req = upstream::Request {
+                        method: &parts.method,
+                        target: &target,
+                        headers: &parts.headers,
+                        default_host: backend.authority.as_str(),
+                        body: held,
+                    };
+                    let to = upstream::Target {
+                        addr: backend.config.addr,
+                        connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
+                        idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
+                    };
+                    let sent = tokio::time::timeout(response_timeout, upstream::send(to, req)).await;
+                    sent.map(|r| r.map(Sent::Own).map_err(SendError::Own))
+                }
             };
-            let (failure, next) = match tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req))
-                .await
-            {
+            let (failure, next) = match sent {
                 Ok(Ok(response)) => {
                     let status = response.status();
                     let failure = Failure::Status(status);
@@ -115,15 +140,15 @@ impl Proxy {
                     match retry.then(|| next_attempt(pool, key, &tried)).flatten() {
                         Some(next) => (failure, next),
                         None => {
-                            let (mut head, body) = response.into_parts();
-                            head.version = client_version;
-                            forwarded::response(&mut head.headers, client_version, &backend.server_header);
-                            return Response::from_parts(head, Body::Upstream { body, _inflight: inflight });
+                            let mut response = response.into_body(inflight);
+                            *response.version_mut() = client_version;
+                            forwarded::response(response.headers_mut(), client_version, &backend.server_header);
+                            return response;
                         }
                     }
                 }
                 Ok(Err(e)) => {
-                    let cause = root_cause(&e);
+                    let cause = e.cause();
                     tracing::debug!("pool {} backend {}: proxy error: {cause}", config.pattern, backend.addr());
                     // Failed before any response: counts against the backend's health.
                     self.failures.report(&config.pattern, backend, cause.clone());
@@ -158,8 +183,66 @@ fn next_attempt<'p>(pool: &'p Pool, key: u64, tried: &Tried) -> Option<(usize, &
     pool.pick(key, tried).filter(|_| pool.budget.try_retry())
 }
 
-/// The request for one attempt at `backend`: the client's request, re-aimed; `None` when the
-/// joined path is not a valid URI path.
+/// A backend's response, from either client.
+enum Sent {
+    Own(Response<upstream::ResponseBody>),
+    Hyper(Response<Incoming>),
+}
+
+impl Sent {
+    fn status(&self) -> StatusCode {
+        match self {
+            Sent::Own(r) => r.status(),
+            Sent::Hyper(r) => r.status(),
+        }
+    }
+
+    /// The response for the client; the request stays in flight until its body is dropped.
+    fn into_body(self, inflight: InflightGuard) -> Response<Body> {
+        match self {
+            Sent::Own(r) => r.map(|body| Body::Own { body, _inflight: inflight }),
+            Sent::Hyper(r) => r.map(|body| Body::Upstream { body, _inflight: inflight }),
+        }
+    }
+}
+
+/// Why an attempt got no response, from either client.
+enum SendError {
+    Own(upstream::Error),
+    Hyper(hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    fn is_connect(&self) -> bool {
+        match self {
+            SendError::Own(e) => e.is_connect(),
+            SendError::Hyper(e) => e.is_connect(),
+        }
+    }
+
+    /// The innermost error: "Connection refused", not "client error (Connect)".
+    fn cause(&self) -> String {
+        match self {
+            SendError::Own(e) => e.to_string(),
+            SendError::Hyper(e) => root_cause(e),
+        }
+    }
+}
+
+/// The origin-form target (path and query) of one attempt at `backend`; `None` when the joined
+/// path is not a valid URI path.
+fn upstream_target<'a>(parts: &'a Parts, backend: &Backend) -> Option<std::borrow::Cow<'a, str>> {
+    let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    if backend.config.url_path == "/" {
+        return Some(std::borrow::Cow::Borrowed(pq));
+    }
+    let joined = backend.upstream_path(pq);
+    PathAndQuery::try_from(joined.as_str()).ok()?;
+    Some(std::borrow::Cow::Owned(joined))
+}
+
+/// The request for one attempt at `backend` through hyper's client: the client's request,
+/// re-aimed; `None` when the joined path is not a valid URI path.
 fn upstream_request(parts: &Parts, backend: &Backend, body: UpstreamBody) -> Option<Request<UpstreamBody>> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);
@@ -213,14 +296,15 @@ pub struct Stream {
 }
 
 impl RequestBody {
-    /// Holds small bodies of idempotent requests; streams everything else.
-    async fn new(body: Incoming, method: &Method, limit: u64, read_timeout_ms: u64) -> Result<Self, StatusCode> {
+    /// Holds small bodies (known length within `limit`), which lb's own client sends whole and
+    /// an idempotent request may replay; streams everything else.
+    async fn new(body: Incoming, limit: u64, read_timeout_ms: u64) -> Result<Self, StatusCode> {
         use http_body::Body as _;
         if body.is_end_stream() {
             return Ok(RequestBody::Empty);
         }
         let small = body.size_hint().exact().is_some_and(|n| n <= limit);
-        if small && retry::is_idempotent(method) {
+        if small {
             let read = tokio::time::timeout(Duration::from_millis(read_timeout_ms), body.collect()).await;
             return match read {
                 Ok(Ok(collected)) => Ok(RequestBody::Held(collected.to_bytes())),

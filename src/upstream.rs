@@ -1,0 +1,714 @@
+//! lb's own HTTP/1.1 client to backends, for requests whose body lb holds whole (no body, or a
+//! small one already read): the common case of a load balancer.
+//!
+//! hyper's pooled client sends each request through a channel to a separate task that owns the
+//! connection, and answers through another: two task wake-ups, a pool lock and a hashed pool key
+//! per request. Here the request's own task writes the request, reads the response head, and
+//! the response body reads straight from the socket as the client's connection asks for it.
+//! Idle connections wait in a per-thread pool (workers are threads with their own runtimes, so
+//! a connection never changes thread and the pool needs no lock); the response gives its
+//! connection back the moment its body is read to the end, which for a small body is before
+//! lb even starts writing the response to the client.
+//!
+//! Requests whose body is still streaming in go through hyper's client instead
+//! ([`crate::proxy`]), which reads the response while the request body is still being sent.
+//!
+//! Framing follows RFC 9112: a response to `HEAD`, a `1xx` (skipped, except `101`), `204` and
+//! `304` have no body; then `Transfer-Encoding` (chunked last, else read until close), then
+//! `Content-Length` (conflicting values are an error), else read until close. A connection goes
+//! back to the pool only after a complete, keep-alive response with nothing after it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head lb reads from a backend.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most headers in a response head (hyper's limit too).
+const MAX_HEADERS: usize = 100;
+/// Largest chunk-size line or trailer section of a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
+/// How much a body read asks the socket for at once.
+const READ_SIZE: usize = 16 * 1024;
+/// Idle connections kept per backend and worker thread.
+const MAX_IDLE_PER_BACKEND: usize = 1024;
+/// How often each worker drops idle connections past their idle timeout; also the precision
+/// of that timeout.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Why an exchange with a backend failed.
+#[derive(Debug)]
+pub enum Error {
+    /// No connection: refused, unreachable, or not within the connect timeout.
+    Connect(io::Error),
+    /// The connection failed before the whole response head arrived.
+    Io(io::Error),
+    /// The backend closed the connection before the whole response head arrived.
+    Closed,
+    /// The response head is not HTTP/1.x lb can forward.
+    Invalid(&'static str),
+}
+
+impl Error {
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Error::Connect(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Connect(e) | Error::Io(e) => write!(f, "{e}"),
+            Error::Closed => f.write_str("connection closed before the response"),
+            Error::Invalid(why) => write!(f, "invalid response: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A connection to a backend, with what lb has read from it and not yet used.
+struct Conn {
+    target: Target,
+    stream: TcpStream,
+    read: BytesMut,
+    write: Vec<u8>,
+}
+
+/// A request ready to go: method and target, headers, and the whole body.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    /// Origin-form target: path and query.
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    /// `Host` for a request that has none (the backend's `ip:port`).
+    pub default_host: &'a str,
+    pub body: Option<&'a Bytes>,
+}
+
+/// Where and how to connect.
+#[derive(Clone, Copy)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Sends `req` to `target` over an idle pooled connection or a new one, and answers with the
+/// response head; its body streams from the connection.
+///
+/// A pooled connection the backend closed while it sat idle fails before any byte of a
+/// response; an idempotent request is then sent again on another connection, as browsers and
+/// Go's transport do, without it counting as a failure of the backend.
+pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseBody>, Error> {
+    let retry_stale = crate::retry::is_idempotent(req.method);
+    loop {
+        let (mut conn, reused) = match checkout(target.addr) {
+            Some(conn) => (conn, true),
+            None => (connect(&target).await?, false),
+        };
+        conn.target = target;
+        encode(&mut conn.write, &req);
+        let result = exchange(&mut conn, *req.method == Method::HEAD).await;
+        match result {
+            Ok(head) => return Ok(respond(conn, head)),
+            Err(Error::Closed) | Err(Error::Io(_)) if reused && retry_stale && conn.read.is_empty() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn connect(target: &Target) -> Result<Conn, Error> {
+    let stream = match tokio::time::timeout(target.connect_timeout, TcpStream::connect(target.addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(Error::Connect(e)),
+        Err(_) => {
+            let why = format!("connect timed out after {:?}", target.connect_timeout);
+            return Err(Error::Connect(io::Error::new(io::ErrorKind::TimedOut, why)));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(Conn { target: *target, stream, read: BytesMut::with_capacity(4096), write: Vec::with_capacity(512) })
+}
+
+/// Writes the request head (and body) in HTTP/1.1 wire form.
+fn encode(out: &mut Vec<u8>, req: &Request<'_>) {
+    out.clear();
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !req.headers.contains_key(header::HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(req.default_host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in req.headers {
+        // lb frames the body itself, and has already answered any `Expect: 100-continue`.
+        if req.body.is_some() && (name == header::CONTENT_LENGTH || name == header::EXPECT) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(body) = req.body {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa(body.len() as u64, &mut [0; 20]));
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(body);
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// A parsed response head; the body framing it announces.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+async fn exchange(conn: &mut Conn, head_request: bool) -> Result<Head, Error> {
+    conn.stream.write_all(&conn.write).await.map_err(Error::Io)?;
+    loop {
+        if let Some(head) = parse_head(&mut conn.read, head_request)? {
+            return Ok(head);
+        }
+        if conn.read.len() >= MAX_HEAD {
+            return Err(Error::Invalid("head larger than 64 KiB"));
+        }
+        conn.read.reserve(4096);
+        match conn.stream.read_buf(&mut conn.read).await {
+            Ok(0) if conn.read.is_empty() => return Err(Error::Closed),
+            Ok(0) => return Err(Error::Invalid("connection closed in the middle of the head")),
+            Ok(_) => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+}
+
+/// Parses a complete response head off the front of `buf`, skipping interim `1xx` responses;
+/// `None` until the head is complete.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Error> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(Error::Invalid("more than 100 headers")),
+            Err(_) => return Err(Error::Invalid("malformed head")),
+        };
+        let code = parsed.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| Error::Invalid("bad status code"))?;
+        if status.is_informational() {
+            if code == 101 {
+                return Err(Error::Invalid("protocol switch (lb does not forward upgrades)"));
+            }
+            buf.advance(len);
+            continue;
+        }
+        let http10 = parsed.version == Some(0);
+        // Names and values point into the head, which becomes shared bytes: values are not
+        // copied, and well-known names are not even allocated.
+        let base = buf.as_ptr() as usize;
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let count = parsed.headers.len();
+        for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            *span = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
+        }
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        for &(name_start, name_end, start, end) in &spans[..count] {
+            let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
+                .map_err(|_| Error::Invalid("bad header name"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(start as usize..end as usize))
+                .map_err(|_| Error::Invalid("bad header value"))?;
+            headers.append(name, value);
+        }
+        let framing = framing(&headers, status, head_request)?;
+        let keep_alive =
+            !http10 && !has_token(&headers, &header::CONNECTION, "close") && framing != Framing::UntilClose;
+        return Ok(Some(Head { status, headers, framing, keep_alive }));
+    }
+}
+
+fn framing(headers: &HeaderMap, status: StatusCode, head_request: bool) -> Result<Framing, Error> {
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok(Framing::Length(0));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let last = headers.get_all(header::TRANSFER_ENCODING).iter().next_back();
+        let chunked = last
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked { Framing::Chunked } else { Framing::UntilClose });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.to_str().map_err(|_| Error::Invalid("bad content-length"))?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::Invalid("bad content-length"));
+            }
+            let n: u64 = part.parse().map_err(|_| Error::Invalid("bad content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::Invalid("conflicting content-length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn respond(mut conn: Conn, head: Head) -> Response<ResponseBody> {
+    let state = match head.framing {
+        // The whole body is often in the first read already: the connection goes back now.
+        Framing::Length(n) if conn.read.len() as u64 >= n => {
+            let body = conn.read.split_to(n as usize).freeze();
+            let reusable = head.keep_alive && conn.read.is_empty();
+            if reusable {
+                checkin(conn);
+            }
+            let mut response = Response::new(ResponseBody::whole(body));
+            *response.status_mut() = head.status;
+            *response.headers_mut() = head.headers;
+            return response;
+        }
+        Framing::Length(n) => State::Length(n),
+        Framing::Chunked => State::Chunked(Chunk::Size),
+        Framing::UntilClose => State::UntilClose,
+    };
+    let body = ResponseBody { conn: Some(conn), state, keep_alive: head.keep_alive, whole: None };
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    *response.version_mut() = Version::HTTP_11;
+    response
+}
+
+/// A backend's response body, read from its connection as the client takes it.
+pub struct ResponseBody {
+    conn: Option<Conn>,
+    state: State,
+    keep_alive: bool,
+    /// A body that was read whole with the head.
+    whole: Option<Bytes>,
+}
+
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this much left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+}
+
+/// The body failed after the head: the backend closed early or broke the framing.
+#[derive(Debug)]
+pub struct BodyError(&'static str);
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "backend response body: {}", self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl ResponseBody {
+    fn whole(body: Bytes) -> Self {
+        let whole = (!body.is_empty()).then_some(body);
+        ResponseBody { conn: None, state: State::Done, keep_alive: false, whole }
+    }
+
+    /// The body is read to its end: the connection goes back to the pool if it may.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(conn) = self.conn.take() {
+            if self.keep_alive && conn.read.is_empty() {
+                checkin(conn);
+            }
+        }
+    }
+
+    /// Reads more from the connection; `Ok(0)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(conn) = self.conn.as_mut() else { return Poll::Ready(Ok(0)) };
+        conn.read.reserve(READ_SIZE);
+        loop {
+            ready!(conn.stream.poll_read_ready(cx))?;
+            match conn.stream.try_read_buf(&mut conn.read) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// The next frame from what is buffered: `Some(frame)`, `None` at the end; `Err(())` when
+    /// more must be read first.
+    #[allow(clippy::result_unit_err)]
+    fn next_buffered(&mut self) -> Result<Option<Result<Frame<Bytes>, BodyError>>, ()> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(None);
+        };
+        let buf = &mut conn.read;
+        loop {
+            match &mut self.state {
+                State::Done => return Ok(None),
+                State::Length(0) => {
+                    self.finish();
+                    return Ok(None);
+                }
+                State::Length(left) => {
+                    if buf.is_empty() {
+                        return Err(());
+                    }
+                    let n = (*left).min(buf.len() as u64);
+                    *left -= n;
+                    let data = buf.split_to(n as usize).freeze();
+                    if *left == 0 {
+                        self.finish();
+                    }
+                    return Ok(Some(Ok(Frame::data(data))));
+                }
+                State::UntilClose => {
+                    if buf.is_empty() {
+                        return Err(());
+                    }
+                    return Ok(Some(Ok(Frame::data(buf.split().freeze()))));
+                }
+                State::Chunked(chunk) => match *chunk {
+                    Chunk::Size => {
+                        let Some(end) = find_crlf(buf) else {
+                            return if buf.len() > MAX_CHUNK_LINE {
+                                Ok(Some(Err(BodyError("chunk size line too long"))))
+                            } else {
+                                Err(())
+                            };
+                        };
+                        let Some(size) = chunk_size(&buf[..end]) else {
+                            return Ok(Some(Err(BodyError("bad chunk size"))));
+                        };
+                        buf.advance(end + 2);
+                        *chunk = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
+                    }
+                    Chunk::Data(left) => {
+                        if buf.is_empty() {
+                            return Err(());
+                        }
+                        let n = left.min(buf.len() as u64);
+                        let data = buf.split_to(n as usize).freeze();
+                        *chunk = if n == left { Chunk::DataEnd } else { Chunk::Data(left - n) };
+                        return Ok(Some(Ok(Frame::data(data))));
+                    }
+                    Chunk::DataEnd => {
+                        if buf.len() < 2 {
+                            return Err(());
+                        }
+                        if &buf[..2] != b"\r\n" {
+                            return Ok(Some(Err(BodyError("no CRLF after chunk data"))));
+                        }
+                        buf.advance(2);
+                        *chunk = Chunk::Size;
+                    }
+                    Chunk::Trailers => {
+                        // Trailers are dropped: lb does not forward them.
+                        let Some(end) = find_crlf(buf) else {
+                            return if buf.len() > MAX_CHUNK_LINE {
+                                Ok(Some(Err(BodyError("trailer line too long"))))
+                            } else {
+                                Err(())
+                            };
+                        };
+                        buf.advance(end + 2);
+                        if end == 0 {
+                            self.finish();
+                            return Ok(None);
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+/// The size on a chunk-size line (hex digits, then optional whitespace and extensions).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let rest = &line[digits..];
+    let rest_ok = rest.iter().find(|&&b| b != b' ' && b != b'\t').is_none_or(|&b| b == b';');
+    if !rest_ok {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        if let Some(whole) = this.whole.take() {
+            return Poll::Ready(Some(Ok(Frame::data(whole))));
+        }
+        loop {
+            match this.next_buffered() {
+                Ok(frame) => return Poll::Ready(frame),
+                Err(()) => match ready!(this.poll_fill(cx)) {
+                    Ok(0) => {
+                        let ended = matches!(this.state, State::UntilClose);
+                        this.state = State::Done;
+                        this.conn = None;
+                        return Poll::Ready((!ended).then_some(Err(BodyError("connection closed early"))));
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        this.state = State::Done;
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(BodyError("connection failed"))));
+                    }
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.whole.is_none() && matches!(self.state, State::Done | State::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.whole, &self.state) {
+            (Some(whole), _) => SizeHint::with_exact(whole.len() as u64),
+            (None, State::Length(n)) => SizeHint::with_exact(*n),
+            (None, State::Done) => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+// ---- the per-thread pool of idle connections ----
+
+struct Idle {
+    conn: Conn,
+    expires: Instant,
+}
+
+thread_local! {
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    /// The time as of this thread's last sweep: idle deadlines need no clock read per request.
+    static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The current time to within one sweep; the first call on a thread starts its sweeper.
+fn coarse_now() -> Instant {
+    NOW.with(|now| match now.get() {
+        Some(t) => t,
+        None => {
+            let t = Instant::now();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                now.set(Some(t));
+                runtime.spawn(sweep());
+            }
+            t
+        }
+    })
+}
+
+/// The most recently used idle connection to `addr` that is still open.
+fn checkout(addr: SocketAddr) -> Option<Conn> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        let now = coarse_now();
+        while let Some(Idle { mut conn, expires }) = list.pop() {
+            if expires <= now {
+                // The rest are older still.
+                list.clear();
+                return None;
+            }
+            // Readiness is cached by the runtime: no system call unless the backend sent
+            // something (most likely its FIN) while the connection sat idle.
+            match conn.stream.try_read_buf(&mut conn.read) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                _ => continue,
+            }
+        }
+        None
+    })
+}
+
+fn checkin(conn: Conn) {
+    let expires = coarse_now() + conn.target.idle_timeout;
+    let _ = IDLE.try_with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.entry(conn.target.addr).or_default();
+        if list.len() < MAX_IDLE_PER_BACKEND {
+            list.push(Idle { conn, expires });
+        }
+    });
+}
+
+/// Closes this thread's idle connections as their idle timeout passes (to within one sweep),
+/// and keeps the thread's coarse clock.
+async fn sweep() {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = Instant::now();
+        NOW.with(|t| t.set(Some(now)));
+        IDLE.with(|idle| {
+            idle.borrow_mut().retain(|_, list| {
+                list.retain(|i| i.expires > now);
+                !list.is_empty()
+            })
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str, head_request: bool) -> Result<Option<Head>, Error> {
+        parse_head(&mut BytesMut::from(text), head_request)
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(chunk_size(b"1a"), Some(26));
+        assert_eq!(chunk_size(b"FF;name=value"), Some(255));
+        assert_eq!(chunk_size(b"0 ; x"), Some(0));
+        assert_eq!(chunk_size(b""), None);
+        assert_eq!(chunk_size(b"-1"), None);
+        assert_eq!(chunk_size(b"12 34"), None);
+        assert_eq!(chunk_size(b"1000000000000000"), None, "more than 15 hex digits");
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let framing = |text: &str, head_request| head(text, head_request).unwrap().unwrap().framing;
+        assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false), Framing::Length(5));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true), Framing::Length(0));
+        assert_eq!(framing("HTTP/1.1 204 No Content\r\n\r\n", false), Framing::Length(0));
+        assert_eq!(framing("HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n", false), Framing::Length(0));
+        let both = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: gzip, chunked\r\n\r\n";
+        assert_eq!(framing(both, false), Framing::Chunked, "transfer-encoding wins over content-length");
+        assert_eq!(framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false), Framing::UntilClose);
+        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n", false), Framing::UntilClose);
+        assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 7, 7\r\n\r\n", false), Framing::Length(7));
+        assert!(matches!(head("HTTP/1.1 200 OK\r\ncontent-length: 7, 8\r\n\r\n", false), Err(Error::Invalid(_))));
+        assert!(matches!(head("HTTP/1.1 200 OK\r\ncontent-length: +7\r\n\r\n", false), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn keep_alive_unless_closed_or_old() {
+        let keep = |text: &str| head(text, false).unwrap().unwrap().keep_alive;
+        assert!(keep("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!keep("HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!keep("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!keep("HTTP/1.1 200 OK\r\n\r\n"), "a body read until close ends the connection");
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_the_head_is_shared() {
+        let mut buf =
+            BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nX-A: 1\r\nx-b: two\r\n\r\nbody");
+        let created = parse_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(created.status, StatusCode::CREATED);
+        assert_eq!(created.headers["x-a"], "1");
+        assert_eq!(created.headers["x-b"], "two");
+        assert_eq!(&buf[..], b"body", "the body stays in the buffer");
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-le", false).unwrap().is_none(), "partial");
+        assert!(matches!(head("HTTP/1.1 101 Switching\r\n\r\n", false), Err(Error::Invalid(_))));
+        assert!(matches!(head("HTTP/9 200 OK\r\n\r\n", false), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn requests_are_encoded_with_the_held_body() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        let body = Bytes::from_static(b"abc");
+        let req = Request {
+            method: &Method::PUT,
+            target: "/p?q=1",
+            headers: &headers,
+            default_host: "10.0.0.1:80",
+            body: Some(&body),
+        };
+        let mut out = Vec::new();
+        encode(&mut out, &req);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "PUT /p?q=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\ncontent-length: 3\r\n\r\nabc"
+        );
+    }
+}
