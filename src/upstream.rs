@@ -36,6 +36,7 @@ use tokio::net::TcpStream;
 
 /// Largest response head lb reads from a backend.
 const MAX_HEAD: usize = 64 * 1024;
+const TOO_LARGE: &str = "head larger than 64 KiB";
 /// Most headers in a response head (hyper's limit too).
 const MAX_HEADERS: usize = 100;
 /// Largest chunk-size line or trailer section of a chunked body.
@@ -115,7 +116,7 @@ pub struct Target {
 pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseBody>, Error> {
     let retry_stale = crate::retry::is_idempotent(req.method);
     loop {
-        let (mut conn, reused) = match checkout(target.addr) {
+        let (mut conn, reused) = match checkout(target.addr, !retry_stale) {
             Some(conn) => (conn, true),
             None => (connect(&target).await?, false),
         };
@@ -208,9 +209,6 @@ async fn exchange(conn: &mut Conn, head_request: bool) -> Result<Head, Error> {
         if let Some(head) = parse_head(&mut conn.read, head_request)? {
             return Ok(head);
         }
-        if conn.read.len() >= MAX_HEAD {
-            return Err(Error::Invalid("head larger than 64 KiB"));
-        }
         conn.read.reserve(4096);
         match conn.stream.read_buf(&mut conn.read).await {
             Ok(0) if conn.read.is_empty() => return Err(Error::Closed),
@@ -228,7 +226,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Er
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);
         let len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(Error::Invalid(TOO_LARGE)),
             Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Error::Invalid(TOO_LARGE)),
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(Error::Invalid("more than 100 headers")),
             Err(_) => return Err(Error::Invalid("malformed head")),
@@ -263,6 +263,11 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Er
             headers.append(name, value);
         }
         let framing = framing(&headers, status, head_request)?;
+        if headers.contains_key(header::TRANSFER_ENCODING) {
+            // The length is the chunked framing's, and lb may re-frame the body: a
+            // Content-Length next to it must not reach the client (RFC 9112 section 6.3).
+            headers.remove(header::CONTENT_LENGTH);
+        }
         let keep_alive =
             !http10 && !has_token(&headers, &header::CONNECTION, "close") && framing != Framing::UntilClose;
         return Ok(Some(Head { status, headers, framing, keep_alive }));
@@ -559,52 +564,85 @@ struct Idle {
     expires: Instant,
 }
 
-thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
-    /// The time as of this thread's last sweep: idle deadlines need no clock read per request.
-    static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+/// Whether this thread pools connections: only on a single-threaded runtime, where every
+/// connection it opens stays on this thread, and only while that runtime runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Pooling {
+    Unknown,
+    /// A current-thread runtime with this thread's sweeper running; the time of its last sweep,
+    /// so that idle deadlines need no clock read per request.
+    Yes(Instant),
+    No,
 }
 
-/// The current time to within one sweep; the first call on a thread starts its sweeper.
-fn coarse_now() -> Instant {
-    NOW.with(|now| match now.get() {
-        Some(t) => t,
-        None => {
-            let t = Instant::now();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                now.set(Some(t));
-                runtime.spawn(sweep());
-            }
-            t
+thread_local! {
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static POOLING: Cell<Pooling> = const { Cell::new(Pooling::Unknown) };
+}
+
+/// This thread's pooling state, found out (and its sweeper started) on first use.
+fn pooling() -> Pooling {
+    POOLING.with(|pooling| {
+        if pooling.get() == Pooling::Unknown {
+            let state = match tokio::runtime::Handle::try_current() {
+                Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
+                    runtime.spawn(sweep(SweeperGuard));
+                    Pooling::Yes(Instant::now())
+                }
+                _ => Pooling::No,
+            };
+            pooling.set(state);
         }
+        pooling.get()
     })
 }
 
-/// The most recently used idle connection to `addr` that is still open.
-fn checkout(addr: SocketAddr) -> Option<Conn> {
+/// The most recently used idle connection to `addr` that is still open. `careful`: make sure
+/// with a system call that the backend has not closed it (for requests that cannot be sent
+/// twice); otherwise trust the readiness the runtime last saw.
+fn checkout(addr: SocketAddr, careful: bool) -> Option<Conn> {
+    let Pooling::Yes(now) = pooling() else { return None };
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
-        let now = coarse_now();
         while let Some(Idle { mut conn, expires }) = list.pop() {
             if expires <= now {
                 // The rest are older still.
                 list.clear();
                 return None;
             }
-            // Readiness is cached by the runtime: no system call unless the backend sent
-            // something (most likely its FIN) while the connection sat idle.
+            // A FIN (or anything else) the runtime has seen makes the connection readable;
+            // this is a system call only when readiness is set. The runtime may not have
+            // polled for events since the backend closed: `careful` covers that.
             match conn.stream.try_read_buf(&mut conn.read) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(conn),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 _ => continue,
             }
+            if careful && !still_open(&conn.stream) {
+                continue;
+            }
+            return Some(conn);
         }
         None
     })
 }
 
+/// Asks the kernel whether the peer has closed or sent anything (`MSG_PEEK`, non-blocking).
+fn still_open(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: recv into one byte we own, on a socket `stream` keeps open; MSG_PEEK leaves any
+    // data in the socket and MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(stream.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
+
 fn checkin(conn: Conn) {
-    let expires = coarse_now() + conn.target.idle_timeout;
+    let Pooling::Yes(now) = pooling() else { return };
+    // An idle timeout too large to add means "as long as the pool holds it".
+    let expires = now.checked_add(conn.target.idle_timeout).unwrap_or(now + Duration::from_secs(1 << 30));
     let _ = IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(conn.target.addr).or_default();
@@ -616,19 +654,30 @@ fn checkin(conn: Conn) {
 
 /// Closes this thread's idle connections as their idle timeout passes (to within one sweep),
 /// and keeps the thread's coarse clock.
-async fn sweep() {
+async fn sweep(_guard: SweeperGuard) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         let now = Instant::now();
-        NOW.with(|t| t.set(Some(now)));
+        POOLING.with(|p| p.set(Pooling::Yes(now)));
         IDLE.with(|idle| {
             idle.borrow_mut().retain(|_, list| {
                 list.retain(|i| i.expires > now);
                 !list.is_empty()
             })
         });
+    }
+}
+
+/// Dropped with the sweeper when its runtime shuts down: the pooled connections belong to that
+/// runtime and go with it, and a later runtime on this thread starts afresh.
+struct SweeperGuard;
+
+impl Drop for SweeperGuard {
+    fn drop(&mut self) {
+        let _ = POOLING.try_with(|p| p.set(Pooling::Unknown));
+        let _ = IDLE.try_with(RefCell::take);
     }
 }
 
@@ -660,6 +709,7 @@ mod tests {
         assert_eq!(framing("HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n", false), Framing::Length(0));
         let both = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: gzip, chunked\r\n\r\n";
         assert_eq!(framing(both, false), Framing::Chunked, "transfer-encoding wins over content-length");
+        assert!(!head(both, false).unwrap().unwrap().headers.contains_key(header::CONTENT_LENGTH));
         assert_eq!(framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false), Framing::UntilClose);
         assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n", false), Framing::UntilClose);
         assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 7, 7\r\n\r\n", false), Framing::Length(7));
