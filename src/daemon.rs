@@ -1,8 +1,8 @@
 //! The `lb` daemon: flags, start-up, the two runtimes, and shutdown.
 //!
 //! The data plane runs `--threads` workers, each a thread with its own single-threaded runtime
-//! accepting from the one listening socket (thread per core: no work stealing, no cross-thread
-//! wake-ups on the request path). The admin API runs on its own thread and single-threaded
+//! (thread per core: no work stealing, no cross-thread wake-ups on the request path); the
+//! first accepts and hands connections out to the least loaded. The admin API runs on its own thread and single-threaded
 //! runtime, so admin work (store flushes, health checks) never takes a worker from traffic.
 
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::control::ControlPlane;
-use crate::data_plane::{ClientLimits, DataPlane};
+use crate::data_plane::{ClientLimits, DataPlane, Source, Workers};
 use crate::store::Store;
 
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
@@ -109,9 +109,10 @@ pub fn run(config: Config) -> Result<(), String> {
         })
         .map_err(|e| format!("cannot start admin thread: {e}"))?;
 
-    // Thread per core: each worker is a thread with its own single-threaded runtime, accepting
-    // from the same listening socket. A connection stays on the worker that accepted it, so
-    // nothing on the request path is shared across threads but the routing snapshot.
+    // Thread per core: each worker is a thread with its own single-threaded runtime. Worker 0
+    // accepts and hands each connection to the worker serving the fewest; a connection stays
+    // on its worker, so nothing on the request path is shared across threads but the routing
+    // snapshot.
     let limits = ClientLimits {
         header_read_timeout: config.header_read_timeout,
         max_header_bytes: config.max_header_bytes as usize,
@@ -123,20 +124,15 @@ pub fn run(config: Config) -> Result<(), String> {
             .build()
             .map_err(|e| format!("cannot start data runtime: {e}"))
     };
+    let (roster, inboxes) = Workers::new(threads);
     let mut workers = Vec::with_capacity(threads - 1);
-    for n in 1..threads {
-        let listener = data_listener.try_clone().map_err(|e| format!("cannot share the data listener: {e}"))?;
-        let (plane, stopped) = (plane.clone(), stopped.clone());
+    for (n, inbox) in (1..threads).zip(inboxes) {
+        let (plane, roster, stopped) = (plane.clone(), roster.clone(), stopped.clone());
         let runtime = worker_runtime()?;
         let worker = std::thread::Builder::new()
             .name(format!("lb-worker-{n}"))
             .spawn(move || {
-                runtime.block_on(async move {
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => plane.serve(listener, wait_for(stopped), SHUTDOWN_GRACE).await,
-                        Err(e) => tracing::error!("worker {n} cannot use the data listener: {e}"),
-                    }
-                })
+                runtime.block_on(plane.serve(n, Source::Inbox(inbox), roster, wait_for(stopped), SHUTDOWN_GRACE))
             })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         workers.push(worker);
@@ -150,7 +146,7 @@ pub fn run(config: Config) -> Result<(), String> {
                 signal.await;
                 let _ = stop.send(true);
             };
-            plane.serve(listener, shutdown, SHUTDOWN_GRACE).await;
+            plane.serve(0, Source::Listener(listener), roster, shutdown, SHUTDOWN_GRACE).await;
             Ok::<_, String>(())
         })
     });

@@ -15,7 +15,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 use crate::body::Body;
 use crate::control::{FailureReporter, Routes};
@@ -31,6 +33,67 @@ pub struct ClientLimits {
     pub header_read_timeout: Duration,
     /// Larger request heads are refused with `431`.
     pub max_header_bytes: usize,
+}
+
+/// Where a worker's connections come from.
+pub enum Source {
+    /// The listening socket: this worker accepts for all.
+    Listener(TcpListener),
+    /// Connections the accepting worker handed over.
+    Inbox(mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+}
+
+/// The data plane's workers as the acceptor sees them: how to reach each, and how many
+/// connections each serves.
+///
+/// One acceptor that hands connections out keeps the workers evenly loaded; worker threads
+/// racing to accept on one shared socket leave it to whichever wakes first (measured: all 64
+/// of wrk's connections on one of two workers).
+pub struct Workers {
+    inboxes: Vec<Option<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>>,
+    load: Vec<AtomicUsize>,
+}
+
+impl Workers {
+    /// `n` workers: worker 0 accepts (its source is the listener), the others get an inbox.
+    pub fn new(n: usize) -> (Arc<Workers>, Vec<mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>>) {
+        let mut inboxes = vec![None];
+        let mut receivers = Vec::with_capacity(n.saturating_sub(1));
+        for _ in 1..n {
+            let (tx, rx) = mpsc::unbounded_channel();
+            inboxes.push(Some(tx));
+            receivers.push(rx);
+        }
+        let load = (0..n.max(1)).map(|_| AtomicUsize::new(0)).collect();
+        (Arc::new(Workers { inboxes, load }), receivers)
+    }
+
+    /// Gives a newly accepted connection to the least loaded worker; returns it if that is the
+    /// acceptor `me` itself.
+    fn hand_over(&self, me: usize, stream: TcpStream, client: SocketAddr) -> Option<(TcpStream, SocketAddr)> {
+        let (least, _) = self
+            .load
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, load)| (load.load(Ordering::Relaxed), *i != me))
+            .expect("at least one worker");
+        self.load[least].fetch_add(1, Ordering::Relaxed);
+        let Some(inbox) = self.inboxes[least].as_ref().filter(|_| least != me) else {
+            return Some((stream, client));
+        };
+        // Leaves this worker's event loop; the receiving worker registers it with its own.
+        let handed = match stream.into_std() {
+            Ok(stream) => inbox.send((stream, client)).is_ok(),
+            Err(e) => {
+                tracing::warn!(%client, "cannot hand a connection over: {e}");
+                false
+            }
+        };
+        if !handed {
+            self.load[least].fetch_sub(1, Ordering::Relaxed);
+        }
+        None
+    }
 }
 
 /// The client at the other end of a connection, as every request on it needs it.
@@ -59,9 +122,17 @@ impl DataPlane {
         DataPlane { routes, proxy: Proxy::new(failures), limits }
     }
 
-    /// Serves `listener` until `shutdown` resolves, then stops accepting and gives in-flight
-    /// requests up to `grace` to finish.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>, grace: Duration) {
+    /// Runs worker `index` until `shutdown` resolves, then stops taking connections and gives
+    /// in-flight requests up to `grace` to finish. The worker given the listener accepts every
+    /// connection and hands each to the worker serving the fewest (itself included).
+    pub async fn serve(
+        self: Arc<Self>,
+        index: usize,
+        mut source: Source,
+        workers: Arc<Workers>,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -72,17 +143,40 @@ impl DataPlane {
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
-            let (stream, client) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
+            let (stream, client) = match &mut source {
+                Source::Listener(listener) => tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, client)) => match workers.hand_over(index, stream, client) {
+                            Some(mine) => mine,
+                            None => continue,
+                        },
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    },
+                    () = &mut shutdown => break,
                 },
-                () = &mut shutdown => break,
+                Source::Inbox(inbox) => tokio::select! {
+                    handed = inbox.recv() => match handed {
+                        Some((stream, client)) => match TcpStream::from_std(stream) {
+                            Ok(stream) => (stream, client),
+                            Err(e) => {
+                                workers.load[index].fetch_sub(1, Ordering::Relaxed);
+                                tracing::warn!(%client, "cannot take over a connection: {e}");
+                                continue;
+                            }
+                        },
+                        // The acceptor is gone: lb is stopping.
+                        None => {
+                            shutdown.as_mut().await;
+                            break;
+                        }
+                    },
+                    () = &mut shutdown => break,
+                },
             };
             let _ = stream.set_nodelay(true);
             let conn = Arc::new((self.clone(), Peer::new(client)));
@@ -92,13 +186,15 @@ impl DataPlane {
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
             let conn = graceful.watch(conn);
+            let workers = workers.clone();
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(%client, "connection ended: {e}");
                 }
+                workers.load[index].fetch_sub(1, Ordering::Relaxed);
             });
         }
-        drop(listener);
+        drop(source);
         if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("requests still in flight after {grace:?}; closing them");
         }
@@ -172,4 +268,59 @@ fn moved(location: String) -> Response<Body> {
         response.headers_mut().insert(LOCATION, location);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real loopback connection, as the acceptor gets it.
+    async fn accepted(listener: &TcpListener) -> (TcpStream, SocketAddr, std::net::TcpStream) {
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, addr) = listener.accept().await.unwrap();
+        (stream, addr, client)
+    }
+
+    #[tokio::test]
+    async fn connections_go_to_the_least_loaded_worker() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (workers, mut inboxes) = Workers::new(3);
+        let mut clients = Vec::new();
+        let mut kept = 0;
+        for _ in 0..6 {
+            let (stream, addr, client) = accepted(&listener).await;
+            clients.push(client);
+            if workers.hand_over(0, stream, addr).is_some() {
+                kept += 1;
+            }
+        }
+        let loads: Vec<usize> = workers.load.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+        assert_eq!(loads, [2, 2, 2]);
+        assert_eq!(kept, 2, "the acceptor keeps its share");
+        for inbox in &mut inboxes {
+            for _ in 0..2 {
+                let (stream, addr) = inbox.try_recv().expect("a handed-over connection");
+                assert_eq!(stream.peer_addr().unwrap(), addr);
+            }
+            assert!(inbox.try_recv().is_err());
+        }
+
+        // A worker whose connections ended gets the next ones.
+        workers.load[2].store(0, Ordering::Relaxed);
+        let (stream, addr, _client) = accepted(&listener).await;
+        assert!(workers.hand_over(0, stream, addr).is_none());
+        assert!(inboxes[1].try_recv().is_ok(), "worker 2 was the least loaded");
+    }
+
+    #[tokio::test]
+    async fn a_single_worker_keeps_every_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (workers, inboxes) = Workers::new(1);
+        assert!(inboxes.is_empty());
+        for _ in 0..3 {
+            let (stream, addr, _client) = accepted(&listener).await;
+            assert!(workers.hand_over(0, stream, addr).is_some());
+        }
+        assert_eq!(workers.load[0].load(Ordering::Relaxed), 3);
+    }
 }

@@ -252,10 +252,12 @@ impl Lb {
     }
 }
 
-/// The command line tests start lb with; one worker keeps the machine free for the rest.
+/// The command line tests start lb with. Two workers, so that every test also goes through the
+/// hand-over of connections from the accepting worker to the other, and through two per-worker
+/// backend connection pools.
 pub fn lb_command(dir: &Path) -> Command {
     let mut cmd = Command::new(bin("lb"));
-    cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--threads", "1", "--data-dir"])
+    cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--threads", "2", "--data-dir"])
         .arg(dir)
         .env("LB_LOG", "info")
         .stdout(Stdio::null());
