@@ -82,17 +82,25 @@ impl Workers {
             return Some((stream, client));
         };
         // Leaves this worker's event loop; the receiving worker registers it with its own.
-        let handed = match stream.into_std() {
-            Ok(stream) => inbox.send((stream, client)).is_ok(),
+        let unsent = match stream.into_std() {
+            Ok(stream) => match inbox.send((stream, client)) {
+                Ok(()) => return None,
+                // That worker is gone (lb is stopping): serve it here.
+                Err(mpsc::error::SendError((stream, _))) => TcpStream::from_std(stream),
+            },
+            Err(e) => Err(e),
+        };
+        self.load[least].fetch_sub(1, Ordering::Relaxed);
+        match unsent {
+            Ok(stream) => {
+                self.load[me].fetch_add(1, Ordering::Relaxed);
+                Some((stream, client))
+            }
             Err(e) => {
                 tracing::warn!(%client, "cannot hand a connection over: {e}");
-                false
+                None
             }
-        };
-        if !handed {
-            self.load[least].fetch_sub(1, Ordering::Relaxed);
         }
-        None
     }
 }
 
@@ -310,6 +318,19 @@ mod tests {
         let (stream, addr, _client) = accepted(&listener).await;
         assert!(workers.hand_over(0, stream, addr).is_none());
         assert!(inboxes[1].try_recv().is_ok(), "worker 2 was the least loaded");
+    }
+
+    #[tokio::test]
+    async fn a_connection_for_a_worker_that_is_gone_stays_with_the_acceptor() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (workers, inboxes) = Workers::new(2);
+        drop(inboxes);
+        workers.load[0].store(5, Ordering::Relaxed);
+        let (stream, addr, _client) = accepted(&listener).await;
+        let (kept, kept_addr) = workers.hand_over(0, stream, addr).expect("served here");
+        assert_eq!(kept.peer_addr().unwrap(), kept_addr);
+        let loads: Vec<usize> = workers.load.iter().map(|l| l.load(Ordering::Relaxed)).collect();
+        assert_eq!(loads, [6, 0]);
     }
 
     #[tokio::test]

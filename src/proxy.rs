@@ -5,6 +5,7 @@
 //! `retry_body_limit`) of an idempotent request, so that it can be replayed; a streamed body
 //! can still be sent to another backend when the first connection failed before reading it.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -98,15 +99,20 @@ impl Proxy {
             let Some(attempt_body) = body.attempt() else {
                 return bad_gateway(backend, "the request body was already sent");
             };
+            let own_client = match &attempt_body {
+                UpstreamBody::Empty => true,
+                UpstreamBody::Held(bytes) => bytes.as_ref().is_none_or(|b| b.len() <= upstream::MAX_BODY),
+                UpstreamBody::Streamed(_) => false,
+            };
             let sent = match attempt_body {
-                UpstreamBody::Streamed(_) => {
+                _ if !own_client => {
                     let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
                         return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
                     };
                     let sent = tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await;
                     sent.map(|r| r.map(Sent::Hyper).map_err(SendError::Hyper))
                 }
-                UpstreamBody::Empty | UpstreamBody::Held(_) => {
+                _ => {
                     let held = match &attempt_body {
                         UpstreamBody::Held(bytes) => bytes.as_ref(),
                         _ => None,
@@ -150,8 +156,12 @@ impl Proxy {
                 Ok(Err(e)) => {
                     let cause = e.cause();
                     tracing::debug!("pool {} backend {}: proxy error: {cause}", config.pattern, backend.addr());
-                    // Failed before any response: counts against the backend's health.
-                    self.failures.report(&config.pattern, backend, cause.clone());
+                    // Failed before any response: counts against the backend's health, unless
+                    // the backend did answer, with something lb cannot forward (a head too
+                    // large, say, which a client can provoke).
+                    if !e.is_invalid_response() {
+                        self.failures.report(&config.pattern, backend, cause.clone());
+                    }
                     let failure = if e.is_connect() { Failure::Connect } else { Failure::BeforeResponse };
                     let retry = retries_left > 0 && body.may_retry(failure, &parts.method, config.retry_on_5xx);
                     match retry.then(|| next_attempt(pool, key, &tried)).flatten() {
@@ -220,6 +230,10 @@ impl SendError {
         }
     }
 
+    fn is_invalid_response(&self) -> bool {
+        matches!(self, SendError::Own(e) if e.is_invalid())
+    }
+
     /// The innermost error: "Connection refused", not "client error (Connect)".
     fn cause(&self) -> String {
         match self {
@@ -231,14 +245,18 @@ impl SendError {
 
 /// The origin-form target (path and query) of one attempt at `backend`; `None` when the joined
 /// path is not a valid URI path.
-fn upstream_target<'a>(parts: &'a Parts, backend: &Backend) -> Option<std::borrow::Cow<'a, str>> {
-    let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+fn upstream_target<'a>(parts: &'a Parts, backend: &Backend) -> Option<Cow<'a, str>> {
+    let pq = match parts.uri.path_and_query().map_or("/", PathAndQuery::as_str) {
+        // `http://host?x=1` and an HTTP/2 `:path` of `?x=1` have an empty path: the
+        // origin-form target is `/?x=1`.
+        pq if pq.starts_with('?') => Cow::Owned(format!("/{pq}")),
+        pq => Cow::Borrowed(pq),
+    };
     if backend.config.url_path == "/" {
-        return Some(std::borrow::Cow::Borrowed(pq));
+        return Some(pq);
     }
-    let joined = backend.upstream_path(pq);
-    PathAndQuery::try_from(joined.as_str()).ok()?;
-    Some(std::borrow::Cow::Owned(joined))
+    let joined = PathAndQuery::try_from(backend.upstream_path(&pq)).ok()?;
+    Some(Cow::Owned(joined.as_str().to_owned()))
 }
 
 /// The request for one attempt at `backend` through hyper's client: the client's request,

@@ -34,12 +34,19 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Largest response head lb reads from a backend.
-const MAX_HEAD: usize = 64 * 1024;
-const TOO_LARGE: &str = "head larger than 64 KiB";
+/// Largest response head lb reads from a backend (about what hyper's client allows).
+const MAX_HEAD: usize = 400 * 1024;
+/// Largest request body written in one piece with the head.
+const INLINE_BODY: usize = 8 * 1024;
+/// Largest held body lb's client sends; it writes the request whole before reading the
+/// response, so larger ones go through hyper's client, which reads while it writes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Buffers larger than this are not kept with an idle connection.
+const KEEP_BUFFER: usize = 16 * 1024;
+const TOO_LARGE: &str = "head larger than 400 KiB";
 /// Most headers in a response head (hyper's limit too).
 const MAX_HEADERS: usize = 100;
-/// Largest chunk-size line or trailer section of a chunked body.
+/// Largest chunk-size line, and largest trailer section, of a chunked body.
 const MAX_CHUNK_LINE: usize = 4096;
 /// How much a body read asks the socket for at once.
 const READ_SIZE: usize = 16 * 1024;
@@ -65,6 +72,11 @@ pub enum Error {
 impl Error {
     pub fn is_connect(&self) -> bool {
         matches!(self, Error::Connect(_))
+    }
+
+    /// The backend answered, with something lb cannot forward.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Error::Invalid(_))
     }
 }
 
@@ -111,22 +123,24 @@ pub struct Target {
 /// response head; its body streams from the connection.
 ///
 /// A pooled connection the backend closed while it sat idle fails before any byte of a
-/// response; an idempotent request is then sent again on another connection, as browsers and
-/// Go's transport do, without it counting as a failure of the backend.
+/// response (the write fails, or the read meets EOF or a reset). An idempotent request is
+/// then sent once more, on a new connection, as Go's transport does, without it counting as a
+/// failure of the backend; any other failure is the caller's to judge (retries, health).
 pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseBody>, Error> {
-    let retry_stale = crate::retry::is_idempotent(req.method);
+    let idempotent = crate::retry::is_idempotent(req.method);
+    let mut pooled = checkout(target.addr, !idempotent);
     loop {
-        let (mut conn, reused) = match checkout(target.addr, !retry_stale) {
-            Some(conn) => (conn, true),
-            None => (connect(&target).await?, false),
+        let reused = pooled.is_some();
+        let mut conn = match pooled.take() {
+            Some(conn) => conn,
+            None => connect(&target).await?,
         };
         conn.target = target;
         encode(&mut conn.write, &req);
-        let result = exchange(&mut conn, *req.method == Method::HEAD).await;
-        match result {
+        match exchange(&mut conn, &req).await {
             Ok(head) => return Ok(respond(conn, head)),
-            Err(Error::Closed) | Err(Error::Io(_)) if reused && retry_stale && conn.read.is_empty() => continue,
-            Err(e) => return Err(e),
+            Err(failed) if reused && idempotent && failed.stale => continue,
+            Err(failed) => return Err(failed.error),
         }
     }
 }
@@ -170,7 +184,11 @@ fn encode(out: &mut Vec<u8>, req: &Request<'_>) {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa(body.len() as u64, &mut [0; 20]));
         out.extend_from_slice(b"\r\n\r\n");
-        out.extend_from_slice(body);
+        // A small body goes in the same write as the head; a larger one is written from its
+        // own buffer, not copied.
+        if body.len() <= INLINE_BODY {
+            out.extend_from_slice(body);
+        }
     } else {
         out.extend_from_slice(b"\r\n");
     }
@@ -203,18 +221,43 @@ enum Framing {
     UntilClose,
 }
 
-async fn exchange(conn: &mut Conn, head_request: bool) -> Result<Head, Error> {
-    conn.stream.write_all(&conn.write).await.map_err(Error::Io)?;
+/// A failed exchange; `stale`: it failed the way a connection the backend had already closed
+/// fails (the write failed, or EOF or a reset came before any byte of a response).
+struct Failed {
+    error: Error,
+    stale: bool,
+}
+
+async fn exchange(conn: &mut Conn, req: &Request<'_>) -> Result<Head, Failed> {
+    let written = async {
+        conn.stream.write_all(&conn.write).await?;
+        match req.body {
+            Some(body) if body.len() > INLINE_BODY => conn.stream.write_all(body).await,
+            _ => Ok(()),
+        }
+    };
+    if let Err(e) = written.await {
+        return Err(Failed { error: Error::Io(e), stale: true });
+    }
+    let head_request = *req.method == Method::HEAD;
     loop {
-        if let Some(head) = parse_head(&mut conn.read, head_request)? {
-            return Ok(head);
+        match parse_head(&mut conn.read, head_request) {
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {}
+            Err(error) => return Err(Failed { error, stale: false }),
         }
         conn.read.reserve(4096);
         match conn.stream.read_buf(&mut conn.read).await {
-            Ok(0) if conn.read.is_empty() => return Err(Error::Closed),
-            Ok(0) => return Err(Error::Invalid("connection closed in the middle of the head")),
+            Ok(0) if conn.read.is_empty() => return Err(Failed { error: Error::Closed, stale: true }),
+            Ok(0) => {
+                let error = Error::Invalid("connection closed in the middle of the head");
+                return Err(Failed { error, stale: false });
+            }
             Ok(_) => {}
-            Err(e) => return Err(Error::Io(e)),
+            Err(e) => {
+                let stale = conn.read.is_empty() && e.kind() == io::ErrorKind::ConnectionReset;
+                return Err(Failed { error: Error::Io(e), stale });
+            }
         }
     }
 }
@@ -263,13 +306,15 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Er
             headers.append(name, value);
         }
         let framing = framing(&headers, status, head_request)?;
-        if headers.contains_key(header::TRANSFER_ENCODING) {
-            // The length is the chunked framing's, and lb may re-frame the body: a
-            // Content-Length next to it must not reach the client (RFC 9112 section 6.3).
-            headers.remove(header::CONTENT_LENGTH);
-        }
-        let keep_alive =
+        let mut keep_alive =
             !http10 && !has_token(&headers, &header::CONNECTION, "close") && framing != Framing::UntilClose;
+        if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+            // The length is the chunked framing's, and lb may re-frame the body: the
+            // Content-Length must not reach the client, and a backend that sends both is not
+            // trusted with the connection afterwards (RFC 9112 section 6.3).
+            headers.remove(header::CONTENT_LENGTH);
+            keep_alive = false;
+        }
         return Ok(Some(Head { status, headers, framing, keep_alive }));
     }
 }
@@ -362,8 +407,8 @@ enum Chunk {
     Data(u64),
     /// Expecting the CRLF after a chunk's data.
     DataEnd,
-    /// After the last chunk: trailer lines until an empty one.
-    Trailers,
+    /// After the last chunk: trailer lines until an empty one; how many bytes so far.
+    Trailers(usize),
 }
 
 /// The body failed after the head: the backend closed early or broke the framing.
@@ -453,7 +498,7 @@ impl ResponseBody {
                             return Ok(Some(Err(BodyError("bad chunk size"))));
                         };
                         buf.advance(end + 2);
-                        *chunk = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
+                        *chunk = if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size) };
                     }
                     Chunk::Data(left) => {
                         if buf.is_empty() {
@@ -474,20 +519,24 @@ impl ResponseBody {
                         buf.advance(2);
                         *chunk = Chunk::Size;
                     }
-                    Chunk::Trailers => {
+                    Chunk::Trailers(seen) => {
                         // Trailers are dropped: lb does not forward them.
                         let Some(end) = find_crlf(buf) else {
-                            return if buf.len() > MAX_CHUNK_LINE {
-                                Ok(Some(Err(BodyError("trailer line too long"))))
+                            return if seen + buf.len() > MAX_CHUNK_LINE {
+                                Ok(Some(Err(BodyError("trailers too long"))))
                             } else {
                                 Err(())
                             };
                         };
+                        if seen + end + 2 > MAX_CHUNK_LINE {
+                            return Ok(Some(Err(BodyError("trailers too long"))));
+                        }
                         buf.advance(end + 2);
                         if end == 0 {
                             self.finish();
                             return Ok(None);
                         }
+                        *chunk = Chunk::Trailers(seen + end + 2);
                     }
                 },
             }
@@ -507,7 +556,8 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     }
     let rest = &line[digits..];
     let rest_ok = rest.iter().find(|&&b| b != b' ' && b != b'\t').is_none_or(|&b| b == b';');
-    if !rest_ok {
+    // Extensions are ignored, but must be text: no CR, LF or other control bytes.
+    if !rest_ok || rest.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
         return None;
     }
     u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
@@ -607,9 +657,7 @@ fn checkout(addr: SocketAddr, careful: bool) -> Option<Conn> {
         let list = idle.get_mut(&addr)?;
         while let Some(Idle { mut conn, expires }) = list.pop() {
             if expires <= now {
-                // The rest are older still.
-                list.clear();
-                return None;
+                continue;
             }
             // A FIN (or anything else) the runtime has seen makes the connection readable;
             // this is a system call only when readiness is set. The runtime may not have
@@ -639,8 +687,15 @@ fn still_open(stream: &TcpStream) -> bool {
     n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
 }
 
-fn checkin(conn: Conn) {
+fn checkin(mut conn: Conn) {
     let Pooling::Yes(now) = pooling() else { return };
+    // An idle connection keeps small buffers, not the largest message it ever carried.
+    if conn.write.capacity() > KEEP_BUFFER {
+        conn.write = Vec::with_capacity(512);
+    }
+    if conn.read.capacity() > KEEP_BUFFER {
+        conn.read = BytesMut::with_capacity(4096);
+    }
     // An idle timeout too large to add means "as long as the pool holds it".
     let expires = now.checked_add(conn.target.idle_timeout).unwrap_or(now + Duration::from_secs(1 << 30));
     let _ = IDLE.try_with(|idle| {

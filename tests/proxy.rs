@@ -186,3 +186,21 @@ async fn bad_flags_are_one_line_errors() {
         assert!(stderr.contains("error:") && stderr.contains(args[0]), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn an_absolute_form_target_without_a_path_reaches_the_backend_as_slash() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend("/", &a, "/").await;
+    let mut conn = tokio::net::TcpStream::connect(lb.data).await.unwrap();
+    let request = format!("GET http://{}?x=1 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", lb.data, lb.data);
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_string(&mut response)).await;
+    read.expect("lb answers").unwrap();
+    // The backend got `GET /?x=1`, not the invalid `GET ?x=1`.
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("Hello web from node a"), "{response}");
+}

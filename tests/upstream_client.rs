@@ -1114,25 +1114,25 @@ fn big_head(len: usize) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn head_larger_than_64_kib_is_invalid() {
+async fn head_larger_than_400_kib_is_invalid() {
     bounded(async {
         // A head that never ends, and one that does but is far too large.
-        let endless = big_head(200 * 1024);
-        let mut whole = big_head(200 * 1024);
+        let endless = big_head(500 * 1024);
+        let mut whole = big_head(500 * 1024);
         whole.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
         let backend = answering_in_turn(vec![endless, whole]).await;
         for _ in 0..2 {
             let why = invalid_reason(send(backend.addr, Method::GET, "/").await);
-            assert_eq!(why, "head larger than 64 KiB");
+            assert_eq!(why, "head larger than 400 KiB");
         }
     })
     .await;
 }
 
 #[tokio::test]
-async fn head_just_under_64_kib_is_fine() {
+async fn head_just_under_400_kib_is_fine() {
     bounded(async {
-        let mut head = big_head(60 * 1024);
+        let mut head = big_head(390 * 1024);
         head.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
         let backend = Backend::answering(head).await;
         assert_eq!(get(backend.addr, "/").await.1, "ok");
@@ -1141,17 +1141,17 @@ async fn head_just_under_64_kib_is_fine() {
 }
 
 #[tokio::test]
-async fn head_larger_than_64_kib_arriving_in_two_parts_is_invalid() {
+async fn head_larger_than_400_kib_arriving_in_two_parts_is_invalid() {
     bounded(async {
-        let mut head = big_head(100_000);
+        let mut head = big_head(420_000);
         head.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
         let backend = Backend::start(move |mut peer| {
             let head = head.clone();
             async move {
                 if peer.request().await.is_some() {
-                    // The client takes in the first 62,000 bytes, grows its buffer because less
+                    // The client takes in the first 408,000 bytes, grows its buffer because less
                     // than 4 KiB is free, then reads the rest in one go.
-                    peer.send_pieces(&head, &[62_000]).await;
+                    peer.send_pieces(&head, &[408_000]).await;
                     peer.until_closed().await;
                 }
             }
@@ -1160,9 +1160,9 @@ async fn head_larger_than_64_kib_arriving_in_two_parts_is_invalid() {
         let result = send(backend.addr, Method::GET, "/").await;
         if let Ok(response) = &result {
             let head_len: usize = response.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-            panic!("a head of about {head_len} bytes was accepted, past the 64 KiB limit");
+            panic!("a head of about {head_len} bytes was accepted, past the 400 KiB limit");
         }
-        assert_eq!(invalid_reason(result), "head larger than 64 KiB");
+        assert_eq!(invalid_reason(result), "head larger than 400 KiB");
     })
     .await;
 }
@@ -1398,4 +1398,104 @@ fn a_new_runtime_on_the_same_thread_gets_no_dead_connection() {
             assert_eq!(body(response).await.unwrap(), "ok");
         }));
     }
+}
+
+// ---- review follow-ups ----
+
+/// A backend that answers the first request on each of its first `answered` connections, then
+/// reads every other request and closes without an answer.
+async fn answers_first_then_closes(answered: usize) -> Backend {
+    Backend::start(move |mut peer| async move {
+        if peer.index < answered && peer.request().await.is_some() {
+            peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        }
+        peer.request().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stale_connection_is_resent_once_on_a_new_connection_not_on_every_pooled_one() {
+    bounded(async {
+        let backend = answers_first_then_closes(2).await;
+        // Two connections in the pool.
+        let (a, b) = tokio::join!(send(backend.addr, Method::GET, "/a"), send(backend.addr, Method::GET, "/b"));
+        let (a, b) = (body(a.unwrap()).await.unwrap(), body(b.unwrap()).await.unwrap());
+        assert_eq!((a.as_ref(), b.as_ref()), (&b"ok"[..], &b"ok"[..]));
+        assert_eq!(backend.accepted(), 2);
+
+        let error = failed(send(backend.addr, Method::GET, "/again").await);
+        assert!(matches!(error, Error::Closed), "{error:?}");
+        let again: Vec<usize> =
+            backend.request_lines().into_iter().filter(|(_, line)| line.contains("/again")).map(|(c, _)| c).collect();
+        assert_eq!(again.len(), 2, "sent on one pooled connection, then once on a new one: {again:?}");
+        assert_eq!(again[1], 2, "the resend went on a new connection");
+        assert_eq!(backend.accepted(), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_larger_than_the_inline_limit_is_sent_exactly() {
+    bounded(async {
+        let backend = Backend::answering(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..]).await;
+        for len in [8 * 1024, 8 * 1024 + 1, 40_000, upstream::MAX_BODY] {
+            let payload = Bytes::from(pattern(len));
+            let response =
+                send_with(target(backend.addr), &Method::PUT, "/put", &HeaderMap::new(), Some(&payload)).await;
+            assert_eq!(body(response.unwrap()).await.unwrap(), "ok");
+        }
+        let bodies: Vec<Vec<u8>> =
+            backend.raw_requests().iter().map(|raw| raw[find(raw, b"\r\n\r\n").unwrap() + 4..].to_vec()).collect();
+        assert_eq!(bodies.len(), 4);
+        for (body, len) in bodies.iter().zip([8 * 1024, 8 * 1024 + 1, 40_000, upstream::MAX_BODY]) {
+            assert_eq!(body, &pattern(len));
+        }
+        assert_eq!(backend.accepted(), 1, "one connection for all");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn trailer_section_past_its_limit_is_a_body_error() {
+    bounded(async {
+        let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n".to_vec();
+        for i in 0..200 {
+            response.extend_from_slice(format!("X-Trailer-{i}: {}\r\n", "t".repeat(20)).as_bytes());
+        }
+        response.extend_from_slice(b"\r\n");
+        let backend = Backend::answering(response).await;
+        let response = send(backend.addr, Method::GET, "/").await.unwrap();
+        assert!(body(response).await.is_err(), "7 KiB of trailers, past the 4 KiB limit");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chunk_extension_with_a_control_byte_is_a_body_error() {
+    bounded(async {
+        let backend = Backend::answering(
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\x01\r\nok\r\n0\r\n\r\n"[..],
+        )
+        .await;
+        let response = send(backend.addr, Method::GET, "/").await.unwrap();
+        assert!(body(response).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_response_with_both_transfer_encoding_and_content_length_loses_the_length_and_the_connection() {
+    bounded(async {
+        let backend = Backend::answering(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
+        )
+        .await;
+        let response = send(backend.addr, Method::GET, "/").await.unwrap();
+        assert!(!response.headers().contains_key(header::CONTENT_LENGTH));
+        assert_eq!(body(response).await.unwrap(), "hello");
+        assert_eq!(get(backend.addr, "/").await.1, "hello");
+        assert_eq!(backend.accepted(), 2, "not reused");
+    })
+    .await;
 }
