@@ -10,8 +10,9 @@
 //! connection back the moment its body is read to the end, which for a small body is before
 //! lb even starts writing the response to the client.
 //!
-//! Requests whose body is still streaming in go through hyper's client instead
-//! ([`crate::proxy`]), which reads the response while the request body is still being sent.
+//! Requests whose body is still streaming in, or larger than [`MAX_BODY`], go through hyper's
+//! client instead ([`crate::proxy`]), which reads the response while the request body is still
+//! being sent.
 //!
 //! Framing follows RFC 9112: a response to `HEAD`, a `1xx` (skipped, except `101`), `204` and
 //! `304` have no body; then `Transfer-Encoding` (chunked last, else read until close), then
@@ -43,6 +44,7 @@ const INLINE_BODY: usize = 8 * 1024;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Buffers larger than this are not kept with an idle connection.
 const KEEP_BUFFER: usize = 16 * 1024;
+/// Why a head over [`MAX_HEAD`] is refused.
 const TOO_LARGE: &str = "head larger than 400 KiB";
 /// Most headers in a response head (hyper's limit too).
 const MAX_HEADERS: usize = 100;
