@@ -169,6 +169,18 @@ impl Proxy {
                         None => return bad_gateway(backend, &cause),
                     }
                 }
+                Err(_elapsed) if body.waiting_on_client() => {
+                    // The backend is waiting for the body as much as lb is: the client's fault.
+                    tracing::debug!(
+                        "pool {}: {} body still coming after {response_timeout:?}",
+                        config.pattern,
+                        parts.uri
+                    );
+                    return answer(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("408 request timeout: the request body did not arrive within {response_timeout:?}\n"),
+                    );
+                }
                 Err(_elapsed) => {
                     let cause = format!("no response within {response_timeout:?}");
                     self.failures.report(&config.pattern, backend, cause.clone());
@@ -311,6 +323,10 @@ pub struct Stream {
     body: Incoming,
     /// Some attempt read from it: it cannot be sent again.
     started: bool,
+    /// The body was read to its end.
+    finished: bool,
+    /// The last read found nothing yet: lb is waiting on the client.
+    waiting: bool,
 }
 
 impl RequestBody {
@@ -330,7 +346,12 @@ impl RequestBody {
                 Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
             };
         }
-        Ok(RequestBody::Streamed(Arc::new(Mutex::new(Stream { body, started: false }))))
+        Ok(RequestBody::Streamed(Arc::new(Mutex::new(Stream {
+            body,
+            started: false,
+            finished: false,
+            waiting: false,
+        }))))
     }
 
     /// The body for the next attempt, or `None` if it is gone.
@@ -342,6 +363,17 @@ impl RequestBody {
                 let started = stream.lock().unwrap_or_else(|e| e.into_inner()).started;
                 (!started).then(|| UpstreamBody::Streamed(stream.clone()))
             }
+        }
+    }
+
+    /// Is lb still waiting for the client to send more of the body?
+    fn waiting_on_client(&self) -> bool {
+        match self {
+            RequestBody::Streamed(stream) => {
+                let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+                !stream.finished && stream.waiting
+            }
+            RequestBody::Empty | RequestBody::Held(_) => false,
         }
     }
 
@@ -370,7 +402,10 @@ impl http_body::Body for UpstreamBody {
             UpstreamBody::Streamed(stream) => {
                 let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
                 stream.started = true;
-                Pin::new(&mut stream.body).poll_frame(cx)
+                let polled = Pin::new(&mut stream.body).poll_frame(cx);
+                stream.waiting = polled.is_pending();
+                stream.finished |= matches!(polled, Poll::Ready(None));
+                polled
             }
         }
     }

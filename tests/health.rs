@@ -253,3 +253,38 @@ async fn bad_health_settings_are_refused() {
     let pool: Value = r.json().await.unwrap();
     assert_eq!((&pool["health_check"]["fall"], &pool["health_check"]["interval_ms"]), (&json!(5), &json!(2000)));
 }
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_body_is_not_held_against_the_backend() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lb = Lb::start();
+    let a = SampleWeb::start("a");
+    // Only failed requests can make `a` sick, and one would.
+    let r = client()
+        .post(lb.admin_url("/v1/pools"))
+        .json(&json!({
+            "pattern": "/",
+            "health_check": {"interval_ms": 86_400_000, "fall": 1},
+            "timeouts": {"response_ms": 300},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    lb.add_backend("/", &a, "/").await;
+
+    // A chunked upload that stops after its first chunk: sample-web waits for the rest, and so
+    // does lb, until the response timeout.
+    let mut conn = tokio::net::TcpStream::connect(lb.data).await.unwrap();
+    conn.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        .await
+        .unwrap();
+    let mut response = vec![0; 4096];
+    let n = tokio::time::timeout(common::DEADLINE, conn.read(&mut response)).await.unwrap().unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+
+    assert_eq!(failures_of(&lb, &a).await, 0);
+    assert_eq!(statuses(&lb).await[&a.addr.to_string()], "BS_HEALTHY");
+    assert_eq!(client().get(lb.url("/")).send().await.unwrap().status(), 200);
+}
