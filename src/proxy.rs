@@ -1,9 +1,11 @@
 //! Proxy mode: forward a request to a backend over a pooled keep-alive connection and stream
 //! the response back; on failure, try another backend when [`retry`](crate::retry) allows.
 //!
-//! Bodies stream both ways. The only body lb holds is a small one (within the pool's
-//! `retry_body_limit`) of an idempotent request, so that it can be replayed; a streamed body
-//! can still be sent to another backend when the first connection failed before reading it.
+//! Response bodies stream. A request body of known length within the pool's
+//! `retry_body_limit` is held: such a request (up to [`upstream::MAX_BODY`], or with no body)
+//! goes out whole through lb's own client, and an idempotent one can be replayed. Other
+//! bodies stream through hyper's client; a streamed body can still be sent to another backend
+//! when the first connection failed before reading it.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -104,37 +106,34 @@ impl Proxy {
                 UpstreamBody::Held(bytes) => bytes.as_ref().is_none_or(|b| b.len() <= upstream::MAX_BODY),
                 UpstreamBody::Streamed(_) => false,
             };
-            let sent = match attempt_body {
-                _ if !own_client => {
-                    let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
-                        return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
-                    };
-                    let sent = tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await;
-                    sent.map(|r| r.map(Sent::Hyper).map_err(SendError::Hyper))
-                }
-                _ => {
-                    let held = match &attempt_body {
-                        UpstreamBody::Held(bytes) => bytes.as_ref(),
-                        _ => None,
-                    };
-                    let Some(target) = upstream_target(&parts, backend) else {
-                        return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
-                    };
-                    let req = upstream::Request {
-                        method: &parts.method,
-                        target: &target,
-                        headers: &parts.headers,
-                        default_host: backend.authority.as_str(),
-                        body: held,
-                    };
-                    let to = upstream::Target {
-                        addr: backend.config.addr,
-                        connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
-                        idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
-                    };
-                    let sent = tokio::time::timeout(response_timeout, upstream::send(to, req)).await;
-                    sent.map(|r| r.map(Sent::Own).map_err(SendError::Own))
-                }
+            let sent = if !own_client {
+                let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
+                    return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
+                };
+                let sent = tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await;
+                sent.map(|r| r.map(Sent::Hyper).map_err(SendError::Hyper))
+            } else {
+                let held = match &attempt_body {
+                    UpstreamBody::Held(bytes) => bytes.as_ref(),
+                    _ => None,
+                };
+                let Some(target) = upstream_target(&parts, backend) else {
+                    return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
+                };
+                let req = upstream::Request {
+                    method: &parts.method,
+                    target: &target,
+                    headers: &parts.headers,
+                    default_host: backend.authority.as_str(),
+                    body: held,
+                };
+                let to = upstream::Target {
+                    addr: backend.config.addr,
+                    connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
+                    idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
+                };
+                let sent = tokio::time::timeout(response_timeout, upstream::send(to, req)).await;
+                sent.map(|r| r.map(Sent::Own).map_err(SendError::Own))
             };
             let (failure, next) = match sent {
                 Ok(Ok(response)) => {
