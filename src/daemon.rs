@@ -101,10 +101,21 @@ pub fn run(config: Config) -> Result<(), String> {
             runtime.block_on(async move {
                 tokio::spawn(admin_control.clone().run_health());
                 let listener = tokio::net::TcpListener::from_std(admin_listener).map_err(|e| e.to_string())?;
-                axum::serve(listener, admin::router(admin_control))
-                    .with_graceful_shutdown(wait_for(admin_stopped))
-                    .await
-                    .map_err(|e| format!("admin API failed: {e}"))
+                let serve = axum::serve(listener, admin::router(admin_control))
+                    .with_graceful_shutdown(wait_for(admin_stopped.clone()));
+                // Graceful, but bounded: an admin client that never finishes its request must
+                // not keep lb from exiting.
+                let deadline = async {
+                    wait_for(admin_stopped).await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                };
+                tokio::select! {
+                    served = serve => served.map_err(|e| format!("admin API failed: {e}")),
+                    () = deadline => {
+                        tracing::warn!("admin requests still open after {SHUTDOWN_GRACE:?}; closing them");
+                        Ok(())
+                    }
+                }
             })
         })
         .map_err(|e| format!("cannot start admin thread: {e}"))?;

@@ -72,6 +72,26 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     assert_eq!(slow.await.unwrap(), (200, "slow a".to_owned()));
 }
 
+#[tokio::test]
+async fn sigterm_exits_even_while_an_admin_client_never_finishes_its_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut lb = Lb::start();
+    // Half a request as the first bytes of a connection, never finished: graceful shutdown
+    // would wait for it forever.
+    let mut stuck = tokio::net::TcpStream::connect(lb.admin).await.unwrap();
+    stuck.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // A whole request on a later connection: once it is answered, the admin server has
+    // accepted the first one too (connections are accepted in order).
+    let mut conn = tokio::net::TcpStream::connect(lb.admin).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(common::DEADLINE, conn.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    let status = lb.stop();
+    assert!(status.success(), "exit {status:?}");
+    assert!(lb.stderr.text().contains("admin requests still open"), "{}", lb.stderr.text());
+}
+
 /// Runs lb to completion (it must fail) and returns its stderr.
 fn failed_start(cmd: &mut std::process::Command) -> String {
     let out = cmd.stderr(Stdio::piped()).output().unwrap();
