@@ -562,15 +562,22 @@ impl Backend {
     /// The path to request at this backend for a client's `path_and_query`: the backend's
     /// `url_path` joined with a single slash, as Go's `httputil.ReverseProxy` joins them.
     pub fn upstream_path(&self, path_and_query: &str) -> String {
+        let mut out = String::with_capacity(self.config.url_path.len() + path_and_query.len() + 1);
+        self.push_upstream_path(&mut out, path_and_query);
+        out
+    }
+
+    /// Appends [`upstream_path`](Self::upstream_path) to `out` (a redirect's origin, say).
+    pub fn push_upstream_path(&self, out: &mut String, path_and_query: &str) {
         let base = self.config.url_path.as_str();
         if base == "/" {
-            return path_and_query.to_owned();
+            out.push_str(path_and_query);
+            return;
         }
         let (path, query) = match path_and_query.find('?') {
             Some(i) => path_and_query.split_at(i),
             None => (path_and_query, ""),
         };
-        let mut out = String::with_capacity(base.len() + path_and_query.len() + 1);
         out.push_str(base);
         match (base.ends_with('/'), path.starts_with('/')) {
             (true, true) => out.push_str(&path[1..]),
@@ -581,7 +588,6 @@ impl Backend {
             _ => out.push_str(path),
         }
         out.push_str(query);
-        out
     }
 }
 

@@ -7,7 +7,6 @@
 //! bodies stream through hyper's client; a streamed body can still be sent to another backend
 //! when the first connection failed before reading it.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -101,28 +100,13 @@ impl Proxy {
             let Some(attempt_body) = body.attempt() else {
                 return bad_gateway(backend, "the request body was already sent");
             };
-            let own_client = match &attempt_body {
-                UpstreamBody::Empty => true,
-                UpstreamBody::Held(bytes) => bytes.as_ref().is_none_or(|b| b.len() <= upstream::MAX_BODY),
-                UpstreamBody::Streamed(_) => false,
+            let Some(target) = upstream_target(&parts, backend) else {
+                return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
             };
-            let sent = if !own_client {
-                let Some(upstream_req) = upstream_request(&parts, backend, attempt_body) else {
-                    return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
-                };
-                let sent = tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await;
-                sent.map(|r| r.map(Sent::Hyper).map_err(SendError::Hyper))
-            } else {
-                let held = match &attempt_body {
-                    UpstreamBody::Held(bytes) => bytes.as_ref(),
-                    _ => None,
-                };
-                let Some(target) = upstream_target(&parts, backend) else {
-                    return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
-                };
+            let sent = if let Some(held) = attempt_body.whole() {
                 let req = upstream::Request {
                     method: &parts.method,
-                    target: &target,
+                    target: target.as_str(),
                     headers: &parts.headers,
                     default_host: backend.authority.as_str(),
                     body: held,
@@ -134,6 +118,10 @@ impl Proxy {
                 };
                 let sent = tokio::time::timeout(response_timeout, upstream::send(to, req)).await;
                 sent.map(|r| r.map(Sent::Own).map_err(SendError::Own))
+            } else {
+                let upstream_req = upstream_request(&parts, backend, target, attempt_body);
+                let sent = tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await;
+                sent.map(|r| r.map(Sent::Hyper).map_err(SendError::Hyper))
             };
             let (failure, next) = match sent {
                 Ok(Ok(response)) => {
@@ -254,42 +242,41 @@ impl SendError {
     }
 }
 
-/// The origin-form target (path and query) of one attempt at `backend`; `None` when the joined
-/// path is not a valid URI path.
-fn upstream_target<'a>(parts: &'a Parts, backend: &Backend) -> Option<Cow<'a, str>> {
-    let pq = match parts.uri.path_and_query().map_or("/", PathAndQuery::as_str) {
+/// The origin-form target (path and query) of one attempt at `backend`, for either client;
+/// `None` when the joined path is not a valid URI path.
+fn upstream_target(parts: &Parts, backend: &Backend) -> Option<PathAndQuery> {
+    let pq = match parts.uri.path_and_query() {
         // `http://host?x=1` and an HTTP/2 `:path` of `?x=1` have an empty path: the
         // origin-form target is `/?x=1`.
-        pq if pq.starts_with('?') => Cow::Owned(format!("/{pq}")),
-        pq => Cow::Borrowed(pq),
+        Some(pq) if pq.as_str().starts_with('?') => PathAndQuery::try_from(format!("/{pq}")).ok()?,
+        // The common case: a cheap clone of what hyper parsed.
+        Some(pq) => pq.clone(),
+        None => PathAndQuery::from_static("/"),
     };
     if backend.config.url_path == "/" {
         return Some(pq);
     }
-    let joined = PathAndQuery::try_from(backend.upstream_path(&pq)).ok()?;
-    Some(Cow::Owned(joined.as_str().to_owned()))
+    PathAndQuery::try_from(backend.upstream_path(pq.as_str())).ok()
 }
 
 /// The request for one attempt at `backend` through hyper's client: the client's request,
-/// re-aimed; `None` when the joined path is not a valid URI path.
-fn upstream_request(parts: &Parts, backend: &Backend, body: UpstreamBody) -> Option<Request<UpstreamBody>> {
+/// re-aimed at `target`.
+fn upstream_request(
+    parts: &Parts,
+    backend: &Backend,
+    target: PathAndQuery,
+    body: UpstreamBody,
+) -> Request<UpstreamBody> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(backend.authority.clone());
-    uri.path_and_query = match parts.uri.path_and_query() {
-        // The common case: the path goes as it came, a cheap clone of what hyper parsed.
-        Some(pq) if backend.config.url_path == "/" => Some(pq.clone()),
-        pq => {
-            let path = pq.map_or("/", PathAndQuery::as_str);
-            Some(PathAndQuery::try_from(backend.upstream_path(path)).ok()?)
-        }
-    };
+    uri.path_and_query = Some(target);
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = parts.headers.clone();
-    Some(req)
+    req
 }
 
 fn bad_gateway(backend: &Backend, cause: &str) -> Response<Body> {
@@ -322,8 +309,6 @@ pub struct Stream {
     body: Incoming,
     /// Some attempt read from it: it cannot be sent again.
     started: bool,
-    /// The body was read to its end.
-    finished: bool,
     /// The last read found nothing yet: lb is waiting on the client.
     waiting: bool,
 }
@@ -345,12 +330,7 @@ impl RequestBody {
                 Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
             };
         }
-        Ok(RequestBody::Streamed(Arc::new(Mutex::new(Stream {
-            body,
-            started: false,
-            finished: false,
-            waiting: false,
-        }))))
+        Ok(RequestBody::Streamed(Arc::new(Mutex::new(Stream { body, started: false, waiting: false }))))
     }
 
     /// The body for the next attempt, or `None` if it is gone.
@@ -370,7 +350,7 @@ impl RequestBody {
         match self {
             RequestBody::Streamed(stream) => {
                 let stream = stream.lock().unwrap_or_else(|e| e.into_inner());
-                !stream.finished && stream.waiting
+                stream.waiting
             }
             RequestBody::Empty | RequestBody::Held(_) => false,
         }
@@ -390,6 +370,18 @@ pub enum UpstreamBody {
     Streamed(Arc<Mutex<Stream>>),
 }
 
+impl UpstreamBody {
+    /// The whole body, when lb holds it and its own client may send it (`Some(None)`: no
+    /// body); `None` for a body that streams or is too large for that client.
+    fn whole(&self) -> Option<Option<&Bytes>> {
+        match self {
+            UpstreamBody::Empty | UpstreamBody::Held(None) => Some(None),
+            UpstreamBody::Held(Some(bytes)) if bytes.len() <= upstream::MAX_BODY => Some(Some(bytes)),
+            UpstreamBody::Held(Some(_)) | UpstreamBody::Streamed(_) => None,
+        }
+    }
+}
+
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
     type Error = hyper::Error;
@@ -403,7 +395,6 @@ impl http_body::Body for UpstreamBody {
                 stream.started = true;
                 let polled = Pin::new(&mut stream.body).poll_frame(cx);
                 stream.waiting = polled.is_pending();
-                stream.finished |= matches!(polled, Poll::Ready(None));
                 polled
             }
         }

@@ -21,15 +21,9 @@ pub fn answer<B>(pool: &Pool, req: &Request<B>, client: IpAddr) -> Response<Body
         return no_backend(pool);
     };
     let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-    let location = if backend.config.url_path == "/" {
-        // The common case, in one allocation.
-        let mut location = String::with_capacity(backend.origin.len() + path.len());
-        location.push_str(&backend.origin);
-        location.push_str(path);
-        location
-    } else {
-        format!("{}{}", backend.origin, backend.upstream_path(path))
-    };
+    let mut location = String::with_capacity(backend.origin.len() + backend.config.url_path.len() + path.len() + 1);
+    location.push_str(&backend.origin);
+    backend.push_upstream_path(&mut location, path);
     let Ok(location) = HeaderValue::try_from(location) else {
         return crate::data_plane::answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
     };

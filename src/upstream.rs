@@ -30,10 +30,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::forwarded;
 
 /// Largest response head lb reads from a backend (about what hyper's client allows).
 const MAX_HEAD: usize = 400 * 1024;
@@ -308,8 +310,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Er
             headers.append(name, value);
         }
         let framing = framing(&headers, status, head_request)?;
-        let mut keep_alive =
-            !http10 && !has_token(&headers, &header::CONNECTION, "close") && framing != Framing::UntilClose;
+        let mut keep_alive = !http10
+            && !forwarded::tokens(&headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case("close"))
+            && framing != Framing::UntilClose;
         if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
             // The length is the chunked framing's, and lb may re-frame the body: the
             // Content-Length must not reach the client, and a backend that sends both is not
@@ -350,38 +353,28 @@ fn framing(headers: &HeaderMap, status: StatusCode, head_request: bool) -> Resul
     Ok(length.map_or(Framing::UntilClose, Framing::Length))
 }
 
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 fn respond(mut conn: Conn, head: Head) -> Response<ResponseBody> {
-    let state = match head.framing {
+    let body = match head.framing {
         // The whole body is often in the first read already: the connection goes back now.
         Framing::Length(n) if conn.read.len() as u64 >= n => {
-            let body = conn.read.split_to(n as usize).freeze();
-            let reusable = head.keep_alive && conn.read.is_empty();
-            if reusable {
+            let whole = conn.read.split_to(n as usize).freeze();
+            if head.keep_alive && conn.read.is_empty() {
                 checkin(conn);
             }
-            let mut response = Response::new(ResponseBody::whole(body));
-            *response.status_mut() = head.status;
-            *response.headers_mut() = head.headers;
-            return response;
+            ResponseBody::whole(whole)
         }
-        Framing::Length(n) => State::Length(n),
-        Framing::Chunked => State::Chunked(Chunk::Size),
-        Framing::UntilClose => State::UntilClose,
+        framing => {
+            let state = match framing {
+                Framing::Length(n) => State::Length(n),
+                Framing::Chunked => State::Chunked(Chunk::Size),
+                Framing::UntilClose => State::UntilClose,
+            };
+            ResponseBody { conn: Some(conn), state, keep_alive: head.keep_alive, whole: None }
+        }
     };
-    let body = ResponseBody { conn: Some(conn), state, keep_alive: head.keep_alive, whole: None };
     let mut response = Response::new(body);
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
-    *response.version_mut() = Version::HTTP_11;
     response
 }
 
