@@ -289,6 +289,17 @@ fn invalid_reason(result: Result<Response<ResponseBody>, Error>) -> &'static str
     }
 }
 
+/// A backend answering the requests on each connection with `responses`, one each, in order.
+async fn answering_in_order(responses: &'static [&'static [u8]]) -> Backend {
+    Backend::start(move |mut peer| async move {
+        for response in responses {
+            peer.request().await;
+            peer.send(response).await;
+        }
+    })
+    .await
+}
+
 // ---- Content-Length bodies ----
 
 #[tokio::test]
@@ -361,14 +372,11 @@ async fn content_length_body_of_one_mib_in_many_writes() {
 #[tokio::test]
 async fn repeated_equal_content_lengths_and_zero_length_bodies_are_fine() {
     bounded(async {
-        let backend = Backend::start(|mut peer| async move {
-            peer.request().await;
-            peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nhello").await;
-            peer.request().await;
-            peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-            peer.request().await;
-            peer.send(b"HTTP/1.1 201 Created\r\ncontent-length: 007\r\n\r\ncreated").await;
-        })
+        let backend = answering_in_order(&[
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 201 Created\r\ncontent-length: 007\r\n\r\ncreated",
+        ])
         .await;
         assert_eq!(get(backend.addr, "/1").await, (StatusCode::OK, Bytes::from_static(b"hello")));
         assert_eq!(get(backend.addr, "/2").await, (StatusCode::OK, Bytes::new()));
@@ -552,19 +560,24 @@ async fn transfer_encoding_other_than_chunked_reads_until_close() {
 
 // ---- responses without a body ----
 
+/// A backend answering `HEAD` with `head_response` and anything else with `ok`.
+async fn answering_head_with(head_response: &'static [u8]) -> Backend {
+    Backend::start(move |mut peer| async move {
+        while let Some(request) = peer.request().await {
+            if request.starts_with(b"HEAD ") {
+                peer.send(head_response).await;
+            } else {
+                peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn head_response_has_no_body_and_keeps_the_connection() {
     bounded(async {
-        let backend = Backend::start(|mut peer| async move {
-            while let Some(request) = peer.request().await {
-                if request.starts_with(b"HEAD ") {
-                    peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n").await;
-                } else {
-                    peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-                }
-            }
-        })
-        .await;
+        let backend = answering_head_with(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n").await;
         let response = send(backend.addr, Method::HEAD, "/").await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CONTENT_LENGTH], "100", "the length of what a GET would get");
@@ -573,16 +586,7 @@ async fn head_response_has_no_body_and_keeps_the_connection() {
         assert_eq!(get(backend.addr, "/").await.1, "ok");
 
         // A chunked HEAD response has no body either.
-        let chunked = Backend::start(|mut peer| async move {
-            while let Some(request) = peer.request().await {
-                if request.starts_with(b"HEAD ") {
-                    peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").await;
-                } else {
-                    peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-                }
-            }
-        })
-        .await;
+        let chunked = answering_head_with(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").await;
         let response = send(chunked.addr, Method::HEAD, "/").await.unwrap();
         assert_eq!(body(response).await.unwrap(), "");
         assert_eq!(get(chunked.addr, "/").await.1, "ok");
@@ -596,16 +600,12 @@ async fn head_response_has_no_body_and_keeps_the_connection() {
 #[tokio::test]
 async fn no_content_and_not_modified_have_no_body() {
     bounded(async {
-        let backend = Backend::start(|mut peer| async move {
-            peer.request().await;
-            peer.send(b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n").await;
-            peer.request().await;
-            peer.send(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"x\"\r\n\r\n").await;
-            peer.request().await;
-            peer.send(b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n").await;
-            peer.request().await;
-            peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast").await;
-        })
+        let backend = answering_in_order(&[
+            b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"x\"\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast",
+        ])
         .await;
         assert_eq!(get(backend.addr, "/204").await, (StatusCode::NO_CONTENT, Bytes::new()));
         assert_eq!(get(backend.addr, "/304").await, (StatusCode::NOT_MODIFIED, Bytes::new()));
