@@ -5,12 +5,15 @@
   benchlib.py idle PID PORT N                  RSS of PID while N keep-alive clients sit idle on PORT
   benchlib.py admin-latency ADMIN DATA PATTERN BACKEND_PORT TRIES
                                                time for an added backend to be live on the data port
+  benchlib.py cpu PID PID                      CPU time used so far (us) by each PID's process tree
+                                               (0: none), then by the whole machine
   benchlib.py progress NAME ROUND WRKRESULT    one progress line for a wrk run
   benchlib.py summarize RESULTS_TSV            the tables and ratios from the wrk runs
 """
 
 import http.client
 import json
+import os
 import select
 import socket
 import statistics
@@ -167,6 +170,43 @@ def admin_latency(admin_port, data_port, pattern, backend_port, tries, timeout=1
     print(json.dumps({"tries": tries, "ack_ms": acks, "live_ms": lives}))
 
 
+# ---- CPU accounting ----
+
+
+def cpu(pids):
+    """Microseconds of CPU (user + system) used so far by each pid with all its descendants, then by
+    the whole machine (all CPUs, every state but idle and iowait). Threads are part of their
+    process's counters; descendants are found through their parent pid."""
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    parent, used = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(entry)
+        parent[pid] = int(fields[1])
+        used[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+
+    def tree(root):
+        total, stack = 0, [root]
+        while stack:
+            pid = stack.pop()
+            total += used.get(pid, 0)
+            stack.extend(child for child, p in parent.items() if p == pid)
+        return total
+
+    out = [round(tree(pid) * tick_us) if pid > 0 else 0 for pid in pids]
+    with open("/proc/stat") as f:
+        times = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(times[:8]) - times[3] - times[4]  # user nice system idle iowait irq softirq steal
+    out.append(round(busy * tick_us))
+    print(" ".join(str(x) for x in out))
+
+
 # ---- summary ----
 
 PROXY = ["backend-direct", "nginx-proxy", "haproxy", "lb-proxy"]
@@ -200,6 +240,16 @@ def summarize(path):
             "first_bad": next((r["first_bad"] for r in rs if r["first_bad"]), 0),
             "each": [r["rps"] for r in rs],
         }
+        if all("cpu_all_us" in r for r in rs):
+            per = lambda key: statistics.median(r[key] / max(r["requests"], 1) for r in rs)
+            med[name]["cpu"] = {
+                "own": per("cpu_contender_us"),
+                "backend": per("cpu_backend_us"),
+                "rest": statistics.median(
+                    (r["cpu_all_us"] - r["cpu_contender_us"] - r["cpu_backend_us"]) / max(r["requests"], 1) for r in rs
+                ),
+                "all": per("cpu_all_us"),
+            }
 
     def table(title, names, expect):
         names = [n for n in names if n in med]
@@ -230,6 +280,29 @@ def summarize(path):
     ratio("lb-proxy", "haproxy")
     ratio("lb-redirect", "nginx-307")
     ratio("lb-proxy", "backend-direct")
+
+    costs = [n for n in PROXY + REDIRECT if "cpu" in med.get(n, {})]
+    if costs:
+        print("\nCPU per request, microseconds (median of rounds; from /proc, user + system)")
+        head = f"  {'contender':<16}{'itself':>9}{'backends':>10}{'wrk+rest':>10}{'machine':>9}"
+        print(head)
+        print("  " + "-" * (len(head) - 2))
+        for n in costs:
+            c = med[n]["cpu"]
+            own = "-" if n == "backend-direct" else f"{c['own']:.2f}"
+            print(f"  {n:<16}{own:>9}{c['backend']:>10.2f}{c['rest']:>10.2f}{c['all']:>9.2f}")
+        print("  (itself: the contender's processes; wrk+rest: everything else on the machine, mostly wrk."
+              " When wrk shares\n   the CPUs, req/s is about CPUs / machine, so the contender's own column is"
+              " what a faster proxy can shrink.)")
+
+        def cpu_ratio(a, b):
+            if "cpu" in med.get(a, {}) and "cpu" in med.get(b, {}):
+                print(f"  {a + ' / ' + b:<28} CPU per request {med[a]['cpu']['own'] / med[b]['cpu']['own']:6.2f}x"
+                      "   (lower is better for lb)")
+
+        cpu_ratio("lb-proxy", "nginx-proxy")
+        cpu_ratio("lb-proxy", "haproxy")
+        cpu_ratio("lb-redirect", "nginx-307")
     total_bad = sum(m["bad"] + m["sockerr"] for m in med.values())
     print(f"\nUnexpected statuses + socket errors over all runs: {total_bad}")
 
@@ -237,8 +310,9 @@ def summarize(path):
 def progress(name, rnd, line):
     f = {k: int(v) for k, v in (kv.split("=", 1) for kv in line.split()[1:])}
     rps = f["requests"] / (f["duration_us"] / 1e6)
+    own = f"   CPU {f['cpu_contender_us'] / max(f['requests'], 1):5.2f} us/req" if "cpu_contender_us" in f else ""
     print(f"#   round {rnd}  {name:<15}{rps:>9.0f} req/s   p50 {f['p50_us'] / 1000:6.2f} ms"
-          f"   p99 {f['p99_us'] / 1000:6.2f} ms   bad {f['bad']}")
+          f"   p99 {f['p99_us'] / 1000:6.2f} ms   bad {f['bad']}{own}")
 
 
 def main(argv):
@@ -249,6 +323,8 @@ def main(argv):
         idle(int(argv[2]), int(argv[3]), int(argv[4]))
     elif cmd == "admin-latency":
         admin_latency(int(argv[2]), int(argv[3]), argv[4], int(argv[5]), int(argv[6]))
+    elif cmd == "cpu":
+        cpu([int(p) for p in argv[2:]])
     elif cmd == "progress":
         progress(argv[2], argv[3], argv[4])
     elif cmd == "summarize":

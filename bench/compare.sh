@@ -199,9 +199,12 @@ wait_code() { # $1 url, $2 expected status, $3 what
 }
 
 start_nginx "$TMP/backend" backend
+BACKEND_PID=$!
 start_nginx "$TMP/nginx" nginx
+NGINX_PID=$!
 "$HAPROXY" -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.out" 2>&1 &
-PIDS+=($!)
+HAPROXY_PID=$!
+PIDS+=($HAPROXY_PID)
 LB_LOG=warn "$TMP/lb" --listen "$H:$P_LB" --admin "$H:$P_ADMIN" --data-dir "$TMP/lb-data" \
   --threads "$THREADS" >"$TMP/lb.out" 2>&1 &
 LB_PID=$!
@@ -247,6 +250,11 @@ declare -A URL=(
   [lb-proxy]=http://$H:$P_LB/ [nginx-307]=http://$H:$P_NGX307/ [lb-redirect]=http://$H:$P_LB/
 )
 declare -A EXPECT=([nginx-307]=307 [lb-redirect]=307)
+# Whose CPU is each contender's own (a process and its children; 0: the backends alone).
+declare -A OWN_PID=(
+  [backend-direct]=0 [nginx-proxy]=$NGINX_PID [haproxy]=$HAPROXY_PID
+  [lb-proxy]=$LB_PID [nginx-307]=$NGINX_PID [lb-redirect]=$LB_PID
+)
 LB_MODE=proxy
 
 prepare() { # put lb's pool `/` in the mode the contender needs
@@ -262,12 +270,16 @@ prepare() { # put lb's pool `/` in the mode the contender needs
 RESULTS=$TMP/results.tsv
 : >"$RESULTS"
 run_wrk() { # $1 contender, $2 seconds, $3 round (0 = warm-up, not recorded)
-  local name=$1 out=$TMP/wrk-$1-$3.txt line
+  local name=$1 out=$TMP/wrk-$1-$3.txt line before after
   prepare "$name"
+  read -r -a before < <(python3 "$LIB" cpu "${OWN_PID[$name]}" "$BACKEND_PID")
   WRK_EXPECT=${EXPECT[$name]:-2xx} WRK_COUNT=$WRK_COUNT timeout $(($2 + 30)) \
     wrk -t "$WRK_THREADS" -c "$CONNS" -d "${2}s" --timeout 5s -s "$LUA" "${URL[$name]}" >"$out" 2>&1 ||
     die "wrk against $name failed: $(tail -3 "$out")"
   line=$(grep '^WRKRESULT ' "$out") || die "no result line from wrk against $name: $(tail -3 "$out")"
+  read -r -a after < <(python3 "$LIB" cpu "${OWN_PID[$name]}" "$BACKEND_PID")
+  line+=" cpu_contender_us=$((after[0] - before[0])) cpu_backend_us=$((after[1] - before[1]))"
+  line+=" cpu_all_us=$((after[2] - before[2]))"
   if (($3 > 0)); then
     printf '%s\t%s\t%s\n' "$name" "$3" "$line" >>"$RESULTS"
     python3 "$LIB" progress "$name" "$3" "$line"
