@@ -144,7 +144,7 @@ impl DataPlane {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
+            .timer(crate::timer::HyperTimer)
             .header_read_timeout(self.limits.header_read_timeout)
             .max_buf_size(self.limits.max_header_bytes.max(8192));
         builder.http2().timer(TokioTimer::new()).max_header_list_size(self.limits.max_header_bytes as u32);

@@ -11,7 +11,8 @@
 //!   `consistent_hash`); [`retry`] decides when a failed attempt is tried on another.
 //! - [`data_plane`]: the accept loop and per-request dispatch; [`proxy`] and [`redirect`] are
 //!   the two modes, [`forwarded`] owns the headers that cross the proxy, [`body`] the response
-//!   body type; [`upstream`] is lb's own HTTP/1.1 client to backends.
+//!   body type; [`upstream`] is lb's own HTTP/1.1 client to backends, [`timer`] the request
+//!   path's deadlines.
 //! - [`control`]: the only writer: store first, then a new routing snapshot.
 //! - [`store`]: sled trees and the record codec; schema migrations live in `lb-migrations`.
 //! - [`health`]: health checks.
@@ -32,4 +33,5 @@ pub mod retry;
 pub mod routing;
 pub mod selection;
 pub mod store;
+pub mod timer;
 pub mod upstream;

@@ -31,6 +31,7 @@ use crate::data_plane::{answer, no_backend, Peer};
 use crate::forwarded;
 use crate::pool::{Backend, InflightGuard, Pool, Timeouts};
 use crate::retry::{self, Failure, Tried};
+use crate::timer;
 use crate::upstream;
 
 type Client = hyper_util::client::legacy::Client<HttpConnector, UpstreamBody>;
@@ -116,11 +117,11 @@ impl Proxy {
                     connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
                     idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
                 };
-                let sent = tokio::time::timeout(response_timeout, upstream::send(to, req)).await;
+                let sent = timer::timeout(response_timeout, upstream::send(to, req)).await;
                 sent.map(|r| r.map(Sent::Own).map_err(SendError::Own))
             } else {
                 let upstream_req = upstream_request(&parts, backend, target, attempt_body);
-                let sent = tokio::time::timeout(response_timeout, send(&config.timeouts, upstream_req)).await;
+                let sent = timer::timeout(response_timeout, send(&config.timeouts, upstream_req)).await;
                 sent.map(|r| r.map(Sent::Hyper).map_err(SendError::Hyper))
             };
             let (failure, next) = match sent {
@@ -323,7 +324,7 @@ impl RequestBody {
         }
         let small = body.size_hint().exact().is_some_and(|n| n <= limit);
         if small {
-            let read = tokio::time::timeout(Duration::from_millis(read_timeout_ms), body.collect()).await;
+            let read = timer::timeout(Duration::from_millis(read_timeout_ms), body.collect()).await;
             return match read {
                 Ok(Ok(collected)) => Ok(RequestBody::Held(collected.to_bytes())),
                 Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
