@@ -12,6 +12,19 @@ pub static X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The names of [`hop_by_hop`], as a `Connection` header may list them.
+const HOP_BY_HOP_NAMES: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1, and Go's list).
 fn hop_by_hop() -> [&'static HeaderName; 9] {
     [
@@ -27,28 +40,66 @@ fn hop_by_hop() -> [&'static HeaderName; 9] {
     ]
 }
 
+/// The index of `name` in [`hop_by_hop`], if it is one. Names are told apart by length first,
+/// so most names cost one comparison.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let candidates: &[usize] = match name.as_str().len() {
+        10 => &[0, 2], // connection, keep-alive
+        16 => &[1],    // proxy-connection
+        18 => &[3],    // proxy-authenticate
+        19 => &[4],    // proxy-authorization
+        2 => &[5],     // te
+        7 => &[6, 8],  // trailer, upgrade
+        17 => &[7],    // transfer-encoding
+        _ => return None,
+    };
+    let list = hop_by_hop();
+    candidates.iter().copied().find(|&i| list[i] == name)
+}
+
 /// Removes hop-by-hop headers, and those the `Connection` header names.
+///
+/// Most messages carry one hop-by-hop header (`Connection: keep-alive`) or none: one pass over
+/// the names finds which are there, and only those are removed, instead of a hashed lookup of
+/// each of the nine (that was 9% of lb's instructions per proxied request).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages have none: one pass over the names is cheaper than hashing each of them.
-    if !headers.keys().any(|name| hop_by_hop().contains(&name)) {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
+    // `Connection` is first in the list. Its usual tokens (`keep-alive`, `close`, `upgrade`)
+    // name nothing else to remove; any other token names a header.
+    if present & 1 != 0 {
         let named: Vec<HeaderName> = tokens(headers, &header::CONNECTION)
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !HOP_BY_HOP_NAMES.iter().any(|h| t.eq_ignore_ascii_case(h)))
             .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in hop_by_hop() {
-        headers.remove(name);
+    for (i, name) in hop_by_hop().into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
-/// The comma-separated tokens of every `name` header (`Connection: keep-alive, X-A`), trimmed.
+/// The comma-separated tokens of every `name` header (`Connection: keep-alive, X-A`), without
+/// the spaces and tabs around them; empty list elements are skipped.
 pub fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
-    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',']))
+        .map(|t| t.trim_matches(|c| c == ' ' || c == '\t'))
+        .filter(|t| !t.is_empty())
 }
 
 fn via(version: Version) -> HeaderValue {
@@ -150,6 +201,42 @@ mod tests {
         let mut h = headers(&[("host", "a.com")]);
         request(&mut h, Version::HTTP_11, &HeaderValue::from_static("::1"), None);
         assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["::1"]);
+    }
+
+    #[test]
+    fn connection_tokens_remove_the_headers_they_name_wherever_they_are() {
+        let mut h = headers(&[
+            ("x-before", "1"),
+            ("connection", "close"),
+            ("connection", "X-Before, keep-alive,upgrade , x-after"),
+            ("x-after", "2"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn the_names_match_the_list() {
+        let names: Vec<&str> = hop_by_hop().iter().map(|h| h.as_str()).collect();
+        assert_eq!(names, HOP_BY_HOP_NAMES);
+        for (i, name) in hop_by_hop().into_iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i));
+        }
+        for other in ["host", "x-forwarded-for", "content-length", "connectionx", "tf", "upgrade1"] {
+            assert_eq!(hop_by_hop_index(&HeaderName::from_static(other)), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_removed() {
+        for name in hop_by_hop() {
+            let mut h = headers(&[(name.as_str(), "x"), (name.as_str(), "y"), ("x-kept", "yes")]);
+            remove_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name}: {h:?}");
+        }
     }
 
     #[test]
