@@ -141,6 +141,8 @@ impl DataPlane {
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) {
+        // This worker's connections keep their per-request deadlines on its own wheel.
+        crate::timer::install();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

@@ -72,11 +72,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
-    // `Connection` is first in the list. Its usual tokens (`keep-alive`, `close`, `upgrade`)
-    // name nothing else to remove; any other token names a header.
+    // `Connection` is first in the list. Tokens that are hop-by-hop names themselves
+    // (`keep-alive`, `upgrade`) go with the list below; any other token names a header.
     if present & 1 != 0 {
         let named: Vec<HeaderName> = tokens(headers, &header::CONNECTION)
-            .filter(|t| !t.eq_ignore_ascii_case("close") && !HOP_BY_HOP_NAMES.iter().any(|h| t.eq_ignore_ascii_case(h)))
+            .filter(|t| !HOP_BY_HOP_NAMES.iter().any(|h| t.eq_ignore_ascii_case(h)))
             .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {

@@ -6,12 +6,12 @@
 //! the runtime handle and two trips through its driver's lock (arm, then cancel): about 5% of
 //! lb's CPU per proxied request, measured by removing both.
 //!
-//! Here a deadline armed on a current-thread runtime (each data-plane worker's) is a slot in
-//! that thread's slab: arming and cancelling take no lock and no atomic operation. One sweeper
-//! task per thread wakes the expired ones every [`TICK`], and only scans when the earliest
-//! deadline it knows of has passed. A deadline fires no earlier than asked and at most about
-//! one `TICK` later. On any other runtime (a multi-threaded one, in tests say) it is a tokio
-//! sleep.
+//! Here a deadline armed on a data-plane worker (a thread that called [`install`] on its
+//! current-thread runtime) is a slot in that thread's slab: arming and cancelling take no lock
+//! and no atomic operation. One sweeper task per worker wakes the expired ones every [`TICK`],
+//! and only scans when the earliest deadline it knows of has passed. A deadline fires no
+//! earlier than asked and at most about one `TICK` later. Anywhere else (other threads, other
+//! runtimes, tests) it is a tokio sleep.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -93,12 +93,10 @@ impl Deadline {
 
     fn disarm(&mut self) {
         if let State::Armed { wheel, index, generation } = self.state {
-            // During thread exit the wheel may already be gone, and with it the slot.
-            let _ = WHEEL.try_with(|w| {
-                if let Some(w) = w.borrow_mut().as_mut().filter(|w| w.id == wheel) {
-                    w.release(index, generation);
-                }
-            });
+            // During thread exit the wheel may already be gone, and with it the slot. The waker
+            // is dropped after the borrow ends.
+            let _waker =
+                WHEEL.try_with(|w| w.borrow_mut().as_mut().filter(|w| w.id == wheel)?.release(index, generation));
             self.state = State::Unarmed;
         }
     }
@@ -115,35 +113,46 @@ impl Future for Deadline {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        match &mut this.state {
-            State::Expired => return Poll::Ready(()),
-            State::Tokio(sleep) => return sleep.as_mut().poll(cx),
-            State::Unarmed => {
-                this.state = match wheel_id() {
-                    Some(_) => WHEEL
-                        .with(|w| w.borrow_mut().as_mut().map(|w| w.arm(this.at, cx.waker())))
-                        .unwrap_or(State::Expired),
-                    None => State::Tokio(Box::pin(tokio::time::sleep_until(this.at.into()))),
-                };
-                if let State::Tokio(sleep) = &mut this.state {
-                    return sleep.as_mut().poll(cx);
+        loop {
+            match &mut this.state {
+                State::Expired => return Poll::Ready(()),
+                State::Tokio(sleep) => return sleep.as_mut().poll(cx),
+                State::Unarmed => {
+                    let armed = WHEEL.with(|w| w.borrow_mut().as_mut().map(|w| w.arm(this.at, cx.waker())));
+                    match armed {
+                        Some((state, sweeper)) => {
+                            this.state = state;
+                            // Woken after the borrow: a waker may run code that looks at the wheel.
+                            if let Some(sweeper) = sweeper {
+                                sweeper.wake();
+                            }
+                            return Poll::Pending;
+                        }
+                        None => this.state = State::Tokio(Box::pin(tokio::time::sleep_until(this.at.into()))),
+                    }
                 }
-                return Poll::Pending;
+                State::Armed { wheel, index, generation } => {
+                    let (wheel, index, generation) = (*wheel, *index, *generation);
+                    let polled = WHEEL.with(|w| {
+                        let mut w = w.borrow_mut();
+                        let w = w.as_mut().filter(|w| w.id == wheel)?;
+                        Some(w.poll(index, generation, cx.waker()))
+                    });
+                    match polled {
+                        Some((expired, _replaced_waker)) => {
+                            if expired {
+                                this.state = State::Expired;
+                                return Poll::Ready(());
+                            }
+                            return Poll::Pending;
+                        }
+                        // Polled where its wheel is not (the wheel's runtime has shut down):
+                        // armed again, here, for the same instant.
+                        None => this.state = State::Unarmed,
+                    }
+                }
             }
-            State::Armed { .. } => {}
         }
-        let State::Armed { wheel, index, generation } = this.state else { unreachable!() };
-        let expired = WHEEL.with(|w| match w.borrow_mut().as_mut().filter(|w| w.id == wheel) {
-            Some(w) => w.poll(index, generation, cx.waker()),
-            // The runtime this deadline was armed on is gone: nothing will wake it any more,
-            // and waiting forever is worse than expiring.
-            None => true,
-        });
-        if expired {
-            this.state = State::Expired;
-            return Poll::Ready(());
-        }
-        Poll::Pending
     }
 }
 
@@ -201,7 +210,8 @@ struct Wheel {
 }
 
 impl Wheel {
-    fn arm(&mut self, at: Instant, waker: &Waker) -> State {
+    /// Arms a slot; also returns the sweeper's waker when it must wake (nothing was armed).
+    fn arm(&mut self, at: Instant, waker: &Waker) -> (State, Option<Waker>) {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -214,48 +224,46 @@ impl Wheel {
         slot.at = at;
         slot.waker = Some(waker.clone());
         slot.state = SlotState::Armed;
+        let state = State::Armed { wheel: self.id, index, generation: slot.generation };
         self.next_due = self.next_due.min(at);
         self.armed += 1;
-        if self.armed == 1 {
-            if let Some(sweeper) = self.sweeper.take() {
-                sweeper.wake();
-            }
-        }
-        State::Armed { wheel: self.id, index, generation: slot.generation }
+        let sweeper = if self.armed == 1 { self.sweeper.take() } else { None };
+        (state, sweeper)
     }
 
-    /// Has the deadline in this slot expired? If not, `waker` is the one to wake.
-    fn poll(&mut self, index: u32, generation: u32, waker: &Waker) -> bool {
+    /// Has the deadline in this slot expired? If not, `waker` is the one to wake. Also returns
+    /// a waker it replaced, for the caller to drop once the wheel is no longer borrowed.
+    fn poll(&mut self, index: u32, generation: u32, waker: &Waker) -> (bool, Option<Waker>) {
         let slot = &mut self.slots[index as usize];
         if slot.generation != generation {
-            return true;
+            return (true, None);
         }
         match slot.state {
             SlotState::Armed => {
-                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                    slot.waker = Some(waker.clone());
-                }
-                false
+                let replaced = match &slot.waker {
+                    Some(w) if w.will_wake(waker) => None,
+                    _ => slot.waker.replace(waker.clone()),
+                };
+                (false, replaced)
             }
-            SlotState::Expired | SlotState::Free => {
-                self.release(index, generation);
-                true
-            }
+            SlotState::Expired | SlotState::Free => (true, self.release(index, generation)),
         }
     }
 
-    fn release(&mut self, index: u32, generation: u32) {
+    /// Frees the slot; returns its waker, for the caller to drop once the wheel is no longer
+    /// borrowed.
+    fn release(&mut self, index: u32, generation: u32) -> Option<Waker> {
         let slot = &mut self.slots[index as usize];
         if slot.generation != generation || slot.state == SlotState::Free {
-            return;
+            return None;
         }
         if slot.state == SlotState::Armed {
             self.armed -= 1;
         }
         slot.state = SlotState::Free;
-        slot.waker = None;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(index);
+        slot.waker.take()
     }
 
     /// Marks every armed deadline up to `now` expired; returns the wakers to wake.
@@ -281,45 +289,58 @@ impl Wheel {
 }
 
 thread_local! {
-    /// This thread's wheel, while a current-thread runtime runs its sweeper here.
+    /// This thread's wheel, from [`install`] until its runtime shuts down.
     static WHEEL: RefCell<Option<Wheel>> = const { RefCell::new(None) };
 }
 
 static WHEEL_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// This thread's wheel, started (with its sweeper on the current runtime) on first use; `None`
-/// off a current-thread runtime.
-fn wheel_id() -> Option<u64> {
-    if let Some(id) = WHEEL.with(|w| w.borrow().as_ref().map(|w| w.id)) {
-        return Some(id);
-    }
-    let runtime = tokio::runtime::Handle::try_current().ok()?;
+/// Gives this thread a wheel, swept by a task on the current runtime, for the deadlines armed on
+/// it from now on; a data-plane worker calls it once, on its current-thread runtime (with time
+/// enabled), and the wheel goes when that runtime shuts down. Elsewhere (a multi-threaded
+/// runtime, whose tasks move between threads) it does nothing, and deadlines are tokio sleeps.
+pub fn install() {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
-        return None;
+        return;
     }
     let id = WHEEL_IDS.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     let wheel = Wheel { id, slots: Vec::new(), free: Vec::new(), armed: 0, next_due: now + FAR, sweeper: None };
-    WHEEL.with(|w| *w.borrow_mut() = Some(wheel));
+    // A wheel installed before on this thread is replaced: its sweeper stops, and its deadlines
+    // are armed again here when next polled.
+    let replaced = WHEEL.with(|w| w.borrow_mut().replace(wheel));
+    replaced.into_iter().flat_map(Wheel::into_wakers).for_each(Waker::wake);
     runtime.spawn(sweep(Guard(id)));
-    Some(id)
 }
 
-/// Expires this thread's deadlines as they pass, every [`TICK`] while any is armed.
+impl Wheel {
+    /// Takes every waker out, expiring what was armed.
+    fn into_wakers(mut self) -> Vec<Waker> {
+        self.slots.iter_mut().filter_map(|slot| slot.waker.take()).collect()
+    }
+}
+
+/// Expires this thread's deadlines as they pass, every [`TICK`] while any is armed; ends when
+/// its wheel is gone.
 async fn sweep(guard: Guard) {
     let mut woken = Vec::new();
     loop {
         // Parked while nothing is armed: an idle worker does not tick.
-        std::future::poll_fn(|cx| {
+        let mine = std::future::poll_fn(|cx| {
             WHEEL.with(|w| match w.borrow_mut().as_mut().filter(|w| w.id == guard.0) {
                 Some(w) if w.armed == 0 => {
                     w.sweeper = Some(cx.waker().clone());
                     Poll::Pending
                 }
-                _ => Poll::Ready(()),
+                Some(_) => Poll::Ready(true),
+                None => Poll::Ready(false),
             })
         })
         .await;
+        if !mine {
+            return;
+        }
         tokio::time::sleep(TICK).await;
         let now = Instant::now();
         WHEEL.with(|w| {
@@ -332,22 +353,24 @@ async fn sweep(guard: Guard) {
     }
 }
 
-/// Dropped with the sweeper when its runtime shuts down: the wheel goes with it, and the
-/// deadlines still armed on it expire when next polled.
+/// Dropped with the sweeper when its runtime shuts down (or the sweeper fails): the wheel goes
+/// with it. The deadlines still armed on it are woken, and armed again elsewhere when next
+/// polled, rather than left waiting for a sweep that will not come.
 struct Guard(u64);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = WHEEL.try_with(|w| {
+        let gone = WHEEL.try_with(|w| {
             let mut w = w.borrow_mut();
             if w.as_ref().is_some_and(|w| w.id == self.0) {
-                // Taken out before the wakers in it drop: dropping one may drop a deadline,
-                // which looks at the wheel.
-                let gone = w.take();
-                drop(w);
-                drop(gone);
+                w.take()
+            } else {
+                None
             }
         });
+        if let Ok(Some(gone)) = gone {
+            gone.into_wakers().into_iter().for_each(Waker::wake);
+        }
     }
 }
 
@@ -355,30 +378,44 @@ impl Drop for Guard {
 mod tests {
     use super::*;
 
-    fn current_thread() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    /// Runs `test` as a data-plane worker runs: a current-thread runtime with a wheel.
+    fn on_worker<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            install();
+            test().await
+        });
     }
 
     fn armed() -> usize {
         WHEEL.with(|w| w.borrow().as_ref().map_or(0, |w| w.armed))
     }
 
+    fn installed() -> bool {
+        WHEEL.with(|w| w.borrow().is_some())
+    }
+
+    /// Polls once; true if pending.
+    async fn pending(d: &mut Deadline) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *d).poll(cx).is_pending())).await
+    }
+
     #[test]
     fn a_deadline_never_fires_early() {
-        current_thread().block_on(async {
+        on_worker(|| async {
+            assert!(installed());
             for ms in [0, 1, 15, 40] {
                 let start = Instant::now();
                 Deadline::after(Duration::from_millis(ms)).await;
                 assert!(start.elapsed() >= Duration::from_millis(ms), "{ms} ms fired after {:?}", start.elapsed());
             }
-            assert!(wheel_id().is_some(), "a current-thread runtime uses the wheel");
             assert_eq!(armed(), 0);
         });
     }
 
     #[test]
     fn timeout_gives_the_output_or_elapsed() {
-        current_thread().block_on(async {
+        on_worker(|| async {
             assert_eq!(timeout(Duration::from_secs(30), async { 7 }).await, Ok(7));
             let never = std::future::pending::<()>();
             assert_eq!(timeout(Duration::from_millis(20), never).await, Err(Elapsed));
@@ -390,12 +427,11 @@ mod tests {
 
     #[test]
     fn cancelled_deadlines_free_their_slots_for_reuse() {
-        current_thread().block_on(async {
+        on_worker(|| async {
             for _ in 0..3 {
                 let mut many: Vec<Deadline> = (0..100).map(|_| Deadline::after(Duration::from_secs(60))).collect();
                 for d in &mut many {
-                    let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *d).poll(cx))).await;
-                    assert!(polled.is_pending());
+                    assert!(pending(d).await);
                 }
                 assert_eq!(armed(), 100);
                 drop(many);
@@ -408,24 +444,23 @@ mod tests {
 
     #[test]
     fn many_deadlines_each_fire_once_at_their_time() {
-        current_thread().block_on(async {
+        on_worker(|| async {
             let start = Instant::now();
             let waits = (0..200u64).map(|i| async move {
                 let ms = i % 50;
                 Deadline::after(Duration::from_millis(ms)).await;
                 assert!(start.elapsed() >= Duration::from_millis(ms));
             });
-            futures_join_all(waits).await;
+            join_all(waits).await;
             assert_eq!(armed(), 0);
         });
     }
 
     #[test]
     fn reset_moves_an_armed_deadline() {
-        current_thread().block_on(async {
+        on_worker(|| async {
             let mut d = Deadline::after(Duration::from_secs(60));
-            let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut d).poll(cx))).await;
-            assert!(polled.is_pending());
+            assert!(pending(&mut d).await);
             let start = Instant::now();
             d.reset(start + Duration::from_millis(20));
             assert_eq!(armed(), 0, "reset disarms until the next poll");
@@ -440,7 +475,7 @@ mod tests {
     #[test]
     fn hyper_timer_resets_in_place() {
         use hyper::rt::Timer;
-        current_thread().block_on(async {
+        on_worker(|| async {
             let timer = HyperTimer;
             let mut sleep = timer.sleep(Duration::from_secs(60));
             let start = Instant::now();
@@ -452,35 +487,78 @@ mod tests {
     }
 
     #[test]
-    fn off_a_current_thread_runtime_it_is_a_tokio_sleep() {
+    fn without_a_wheel_it_is_a_tokio_sleep() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         runtime.block_on(async {
-            assert!(wheel_id().is_none());
+            install();
+            assert!(!installed(), "a multi-threaded runtime gets no wheel");
             let start = Instant::now();
             assert_eq!(timeout(Duration::from_millis(20), std::future::pending::<()>()).await, Err(Elapsed));
             assert!(start.elapsed() >= Duration::from_millis(20));
         });
-    }
-
-    #[test]
-    fn a_deadline_armed_on_a_runtime_that_is_gone_expires_instead_of_hanging() {
-        let mut d = Deadline::after(Duration::from_secs(3600));
-        {
-            let first = current_thread();
-            first.block_on(async {
-                let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut d).poll(cx))).await;
-                assert!(polled.is_pending());
-            });
-        }
-        WHEEL.with(|w| assert!(w.borrow().is_none(), "the wheel went with its runtime"));
-        current_thread().block_on(async {
-            let done = timeout(Duration::from_secs(30), &mut d).await;
-            assert_eq!(done, Ok(()));
+        let plain = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        plain.block_on(async {
+            assert!(!installed(), "only a worker that installs one has a wheel");
+            assert_eq!(timeout(Duration::from_millis(5), std::future::pending::<()>()).await, Err(Elapsed));
         });
     }
 
+    #[test]
+    fn a_deadline_whose_runtime_is_gone_fires_at_its_time_elsewhere() {
+        let start = Instant::now();
+        let mut d = Deadline::after(Duration::from_millis(60));
+        on_worker(|| async {
+            assert!(pending(&mut d).await);
+        });
+        assert!(!installed(), "the wheel went with its runtime");
+        let plain = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        plain.block_on(async {
+            assert_eq!(timeout(Duration::from_secs(30), &mut d).await, Ok(()), "it does not hang");
+        });
+        assert!(start.elapsed() >= Duration::from_millis(60), "nor fire early: {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_deadline_polled_on_another_thread_is_not_early() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let owner = std::thread::spawn(move || {
+            on_worker(|| async move {
+                let mut d = Deadline::after(Duration::from_secs(3600));
+                assert!(pending(&mut d).await);
+                tx.send(d).unwrap();
+                // Keeps this wheel (and its runtime) alive while the other thread polls.
+                tokio::task::spawn_blocking(move || done_rx.recv()).await.unwrap().ok();
+            })
+        });
+        let mut d = rx.recv().unwrap();
+        on_worker(|| async {
+            let early = tokio::time::timeout(Duration::from_millis(100), &mut d).await;
+            assert!(early.is_err(), "an hour-long deadline fired on another thread");
+        });
+        done_tx.send(()).unwrap();
+        owner.join().unwrap();
+    }
+
+    #[test]
+    fn a_runtime_without_time_fails_loudly_instead_of_hanging() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = std::panic::catch_unwind(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+                runtime.block_on(async {
+                    install();
+                    timeout(Duration::from_millis(20), std::future::pending::<()>()).await
+                })
+            });
+            let _ = tx.send(outcome.is_err());
+        });
+        let panicked = rx.recv_timeout(Duration::from_secs(30)).expect("no hang");
+        assert!(panicked, "tokio's own panic about timers being disabled");
+    }
+
     /// Runs the futures concurrently on this task (no extra crate for `join_all`).
-    async fn futures_join_all<F: Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    async fn join_all<F: Future<Output = ()>>(futures: impl Iterator<Item = F>) {
         let mut futures: Vec<Pin<Box<F>>> = futures.map(Box::pin).collect();
         std::future::poll_fn(|cx| {
             futures.retain_mut(|f| f.as_mut().poll(cx).is_pending());

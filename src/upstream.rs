@@ -696,7 +696,9 @@ impl std::hash::Hasher for AddrHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The product's high bits are its well-mixed ones; the table indexes buckets by the low
+        // bits (rustc-hash 2 rotates the same way).
+        self.0.rotate_left(26)
     }
 }
 
@@ -811,6 +813,23 @@ impl Drop for SweeperGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backend_addresses_spread_over_the_low_bits_of_their_hash() {
+        use std::hash::BuildHasher;
+        let hasher = AddrHash::default();
+        let mut buckets = std::collections::HashSet::new();
+        for i in 0..=255u8 {
+            let addr = SocketAddr::from(([10, 0, 0, i], 8080));
+            buckets.insert(hasher.hash_one(addr) & 1023);
+        }
+        assert!(buckets.len() > 200, "256 addresses of a /24 in {} of 1024 buckets", buckets.len());
+        let mut ports = std::collections::HashSet::new();
+        for port in 8000..8256u16 {
+            ports.insert(hasher.hash_one(SocketAddr::from(([127, 0, 0, 1], port))) & 1023);
+        }
+        assert!(ports.len() > 200, "256 ports of one host in {} of 1024 buckets", ports.len());
+    }
 
     fn head(text: &str, head_request: bool) -> Result<Option<Head>, Error> {
         parse_head(&mut BytesMut::from(text), head_request)
