@@ -8,10 +8,10 @@
 //!
 //! Here a deadline armed on a data-plane worker (a thread that called [`install`] on its
 //! current-thread runtime) is a slot in that thread's slab: arming and cancelling take no lock
-//! and no atomic operation. One sweeper task per worker wakes the expired ones every [`TICK`],
-//! and only scans when the earliest deadline it knows of has passed. A deadline fires no
-//! earlier than asked and at most about one `TICK` later. Anywhere else (other threads, other
-//! runtimes, tests) it is a tokio sleep.
+//! and no atomic operation. One sweeper task per worker wakes the expired ones, sleeping until
+//! the earliest deadline it knows of and sweeping at most once per [`TICK`]. A deadline fires
+//! no earlier than asked and at most about one `TICK` later. Anywhere else (other threads,
+//! other runtimes, tests) it is a tokio sleep.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// How often a thread's sweeper looks for expired deadlines, while any is armed.
+/// The least time between two sweeps of a thread's deadlines, and so about how late a deadline
+/// may fire.
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// A deadline too far away to represent is as good as never.
@@ -210,7 +211,8 @@ struct Wheel {
 }
 
 impl Wheel {
-    /// Arms a slot; also returns the sweeper's waker when it must wake (nothing was armed).
+    /// Arms a slot; also returns the sweeper's waker when it must wake (nothing was armed, or
+    /// this deadline is earlier than any it knows of).
     fn arm(&mut self, at: Instant, waker: &Waker) -> (State, Option<Waker>) {
         let index = match self.free.pop() {
             Some(index) => index,
@@ -225,10 +227,12 @@ impl Wheel {
         slot.waker = Some(waker.clone());
         slot.state = SlotState::Armed;
         let state = State::Armed { wheel: self.id, index, generation: slot.generation };
-        self.next_due = self.next_due.min(at);
+        // The sweeper is parked (nothing was armed) or sleeping until a later deadline: it
+        // must plan again.
+        let wake = self.armed == 0 || at < self.next_due;
+        self.next_due = if self.armed == 0 { at } else { self.next_due.min(at) };
         self.armed += 1;
-        let sweeper = if self.armed == 1 { self.sweeper.take() } else { None };
-        (state, sweeper)
+        (state, if wake { self.sweeper.take() } else { None })
     }
 
     /// Has the deadline in this slot expired? If not, `waker` is the one to wake. Also returns
@@ -321,28 +325,51 @@ impl Wheel {
     }
 }
 
-/// Expires this thread's deadlines as they pass, every [`TICK`] while any is armed; ends when
-/// its wheel is gone.
+/// Expires this thread's deadlines as they pass; ends when its wheel is gone.
+///
+/// It sleeps until the earliest deadline it knows of (woken sooner when an earlier one is
+/// armed), and sweeps at most once per [`TICK`]: under steady load, where the earliest deadline
+/// is cancelled and replaced long before it is due, that is one wasted sweep per timeout period
+/// instead of a wake-up every tick; with nothing armed it does not wake at all.
 async fn sweep(guard: Guard) {
     let mut woken = Vec::new();
+    let mut last_sweep = Instant::now();
     loop {
-        // Parked while nothing is armed: an idle worker does not tick.
-        let mine = std::future::poll_fn(|cx| {
+        // Parked while nothing is armed; then, the earliest deadline armed.
+        let due = std::future::poll_fn(|cx| {
             WHEEL.with(|w| match w.borrow_mut().as_mut().filter(|w| w.id == guard.0) {
                 Some(w) if w.armed == 0 => {
                     w.sweeper = Some(cx.waker().clone());
                     Poll::Pending
                 }
-                Some(_) => Poll::Ready(true),
-                None => Poll::Ready(false),
+                Some(w) => Poll::Ready(Some(w.next_due)),
+                None => Poll::Ready(None),
             })
         })
         .await;
-        if !mine {
-            return;
+        let Some(due) = due else { return };
+        let until = due.max(last_sweep + TICK);
+        let mut sleep = std::pin::pin!(tokio::time::sleep_until(until.into()));
+        let slept = std::future::poll_fn(|cx| {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            WHEEL.with(|w| match w.borrow_mut().as_mut().filter(|w| w.id == guard.0) {
+                // Still the plan: wait, to be woken by the timer or by an earlier deadline.
+                Some(w) if w.armed > 0 && w.next_due >= due => {
+                    w.sweeper = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+                // An earlier deadline, nothing armed any more, or the wheel gone: plan again.
+                _ => Poll::Ready(false),
+            })
+        })
+        .await;
+        if !slept {
+            continue;
         }
-        tokio::time::sleep(TICK).await;
         let now = Instant::now();
+        last_sweep = now;
         WHEEL.with(|w| {
             if let Some(w) = w.borrow_mut().as_mut().filter(|w| w.id == guard.0) {
                 w.expire(now, &mut woken);
@@ -453,6 +480,29 @@ mod tests {
             });
             join_all(waits).await;
             assert_eq!(armed(), 0);
+        });
+    }
+
+    #[test]
+    fn an_earlier_deadline_wakes_a_sweeper_sleeping_for_a_later_one() {
+        on_worker(|| async {
+            let mut late = Deadline::after(Duration::from_secs(3600));
+            assert!(pending(&mut late).await);
+            // Let the sweeper go to sleep until the hour is up.
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let start = Instant::now();
+            let soon = timeout(Duration::from_millis(30), std::future::pending::<()>());
+            let fired = tokio::time::timeout(Duration::from_secs(30), soon).await;
+            assert_eq!(fired, Ok(Err(Elapsed)), "the 30 ms deadline fired, well before the hour");
+            assert!(start.elapsed() >= Duration::from_millis(30));
+            assert!(pending(&mut late).await, "and the hour is still pending");
+            drop(late);
+            assert_eq!(armed(), 0);
+            // Armed again after everything was cancelled: the sweeper parked, and wakes.
+            let start = Instant::now();
+            Deadline::after(Duration::from_millis(15)).await;
+            assert!(start.elapsed() >= Duration::from_millis(15));
         });
     }
 
