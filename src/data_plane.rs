@@ -141,8 +141,10 @@ impl DataPlane {
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) {
-        // This worker's connections keep their per-request deadlines on its own wheel.
+        // This worker's connections keep their per-request deadlines on its own wheel, and its
+        // idle connections to backends in its own pool.
         crate::timer::install();
+        crate::upstream::install();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

@@ -637,20 +637,19 @@ struct Idle {
     expires: Instant,
 }
 
-/// Whether this thread pools connections: only on a single-threaded runtime, where every
-/// connection it opens stays on this thread, and only while that runtime runs.
+/// Whether this thread pools connections: only a data-plane worker does (see [`install`]),
+/// while its runtime runs.
 #[derive(Clone, Copy, PartialEq)]
 enum Pooling {
-    Unknown,
-    /// A current-thread runtime with this thread's sweeper running; the time of its last sweep,
-    /// so that idle deadlines need no clock read per request.
-    Yes(Instant),
     No,
+    /// The worker's sweeper is running; the time of its last sweep, so that idle deadlines need
+    /// no clock read per request.
+    Yes(Instant),
 }
 
 thread_local! {
     static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>, AddrHash>> = RefCell::new(HashMap::default());
-    static POOLING: Cell<Pooling> = const { Cell::new(Pooling::Unknown) };
+    static POOLING: Cell<Pooling> = const { Cell::new(Pooling::No) };
 }
 
 /// Hashes backend addresses for the idle pool. They come from the admin, not from clients, so
@@ -704,21 +703,26 @@ impl std::hash::Hasher for AddrHasher {
 
 type AddrHash = std::hash::BuildHasherDefault<AddrHasher>;
 
-/// This thread's pooling state, found out (and its sweeper started) on first use.
-fn pooling() -> Pooling {
+/// Lets this thread keep idle connections to backends, with a sweeper on the current runtime
+/// that closes them as their idle timeout passes. A data-plane worker calls it on its
+/// current-thread runtime, where every connection it opens stays on this thread; the pool goes
+/// when that runtime shuts down. Elsewhere (a multi-threaded runtime) it does nothing, and
+/// each request gets a new connection.
+pub fn install() {
     POOLING.with(|pooling| {
-        if pooling.get() == Pooling::Unknown {
-            let state = match tokio::runtime::Handle::try_current() {
-                Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
-                    runtime.spawn(sweep(SweeperGuard));
-                    Pooling::Yes(Instant::now())
-                }
-                _ => Pooling::No,
-            };
-            pooling.set(state);
+        if pooling.get() != Pooling::No {
+            return;
         }
-        pooling.get()
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            runtime.spawn(sweep(SweeperGuard));
+            pooling.set(Pooling::Yes(Instant::now()));
+        }
     })
+}
+
+fn pooling() -> Pooling {
+    POOLING.with(Cell::get)
 }
 
 /// The most recently used idle connection to `addr` that is still open. `careful`: make sure
@@ -805,7 +809,7 @@ struct SweeperGuard;
 
 impl Drop for SweeperGuard {
     fn drop(&mut self) {
-        let _ = POOLING.try_with(|p| p.set(Pooling::Unknown));
+        let _ = POOLING.try_with(|p| p.set(Pooling::No));
         let _ = IDLE.try_with(RefCell::take);
     }
 }

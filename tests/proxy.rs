@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{client, get, Lb, SampleWeb};
+use common::{client, get, Fault, FaultyBackend, Lb, SampleWeb};
 
 #[tokio::test]
 async fn both_backends_of_a_pool_answer() {
@@ -25,6 +25,23 @@ async fn both_backends_of_a_pool_answer() {
     let want: HashSet<String> = ["Hello web from node a", "Hello web from node b"].map(String::from).into();
     assert_eq!(seen, want);
     assert_eq!(servers, [a.addr.to_string(), b.addr.to_string()].into());
+}
+
+#[tokio::test]
+async fn requests_reuse_kept_alive_backend_connections() {
+    let lb = Lb::start();
+    let backend = FaultyBackend::start(Fault::Status(200)).await;
+    lb.add_pool("/", "proxy").await;
+    lb.add_backend_addr("/", backend.addr, 1).await;
+    let client = client();
+    for _ in 0..20 {
+        let r = client.get(lb.url("/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    assert_eq!(backend.requests(), 20);
+    // Each of lb's two workers keeps its own idle connections: at most one each here.
+    assert!(backend.connections() <= 2, "20 requests took {} backend connections", backend.connections());
 }
 
 #[tokio::test]

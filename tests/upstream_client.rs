@@ -251,6 +251,8 @@ async fn send_with(
     headers: &HeaderMap,
     body: Option<&Bytes>,
 ) -> Result<Response<ResponseBody>, Error> {
+    // As a data-plane worker does: this test's current-thread runtime pools connections.
+    upstream::install();
     let request = upstream::Request { method, target: path, headers, default_host: DEFAULT_HOST, body };
     upstream::send(to, request).await
 }

@@ -314,6 +314,8 @@ pub struct FaultyBackend {
     pub addr: SocketAddr,
     /// Requests received, health checks excluded.
     pub requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections that carried at least one of those requests.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -323,12 +325,14 @@ impl FaultyBackend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = requests.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counter, conn_counter) = (requests.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut conn, _)) = listener.accept().await else { return };
-                let counter = counter.clone();
+                let (counter, conn_counter) = (counter.clone(), conn_counter.clone());
                 tokio::spawn(async move {
+                    let mut counted = false;
                     loop {
                         // One request: the head, then a Content-Length body.
                         let mut buf = Vec::new();
@@ -363,6 +367,9 @@ impl FaultyBackend {
                             continue;
                         }
                         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if !std::mem::replace(&mut counted, true) {
+                            conn_counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                         match fault {
                             Fault::Reset => return,
                             Fault::Status(code) => {
@@ -376,11 +383,15 @@ impl FaultyBackend {
                 });
             }
         });
-        FaultyBackend { addr, requests, task }
+        FaultyBackend { addr, requests, connections, task }
     }
 
     pub fn requests(&self) -> usize {
         self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
