@@ -74,7 +74,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     // `Connection` is first in the list. Tokens that are hop-by-hop names themselves
     // (`keep-alive`, `upgrade`) go with the list below; any other token names a header.
-    if present & 1 != 0 {
+    if present & 1 != 0 && !only_keep_alive(headers) {
         let named: Vec<HeaderName> = tokens(headers, &header::CONNECTION)
             .filter(|t| !HOP_BY_HOP_NAMES.iter().any(|h| t.eq_ignore_ascii_case(h)))
             .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
@@ -100,6 +100,18 @@ pub fn tokens<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<It
         .flat_map(|v| v.split([',']))
         .map(|t| t.trim_matches(|c| c == ' ' || c == '\t'))
         .filter(|t| !t.is_empty())
+}
+
+/// Is every `Connection` header exactly `keep-alive`, as nearly every backend sends it? It then
+/// names no header but one on the hop-by-hop list, and tokenizing it (over 400 instructions)
+/// can be skipped.
+fn only_keep_alive(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().all(|v| v.as_bytes().eq_ignore_ascii_case(b"keep-alive"))
+}
+
+/// Does a `Connection` header carry the `close` option?
+pub fn connection_close(headers: &HeaderMap) -> bool {
+    !only_keep_alive(headers) && tokens(headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case("close"))
 }
 
 fn via(version: Version) -> HeaderValue {
@@ -237,6 +249,30 @@ mod tests {
             remove_hop_by_hop(&mut h);
             assert_eq!(h.len(), 1, "{name}: {h:?}");
         }
+    }
+
+    #[test]
+    fn connection_close_is_found_among_the_tokens() {
+        for (values, close) in [
+            (&["keep-alive"][..], false),
+            (&["Keep-Alive"], false),
+            (&["close"], true),
+            (&["Close"], true),
+            (&["keep-alive", "close"], true),
+            (&["keep-alive, close"], true),
+            (&["x-close, closed"], false),
+            (&[], false),
+        ] {
+            let pairs: Vec<(&str, &str)> = values.iter().map(|v| ("connection", *v)).collect();
+            assert_eq!(connection_close(&headers(&pairs)), close, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_alone_removes_only_hop_by_hop_headers() {
+        let mut h = headers(&[("connection", "Keep-Alive"), ("keep-alive", "timeout=5"), ("x-kept", "yes")]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]

@@ -314,8 +314,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Er
             headers.append(name, value);
         }
         let framing = framing(&headers, &seen, status, head_request)?;
-        let close = seen.connection
-            && forwarded::tokens(&headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case("close"));
+        let close = seen.connection && forwarded::connection_close(&headers);
         let mut keep_alive = !http10 && !close && framing != Framing::UntilClose;
         if seen.transfer_encoding && seen.content_length {
             // The length is the chunked framing's, and lb may re-frame the body: the
