@@ -40,21 +40,11 @@ fn hop_by_hop() -> [&'static HeaderName; 9] {
     ]
 }
 
-/// The index of `name` in [`hop_by_hop`], if it is one. Names are told apart by length first,
-/// so most names cost one comparison.
+/// The index of `name` in [`hop_by_hop`], if it is one. String comparison checks lengths
+/// first, so most names cost nine length comparisons and no hashing.
 fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
-    let candidates: &[usize] = match name.as_str().len() {
-        10 => &[0, 2], // connection, keep-alive
-        16 => &[1],    // proxy-connection
-        18 => &[3],    // proxy-authenticate
-        19 => &[4],    // proxy-authorization
-        2 => &[5],     // te
-        7 => &[6, 8],  // trailer, upgrade
-        17 => &[7],    // transfer-encoding
-        _ => return None,
-    };
-    let list = hop_by_hop();
-    candidates.iter().copied().find(|&i| list[i] == name)
+    let name = name.as_str();
+    HOP_BY_HOP_NAMES.iter().position(|h| *h == name)
 }
 
 /// Removes hop-by-hop headers, and those the `Connection` header names.

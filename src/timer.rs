@@ -96,8 +96,7 @@ impl Deadline {
         if let State::Armed { wheel, index, generation } = self.state {
             // During thread exit the wheel may already be gone, and with it the slot. The waker
             // is dropped after the borrow ends.
-            let _waker =
-                WHEEL.try_with(|w| w.borrow_mut().as_mut().filter(|w| w.id == wheel)?.release(index, generation));
+            let _waker = with_wheel(wheel, |w| w.release(index, generation));
             self.state = State::Unarmed;
         }
     }
@@ -134,12 +133,7 @@ impl Future for Deadline {
                 }
                 State::Armed { wheel, index, generation } => {
                     let (wheel, index, generation) = (*wheel, *index, *generation);
-                    let polled = WHEEL.with(|w| {
-                        let mut w = w.borrow_mut();
-                        let w = w.as_mut().filter(|w| w.id == wheel)?;
-                        Some(w.poll(index, generation, cx.waker()))
-                    });
-                    match polled {
+                    match with_wheel(wheel, |w| w.poll(index, generation, cx.waker())) {
                         Some((expired, _replaced_waker)) => {
                             if expired {
                                 this.state = State::Expired;
@@ -304,10 +298,7 @@ static WHEEL_IDS: AtomicU64 = AtomicU64::new(1);
 /// enabled), and the wheel goes when that runtime shuts down. Elsewhere (a multi-threaded
 /// runtime, whose tasks move between threads) it does nothing, and deadlines are tokio sleeps.
 pub fn install() {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
-        return;
-    }
+    let Some(runtime) = current_thread_runtime() else { return };
     let id = WHEEL_IDS.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     let wheel = Wheel { id, slots: Vec::new(), free: Vec::new(), armed: 0, next_due: now + FAR, sweeper: None };
@@ -316,6 +307,19 @@ pub fn install() {
     let replaced = WHEEL.with(|w| w.borrow_mut().replace(wheel));
     replaced.into_iter().flat_map(Wheel::into_wakers).for_each(Waker::wake);
     runtime.spawn(sweep(Guard(id)));
+}
+
+/// The runtime this code runs on, if it is a current-thread one: only there do a task's
+/// futures stay on one thread, as a per-thread wheel or pool needs.
+pub(crate) fn current_thread_runtime() -> Option<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    (runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread).then_some(runtime)
+}
+
+/// Runs `f` on this thread's wheel if it is the one with id `id`; `None` if the thread has
+/// another wheel, none, or is exiting.
+fn with_wheel<R>(id: u64, f: impl FnOnce(&mut Wheel) -> R) -> Option<R> {
+    WHEEL.try_with(|w| w.borrow_mut().as_mut().filter(|w| w.id == id).map(f)).ok().flatten()
 }
 
 impl Wheel {
@@ -337,14 +341,18 @@ async fn sweep(guard: Guard) {
     loop {
         // Parked while nothing is armed; then, the earliest deadline armed.
         let due = std::future::poll_fn(|cx| {
-            WHEEL.with(|w| match w.borrow_mut().as_mut().filter(|w| w.id == guard.0) {
-                Some(w) if w.armed == 0 => {
+            let planned = with_wheel(guard.0, |w| {
+                if w.armed == 0 {
                     w.sweeper = Some(cx.waker().clone());
-                    Poll::Pending
+                    return None;
                 }
-                Some(w) => Poll::Ready(Some(w.next_due)),
+                Some(w.next_due)
+            });
+            match planned {
+                Some(None) => Poll::Pending,
+                Some(Some(due)) => Poll::Ready(Some(due)),
                 None => Poll::Ready(None),
-            })
+            }
         })
         .await;
         let Some(due) = due else { return };
@@ -354,15 +362,21 @@ async fn sweep(guard: Guard) {
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(true);
             }
-            WHEEL.with(|w| match w.borrow_mut().as_mut().filter(|w| w.id == guard.0) {
+            let waiting = with_wheel(guard.0, |w| {
                 // Still the plan: wait, to be woken by the timer or by an earlier deadline.
-                Some(w) if w.armed > 0 && w.next_due >= due => {
+                let still = w.armed > 0 && w.next_due >= due;
+                if still {
                     w.sweeper = Some(cx.waker().clone());
-                    Poll::Pending
                 }
-                // An earlier deadline, nothing armed any more, or the wheel gone: plan again.
-                _ => Poll::Ready(false),
-            })
+                still
+            });
+            // Otherwise an earlier deadline, nothing armed any more, or the wheel gone: plan
+            // again.
+            if waiting == Some(true) {
+                Poll::Pending
+            } else {
+                Poll::Ready(false)
+            }
         })
         .await;
         if !slept {
@@ -370,11 +384,7 @@ async fn sweep(guard: Guard) {
         }
         let now = Instant::now();
         last_sweep = now;
-        WHEEL.with(|w| {
-            if let Some(w) = w.borrow_mut().as_mut().filter(|w| w.id == guard.0) {
-                w.expire(now, &mut woken);
-            }
-        });
+        with_wheel(guard.0, |w| w.expire(now, &mut woken));
         // Woken outside the borrow: a waker may run code that arms or drops a deadline.
         woken.drain(..).for_each(Waker::wake);
     }

@@ -712,8 +712,7 @@ pub fn install() {
         if pooling.get() != Pooling::No {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        if let Some(runtime) = crate::timer::current_thread_runtime() {
             runtime.spawn(sweep(SweeperGuard));
             pooling.set(Pooling::Yes(Instant::now()));
         }
