@@ -17,8 +17,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::control::{self, BackendChange, ControlPlane, PoolSettings};
-use crate::pool::{parse_addr, Backend, BackendConfig, HashKey, HealthCheckSpec, Mode, Pool, Strategy, Timeouts};
+use crate::control::{self, ControlPlane};
+use crate::pool::{
+    parse_addr, Backend, BackendChange, BackendConfig, HashKey, HealthCheckSpec, Mode, Pool, PoolSettings, Strategy,
+    Timeouts,
+};
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;

@@ -18,21 +18,13 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::AbortHandle;
 
-use crate::health::{self, Probe, Source};
+use crate::health::{self, FailureReporter, Observation, Probe, Source, OBSERVATION_QUEUE};
 use crate::pool::{
-    Backend, BackendConfig, BackendState, HashKey, HealthCheckChange, HealthCheckSpec, Mode, Pool, PoolConfig,
-    Strategy, TimeoutsChange,
+    Backend, BackendChange, BackendConfig, BackendState, HealthCheckSpec, Pool, PoolConfig, PoolSettings,
 };
 use crate::retry::RetryBudget;
-use crate::routing::{Pattern, RoutingTable};
+use crate::routing::{Pattern, Routes};
 use crate::store::{Store, StoreError};
-
-/// The routing snapshot the data plane reads.
-pub type Routes = RoutingTable<Arc<Pool>>;
-
-/// How many observations may wait for the health loop; past that, failed requests are not
-/// counted (checks wait instead), so a flood of failures cannot use up memory.
-const OBSERVATION_QUEUE: usize = 4096;
 
 /// Why an admin change was refused. Each maps to one HTTP status in the admin API.
 #[derive(Debug)]
@@ -61,86 +53,6 @@ impl fmt::Display for Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         Error::Store(e)
-    }
-}
-
-/// Settings of a pool to create or change; unset fields take their defaults (new pool) or stay
-/// as they are (change).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PoolSettings {
-    pub mode: Option<Mode>,
-    pub strategy: Option<Strategy>,
-    pub hash_key: Option<HashKey>,
-    pub retries: Option<u32>,
-    pub retry_on_5xx: Option<bool>,
-    pub retry_body_limit: Option<u64>,
-    pub timeouts: Option<TimeoutsChange>,
-    pub health_check: Option<HealthCheckChange>,
-}
-
-impl PoolSettings {
-    pub fn is_empty(&self) -> bool {
-        let PoolSettings { mode, strategy, hash_key, retries, retry_on_5xx, retry_body_limit, timeouts, health_check } =
-            self;
-        mode.is_none()
-            && strategy.is_none()
-            && hash_key.is_none()
-            && retries.is_none()
-            && retry_on_5xx.is_none()
-            && retry_body_limit.is_none()
-            && timeouts.is_none()
-            && health_check.is_none()
-    }
-
-    /// `config` with these settings applied, validated.
-    fn apply(self, mut config: PoolConfig) -> Result<PoolConfig, Error> {
-        config.mode = self.mode.unwrap_or(config.mode);
-        config.strategy = self.strategy.unwrap_or(config.strategy);
-        config.hash_key = self.hash_key.unwrap_or(config.hash_key);
-        config.retries = self.retries.unwrap_or(config.retries);
-        config.retry_on_5xx = self.retry_on_5xx.unwrap_or(config.retry_on_5xx);
-        config.retry_body_limit = self.retry_body_limit.unwrap_or(config.retry_body_limit);
-        if let Some(t) = self.timeouts {
-            config.timeouts = t.apply(config.timeouts);
-        }
-        if let Some(h) = self.health_check {
-            config.health_check = h.apply(config.health_check);
-        }
-        config.validate().map_err(Error::Invalid)?;
-        Ok(config)
-    }
-}
-
-/// A change to a backend; unset fields stay as they are.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BackendChange {
-    pub draining: Option<bool>,
-    pub weight: Option<u32>,
-}
-
-/// One health result for one backend of one pool.
-pub struct Observation {
-    pub pattern: Arc<str>,
-    pub backend: Arc<Backend>,
-    pub result: Result<(), String>,
-    pub source: Source,
-}
-
-/// Where the data plane reports requests that failed before any response.
-#[derive(Clone)]
-pub struct FailureReporter(mpsc::Sender<Observation>);
-
-impl FailureReporter {
-    /// Counts a failed request against `backend`; never waits (dropped if the queue is full).
-    pub fn report(&self, pattern: &str, backend: &Arc<Backend>, error: String) {
-        let _ = self.0.try_send(Observation {
-            pattern: pattern.into(),
-            backend: backend.clone(),
-            result: Err(error),
-            source: Source::Request,
-        });
     }
 }
 
@@ -244,7 +156,7 @@ impl ControlPlane {
     pub async fn add_pool(&self, pattern: &str, settings: PoolSettings) -> Result<Arc<Pool>, Error> {
         let pattern = Pattern::parse(pattern).map_err(|e| Error::Invalid(e.to_string()))?;
         let key = pattern.to_string();
-        let config = settings.apply(PoolConfig::new(key.clone()))?;
+        let config = settings.apply(PoolConfig::new(key.clone())).map_err(Error::Invalid)?;
         let mut pools = self.pools.lock().await;
         if pools.contains_key(&key) {
             return Err(Error::Conflict(format!("pool {key:?} already exists")));
@@ -266,7 +178,7 @@ impl ControlPlane {
         let key = canonical(pattern)?;
         let mut pools = self.pools.lock().await;
         let entry = find(&pools, &key)?;
-        let config = settings.apply(entry.pool.config.clone())?;
+        let config = settings.apply(entry.pool.config.clone()).map_err(Error::Invalid)?;
         self.store.put_pool(&config).await?;
         // Check tasks read the spec from here at every round.
         let pool = self.build_pool(config, entry.pool.backends.clone(), &entry.budget);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderValue, LOCATION, RETRY_AFTER};
+use http::header;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -20,11 +20,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::body::Body;
-use crate::control::{FailureReporter, Routes};
-use crate::pool::{Mode, Pool};
+use crate::forwarded::Peer;
+use crate::health::FailureReporter;
+use crate::pool::Mode;
 use crate::proxy::Proxy;
 use crate::redirect;
-use crate::routing::Route;
+use crate::response::{answer, moved, not_allowed};
+use crate::routing::{Route, Routes};
 
 /// What a client connection may take from lb.
 #[derive(Debug, Clone)]
@@ -101,20 +103,6 @@ impl Workers {
                 None
             }
         }
-    }
-}
-
-/// The client at the other end of a connection, as every request on it needs it.
-pub struct Peer {
-    pub addr: SocketAddr,
-    /// The client's IP as `X-Forwarded-For` carries it, formatted once per connection.
-    pub forwarded_for: HeaderValue,
-}
-
-impl Peer {
-    pub fn new(addr: SocketAddr) -> Self {
-        let forwarded_for = HeaderValue::try_from(addr.ip().to_string()).expect("an IP address is a valid header");
-        Peer { addr, forwarded_for }
     }
 }
 
@@ -245,41 +233,6 @@ impl DataPlane {
             Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
         }
     }
-}
-
-/// A short plain-text answer written by lb itself.
-pub fn answer(status: StatusCode, text: impl Into<bytes::Bytes>) -> Response<Body> {
-    let mut response = Response::new(Body::text(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
-}
-
-/// `503` for a pool with no usable backend: a client may come back soon.
-pub fn no_backend(pool: &Pool) -> Response<Body> {
-    let why = if pool.backends.is_empty() { "has no backends" } else { "has no healthy backend" };
-    let mut response = answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("503 service unavailable: pool {} {why}\n", pool.config.pattern),
-    );
-    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    response
-}
-
-fn not_allowed(allow: String) -> Response<Body> {
-    let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
-    if let Ok(allow) = HeaderValue::try_from(allow) {
-        response.headers_mut().insert(header::ALLOW, allow);
-    }
-    response
-}
-
-fn moved(location: String) -> Response<Body> {
-    let mut response = answer(StatusCode::MOVED_PERMANENTLY, "");
-    if let Ok(location) = HeaderValue::try_from(location) {
-        response.headers_mut().insert(LOCATION, location);
-    }
-    response
 }
 
 #[cfg(test)]

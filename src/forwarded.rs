@@ -1,6 +1,8 @@
 //! The one place that decides which headers cross the proxy: hop-by-hop headers stay behind
 //! (RFC 9110 section 7.6.1), and `X-Forwarded-*` and `Via` say who forwarded what.
 
+use std::net::SocketAddr;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
@@ -11,6 +13,20 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 pub static X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The client at the other end of a connection, as every request on it needs it.
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client's IP as `X-Forwarded-For` carries it, formatted once per connection.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::try_from(addr.ip().to_string()).expect("an IP address is a valid header");
+        Peer { addr, forwarded_for }
+    }
+}
 
 /// The names of [`hop_by_hop`], as a `Connection` header may list them.
 const HOP_BY_HOP_NAMES: [&str; 9] = [

@@ -7,9 +7,12 @@
 //! over the interval.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::pool::{BackendStatus, HealthCheckSpec, HealthRecord};
+use tokio::sync::mpsc;
+
+use crate::pool::{Backend, BackendStatus, HealthCheckSpec, HealthRecord};
 
 /// Runs health checks over one shared connection pool.
 #[derive(Clone)]
@@ -64,6 +67,34 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+/// How many observations may wait for the health loop; past that, failed requests are not
+/// counted (checks wait instead), so a flood of failures cannot use up memory.
+pub const OBSERVATION_QUEUE: usize = 4096;
+
+/// One health result for one backend of one pool.
+pub struct Observation {
+    pub pattern: Arc<str>,
+    pub backend: Arc<Backend>,
+    pub result: Result<(), String>,
+    pub source: Source,
+}
+
+/// Where the data plane reports requests that failed before any response.
+#[derive(Clone)]
+pub struct FailureReporter(pub(crate) mpsc::Sender<Observation>);
+
+impl FailureReporter {
+    /// Counts a failed request against `backend`; never waits (dropped if the queue is full).
+    pub fn report(&self, pattern: &str, backend: &Arc<Backend>, error: String) {
+        let _ = self.0.try_send(Observation {
+            pattern: pattern.into(),
+            backend: backend.clone(),
+            result: Err(error),
+            source: Source::Request,
+        });
+    }
 }
 
 /// Where an observation came from.

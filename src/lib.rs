@@ -29,6 +29,7 @@ pub mod health;
 pub mod pool;
 pub mod proxy;
 pub mod redirect;
+pub mod response;
 pub mod retry;
 pub mod routing;
 pub mod selection;

@@ -26,10 +26,11 @@ use hyper_util::client::legacy::ResponseFuture;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::Body;
-use crate::control::FailureReporter;
-use crate::data_plane::{answer, no_backend, Peer};
 use crate::forwarded;
+use crate::forwarded::Peer;
+use crate::health::FailureReporter;
 use crate::pool::{Backend, InflightGuard, Pool, Timeouts};
+use crate::response::{answer, no_backend};
 use crate::retry::{self, Failure, Tried};
 use crate::timer;
 use crate::upstream;

@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use http::{Request, Response, StatusCode};
 
 use crate::body::Body;
-use crate::data_plane::no_backend;
 use crate::forwarded::X_FORWARDED_SERVER;
 use crate::pool::Pool;
+use crate::response::{self, no_backend};
 use crate::retry::Tried;
 
 /// The redirect for `req` in `pool`, or `503` when no backend is usable. Sick and draining
@@ -25,7 +25,7 @@ pub fn answer<B>(pool: &Pool, req: &Request<B>, client: IpAddr) -> Response<Body
     location.push_str(&backend.origin);
     backend.push_upstream_path(&mut location, path);
     let Ok(location) = HeaderValue::try_from(location) else {
-        return crate::data_plane::answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
+        return response::answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
     };
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use http::{Method, StatusCode};
 
-use crate::pool::MAX_RETRIES;
+/// Most retries a pool may ask for: each is another backend tried for one request.
+pub const MAX_RETRIES: u32 = 10;
 
 /// How an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

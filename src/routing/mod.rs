@@ -25,7 +25,8 @@
 //!   405 or 404.
 //!
 //! A [`RoutingTable`] is immutable once built: the control plane builds a new one on every
-//! change and swaps it in, so lookups take no lock.
+//! change and swaps it in, so lookups take no lock. [`Routes`], a table of pools, is the
+//! snapshot the data plane reads.
 
 mod conflict;
 mod path;
@@ -34,6 +35,7 @@ mod tree;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 pub use conflict::Conflict;
 pub use path::clean_path;
@@ -42,6 +44,11 @@ pub use pattern::{Pattern, PatternError};
 use path::{lossy, unescape, Rest};
 use pattern::Segment;
 use tree::Tree;
+
+use crate::pool::Pool;
+
+/// The routing snapshot the data plane reads: every pool by its pattern.
+pub type Routes = RoutingTable<Arc<Pool>>;
 
 /// What to answer a request with.
 #[derive(Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{Pick, Selector};
-use crate::pool::Backend;
+use crate::pool::backend::Backend;
 
 /// Ring points per unit of weight, as ketama uses.
 const POINTS_PER_WEIGHT: u32 = 160;

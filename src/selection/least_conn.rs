@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{less_loaded, Pick, Selector};
-use crate::pool::Backend;
+use crate::pool::backend::Backend;
 
 #[derive(Debug, Default)]
 pub struct LeastConn {

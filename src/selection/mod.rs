@@ -21,7 +21,8 @@ pub use p2c::PowerOfTwoChoices;
 pub use random::WeightedRandom;
 pub use round_robin::SmoothRoundRobin;
 
-use crate::pool::{Backend, Strategy};
+use crate::pool::backend::Backend;
+use crate::pool::config::Strategy;
 
 /// What a selector may look at for one pick.
 pub struct Pick<'a> {
@@ -61,7 +62,7 @@ fn less_loaded(a: &Backend, b: &Backend) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::pool::{BackendConfig, BackendState};
+    use crate::pool::backend::{BackendConfig, BackendState};
 
     pub fn weighted(weights: &[u32]) -> Vec<Arc<Backend>> {
         weights

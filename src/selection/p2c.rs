@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{first_usable, less_loaded, Pick, Selector};
-use crate::pool::Backend;
+use crate::pool::backend::Backend;
 
 #[derive(Debug, Default)]
 pub struct PowerOfTwoChoices;

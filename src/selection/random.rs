@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{first_usable, Pick, Selector};
-use crate::pool::Backend;
+use crate::pool::backend::Backend;
 
 /// Draws to try before scanning for a usable backend, when many are unusable.
 const DRAWS: usize = 8;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{Pick, Selector};
-use crate::pool::Backend;
+use crate::pool::backend::Backend;
 
 /// Longest order computed; heavier weight sets are scaled down to fit (and keep their ratios
 /// within rounding).

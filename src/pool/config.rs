@@ -1,0 +1,289 @@
+//! What an admin says about a pool, as the store keeps it: [`PoolConfig`] with its [`Mode`],
+//! [`Strategy`], [`HashKey`], [`Timeouts`] and [`HealthCheckSpec`], and the limits that
+//! validation holds them to.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::retry::MAX_RETRIES;
+
+/// How a pool hands a request to its backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Full-NAT reverse proxy: the client only ever talks to lb.
+    #[default]
+    Proxy,
+    /// lb answers `307` and the client repeats its request at the backend.
+    Redirect,
+}
+
+/// How a pool picks a backend for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Power of two choices on in-flight requests (per unit of weight).
+    #[default]
+    P2c,
+    /// Weighted smooth round robin, nginx's algorithm.
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Fewest requests in flight (per unit of weight), ties broken round robin.
+    LeastConn,
+    /// Sticky by a key (`hash_key`) on a consistent-hash ring.
+    ConsistentHash,
+}
+
+macro_rules! names {
+    ($ty:ty, $what:literal, $($variant:path => $name:literal),+ $(,)?) => {
+        impl $ty {
+            /// The name used in the admin API, lbctl and logs.
+            pub fn as_str(self) -> &'static str {
+                match self { $($variant => $name),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok($variant),)+
+                    _ => Err(format!(
+                        concat!("unknown ", $what, " {:?}, expected one of: {}"),
+                        s,
+                        [$($name),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+names!(Mode, "mode", Mode::Proxy => "proxy", Mode::Redirect => "redirect");
+names!(
+    Strategy,
+    "strategy",
+    Strategy::P2c => "p2c",
+    Strategy::RoundRobin => "round_robin",
+    Strategy::Random => "random",
+    Strategy::LeastConn => "least_conn",
+    Strategy::ConsistentHash => "consistent_hash",
+);
+
+/// What a `consistent_hash` pool keeps requests sticky by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashKey {
+    /// The client's IP address.
+    #[default]
+    ClientIp,
+    /// A request header's value (the client IP when absent).
+    Header(http::HeaderName),
+    /// A cookie's value (the client IP when absent).
+    Cookie(String),
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashKey::ClientIp => f.write_str("client_ip"),
+            HashKey::Header(name) => write!(f, "header:{name}"),
+            HashKey::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
+impl FromStr for HashKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown hash_key {s:?}, expected client_ip, header:NAME or cookie:NAME");
+        match s.split_once(':') {
+            None if s == "client_ip" => Ok(HashKey::ClientIp),
+            Some(("header", name)) => {
+                http::HeaderName::from_bytes(name.as_bytes()).map(HashKey::Header).map_err(|_| bad())
+            }
+            Some(("cookie", name))
+                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b";=,".contains(&b)) =>
+            {
+                Ok(HashKey::Cookie(name.to_owned()))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Serialize for HashKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HashKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How long lb waits on a pool's backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// To open a connection; a timeout is retried like a refused connection.
+    pub connect_ms: u64,
+    /// From sending the request to the response headers; a timeout answers `504`.
+    pub response_ms: u64,
+    /// How long an unused keep-alive connection to a backend is kept.
+    pub idle_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect_ms: 3_000, response_ms: 60_000, idle_ms: 90_000 }
+    }
+}
+
+/// Largest request body a pool may keep for replay.
+pub const MAX_RETRY_BODY: u64 = 16 << 20;
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// How lb checks a pool's backends: `GET path` every `interval_ms`, healthy when the answer
+/// comes within `timeout_ms`, has the expected status (any 2xx by default) and a trimmed body
+/// equal to one of `healthy_values`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub healthy_values: Vec<String>,
+    /// `None`: any 2xx.
+    pub expected_status: Option<u16>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failures that make a healthy backend sick.
+    pub fall: u32,
+    /// Consecutive passes that make a sick backend healthy again.
+    pub rise: u32,
+    /// Consecutive failures after which the backend is removed; 0 = never.
+    pub evict_after: u32,
+}
+
+impl Default for HealthCheckSpec {
+    fn default() -> Self {
+        HealthCheckSpec {
+            path: "/healthz".into(),
+            healthy_values: vec!["ok".into(), "OK".into()],
+            expected_status: None,
+            interval_ms: 10_000,
+            timeout_ms: 1_000,
+            fall: 3,
+            rise: 2,
+            evict_after: 30,
+        }
+    }
+}
+
+impl HealthCheckSpec {
+    /// Refuses a spec no check could run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.path.starts_with('/') || self.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("health check path {:?} must start with / and hold no spaces", self.path));
+        }
+        if self.healthy_values.is_empty() {
+            return Err("health check needs at least one healthy value".into());
+        }
+        if let Some(status) = self.expected_status {
+            if !(100..=599).contains(&status) {
+                return Err(format!("expected_status {status} is not an HTTP status"));
+            }
+        }
+        let day = 24 * 3600 * 1000;
+        if self.interval_ms == 0 || self.interval_ms > day {
+            return Err("health check interval must be more than 0 and at most a day".into());
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > day {
+            return Err("health check timeout must be more than 0 and at most a day".into());
+        }
+        if self.fall == 0 || self.rise == 0 {
+            return Err("fall and rise must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A pool as the admin defined it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub pattern: String,
+    pub mode: Mode,
+    pub strategy: Strategy,
+    pub hash_key: HashKey,
+    /// Extra attempts on other backends for a failed proxied request.
+    pub retries: u32,
+    /// Also retry idempotent requests answered `502`, `503` or `504`.
+    pub retry_on_5xx: bool,
+    /// Largest request body kept so that a request can be replayed (bytes).
+    pub retry_body_limit: u64,
+    pub timeouts: Timeouts,
+    pub health_check: HealthCheckSpec,
+}
+
+impl PoolConfig {
+    /// A pool with every setting at its default.
+    pub fn new(pattern: String) -> Self {
+        PoolConfig {
+            pattern,
+            mode: Mode::default(),
+            strategy: Strategy::default(),
+            hash_key: HashKey::default(),
+            retries: 2,
+            retry_on_5xx: false,
+            retry_body_limit: 64 * 1024,
+            timeouts: Timeouts::default(),
+            health_check: HealthCheckSpec::default(),
+        }
+    }
+
+    /// Refuses settings lb could not run with.
+    pub fn validate(&self) -> Result<(), String> {
+        self.health_check.validate()?;
+        if self.retries > MAX_RETRIES {
+            return Err(format!("retries must be at most {MAX_RETRIES}"));
+        }
+        if self.retry_body_limit > MAX_RETRY_BODY {
+            return Err(format!("retry_body_limit must be at most {MAX_RETRY_BODY} bytes"));
+        }
+        let t = &self.timeouts;
+        for (name, ms) in [("connect_ms", t.connect_ms), ("response_ms", t.response_ms), ("idle_ms", t.idle_ms)] {
+            if ms == 0 || ms > DAY_MS {
+                return Err(format!("timeouts.{name} must be more than 0 and at most a day"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_is_explained() {
+        assert_eq!("redirect".parse::<Mode>().unwrap(), Mode::Redirect);
+        assert_eq!("round_robin".parse::<Strategy>().unwrap(), Strategy::RoundRobin);
+        let err = "nat".parse::<Mode>().unwrap_err();
+        assert!(err.contains("proxy, redirect"), "{err}");
+    }
+}
