@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::control::ControlPlane;
-use crate::data_plane::{ClientLimits, DataPlane, Source, Workers};
+use crate::data_plane::{ClientLimits, DataPlane, Source, Worker, Workers};
 use crate::store::Store;
 
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
@@ -143,23 +143,26 @@ pub fn run(config: Config) -> Result<(), String> {
         let worker = std::thread::Builder::new()
             .name(format!("lb-worker-{n}"))
             .spawn(move || {
-                runtime.block_on(plane.serve(n, Source::Inbox(inbox), roster, wait_for(stopped), SHUTDOWN_GRACE))
+                let worker = Worker::new(n, runtime);
+                worker.serve(plane, Source::Inbox(inbox), roster, wait_for(stopped), SHUTDOWN_GRACE)
             })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         workers.push(worker);
     }
     let served = worker_runtime().and_then(|runtime| {
-        runtime.block_on(async {
-            let listener = tokio::net::TcpListener::from_std(data_listener).map_err(|e| e.to_string())?;
-            let signal = termination()?;
-            let stop = &stop;
-            let shutdown = async move {
-                signal.await;
-                let _ = stop.send(true);
-            };
-            plane.serve(0, Source::Listener(listener), roster, shutdown, SHUTDOWN_GRACE).await;
-            Ok::<_, String>(())
-        })
+        let signal = {
+            let _entered = runtime.enter();
+            termination()?
+        };
+        let worker = Worker::new(0, runtime);
+        let stop = &stop;
+        let shutdown = async move {
+            signal.await;
+            let _ = stop.send(true);
+        };
+        worker
+            .serve(plane, Source::Listener(data_listener), roster, shutdown, SHUTDOWN_GRACE)
+            .map_err(|e| e.to_string())
     });
     let _ = stop.send(true);
     for worker in workers {
