@@ -183,11 +183,12 @@ impl Lb {
     }
 
     fn spawn(mut cmd: Command, dir: Arc<tempfile::TempDir>) -> Lb {
-        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("lb starts");
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("lb starts");
+        let stderr = Lines::collect(child.stderr.take().unwrap(), None);
         let (tx, rx) = mpsc::channel();
-        let stderr = Lines::collect(child.stderr.take().unwrap(), Some(tx));
-        let data = wait_line(&rx, "lb data listener line", |l| addr_after(l, "data listener on "));
-        let admin = wait_line(&rx, "lb admin listener line", |l| addr_after(l, "admin listener on "));
+        Lines::collect(child.stdout.take().unwrap(), Some(tx));
+        let data = wait_line(&rx, "lb's data listening line", |l| addr_after(l, "data listening on "));
+        let admin = wait_line(&rx, "lb's admin listening line", |l| addr_after(l, "admin listening on "));
         Lb { child: Some(child), data, admin, dir, stderr }
     }
 
@@ -259,8 +260,7 @@ pub fn lb_command(dir: &Path) -> Command {
     let mut cmd = Command::new(bin("lb"));
     cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--threads", "2", "--data-dir"])
         .arg(dir)
-        .env("LB_LOG", "info")
-        .stdout(Stdio::null());
+        .env("LB_LOG", "info");
     cmd
 }
 
