@@ -7,7 +7,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use super::process::{addr_after, bin, signal, wait_exit, wait_line, Lines};
-use super::{client, eventually, SampleWeb, DEADLINE};
+use serde_json::{json, Value};
+
+use super::{client, eventually, DEADLINE};
+#[allow(unused_imports)] // for the docs
+use super::{FaultyBackend, SampleWeb};
 
 /// A running `lb` with its own temp data dir (kept across restarts of the same `Lb`).
 pub struct Lb {
@@ -89,27 +93,33 @@ impl Lb {
         Command::new(bin("lbctl")).arg(format!("--lb={}", self.admin)).args(args).output().expect("lbctl runs")
     }
 
-    /// Adds a pool through the admin API and asserts it was created.
-    pub async fn add_pool(&self, pattern: &str, mode: &str) {
-        let r = client()
-            .post(self.admin_url("/v1/pools"))
-            .json(&serde_json::json!({ "pattern": pattern, "mode": mode }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "add pool {pattern}: {}", r.text().await.unwrap());
+    /// Adds pool `pattern` through the admin API with `settings` (the JSON fields besides the
+    /// pattern, as the README lists them: `json!({})` for the defaults), asserts it was
+    /// created, and returns the pool's JSON.
+    pub async fn add_pool(&self, pattern: &str, settings: Value) -> Value {
+        let mut body = settings;
+        body["pattern"] = json!(pattern);
+        let r = client().post(self.admin_url("/v1/pools")).json(&body).send().await.unwrap();
+        let status = r.status();
+        let answer = r.text().await.unwrap();
+        assert_eq!(status, 201, "add pool {pattern}: {answer}");
+        serde_json::from_str(&answer).unwrap()
     }
 
-    /// Adds a backend through the admin API and asserts it was created.
-    pub async fn add_backend(&self, pattern: &str, backend: &SampleWeb, url_path: &str) {
-        let r = client()
-            .post(self.admin_url("/v1/pool/backends"))
-            .query(&[("pattern", pattern)])
-            .json(&serde_json::json!({ "ip": backend.ip(), "port": backend.port(), "url_path": url_path }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "add backend {} to {pattern}: {}", backend.addr, r.text().await.unwrap());
+    /// Adds `backend` (a [`SampleWeb`], a [`FaultyBackend`] or any address) to pool `pattern`
+    /// through the admin API with `settings` (`url_path`, `weight`: `json!({})` for the
+    /// defaults), asserts it was created, and returns the backend's JSON.
+    pub async fn add_backend(&self, pattern: &str, backend: impl Into<SocketAddr>, settings: Value) -> Value {
+        let addr = backend.into();
+        let mut body = settings;
+        body["ip"] = json!(addr.ip().to_string());
+        body["port"] = json!(addr.port());
+        let r = client().post(self.admin_url("/v1/pool/backends")).query(&[("pattern", pattern)]).json(&body);
+        let r = r.send().await.unwrap();
+        let status = r.status();
+        let answer = r.text().await.unwrap();
+        assert_eq!(status, 201, "add backend {addr} to {pattern}: {answer}");
+        serde_json::from_str(&answer).unwrap()
     }
 }
 
@@ -130,28 +140,6 @@ impl Drop for Lb {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-impl Lb {
-    /// Adds pool `pattern` with these settings (JSON object fields besides the pattern).
-    pub async fn add_pool_with(&self, pattern: &str, settings: serde_json::Value) {
-        let mut body = settings;
-        body["pattern"] = serde_json::json!(pattern);
-        let r = client().post(self.admin_url("/v1/pools")).json(&body).send().await.unwrap();
-        assert_eq!(r.status(), 201, "add pool {pattern}: {}", r.text().await.unwrap());
-    }
-
-    /// Adds any `ip:port` backend through the admin API and asserts it was created.
-    pub async fn add_backend_addr(&self, pattern: &str, addr: SocketAddr, weight: u32) {
-        let r = client()
-            .post(self.admin_url("/v1/pool/backends"))
-            .query(&[("pattern", pattern)])
-            .json(&serde_json::json!({ "ip": addr.ip().to_string(), "port": addr.port(), "weight": weight }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "add backend {addr} to {pattern}: {}", r.text().await.unwrap());
     }
 }
 

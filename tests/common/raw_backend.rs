@@ -98,6 +98,12 @@ impl FaultyBackend {
     }
 }
 
+impl From<&FaultyBackend> for SocketAddr {
+    fn from(backend: &FaultyBackend) -> SocketAddr {
+        backend.addr
+    }
+}
+
 impl Drop for FaultyBackend {
     fn drop(&mut self) {
         self.task.abort();

@@ -46,6 +46,12 @@ impl SampleWeb {
     }
 }
 
+impl From<&SampleWeb> for SocketAddr {
+    fn from(web: &SampleWeb) -> SocketAddr {
+        web.addr
+    }
+}
+
 impl Drop for SampleWeb {
     fn drop(&mut self) {
         self.kill();
