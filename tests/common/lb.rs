@@ -1,25 +1,43 @@
-//! A running lb and what a test asks of its admin API.
+//! A running lb, as a process or in the test process, and what a test asks of its admin API.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use super::process::{addr_after, bin, signal, wait_exit, wait_line, Lines};
+use clap::Parser as _;
 use serde_json::{json, Value};
 
+use super::process::{addr_after, bin, signal, wait_exit, wait_line, Lines};
 use super::{client, eventually, DEADLINE};
-#[allow(unused_imports)] // for the docs
-use super::{FaultyBackend, SampleWeb};
 
-/// A running `lb` with its own temp data dir (kept across restarts of the same `Lb`).
+/// The flags tests start lb with. Two workers, so that every test also goes through the
+/// hand-over of connections from the accepting worker to the other, and through two per-worker
+/// backend connection pools.
+const FLAGS: [&str; 6] = ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--threads", "2"];
+
+/// A running lb with its own temp data dir (kept across restarts of the same `Lb`): an `lb`
+/// process ([`Lb::start`]) or lb inside the test process ([`Lb::in_process`]).
 pub struct Lb {
-    child: Option<Child>,
     pub data: SocketAddr,
     pub admin: SocketAddr,
     pub dir: Arc<tempfile::TempDir>,
+    /// What the process logged (in-process, nothing: the test installs no log subscriber).
     pub stderr: Lines,
+    running: Option<Running>,
+}
+
+enum Running {
+    Process(Child),
+    /// `daemon::serve` on a thread of its own, until `stop` is sent or dropped.
+    InProcess {
+        stop: tokio::sync::oneshot::Sender<()>,
+        serving: JoinHandle<Result<(), String>>,
+    },
 }
 
 impl Lb {
@@ -53,31 +71,70 @@ impl Lb {
         Lines::collect(child.stdout.take().unwrap(), Some(tx));
         let data = wait_line(&rx, "lb's data listening line", |l| addr_after(l, "data listening on "));
         let admin = wait_line(&rx, "lb's admin listening line", |l| addr_after(l, "admin listening on "));
-        Lb { child: Some(child), data, admin, dir, stderr }
+        Lb { data, admin, dir, stderr, running: Some(Running::Process(child)) }
     }
 
-    /// Stops lb with SIGTERM and returns its exit status.
-    pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("lb is running");
-        signal(&child, libc::SIGTERM);
-        wait_exit(&mut child)
+    /// Starts lb in this test process, with the flags of [`lb_command`]: `daemon::bind` on port
+    /// 0, then `daemon::serve` on a thread of its own (which becomes worker 0) until
+    /// [`Lb::stop`] or drop.
+    pub fn in_process() -> Lb {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut args: Vec<OsString> = ["lb"].iter().chain(&FLAGS).map(OsString::from).collect();
+        args.extend([OsString::from("--data-dir"), dir.path().into()]);
+        let config = lb::daemon::Config::try_parse_from(args).unwrap();
+        let bound = lb::daemon::bind(&config).unwrap_or_else(|e| panic!("lb: error: {e}"));
+        let (data, admin) = (bound.data_addr(), bound.admin_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // The thread keeps the data dir until lb is done with it, even if the `Lb` goes first.
+        let kept = dir.clone();
+        let serving = std::thread::Builder::new()
+            .name("lb-in-process".into())
+            .spawn(move || {
+                let served = lb::daemon::serve(bound, async {
+                    let _ = stopped.await;
+                });
+                drop(kept);
+                served
+            })
+            .unwrap();
+        let running = Some(Running::InProcess { stop, serving });
+        Lb { data, admin, dir, stderr: Lines::default(), running }
     }
 
-    /// Kills lb with SIGKILL, as a crash would.
+    /// Stops lb gracefully (a process with SIGTERM, in-process with its shutdown future) and
+    /// asserts it ended well: exit 0, or `serve` returned `Ok`.
+    pub fn stop(&mut self) {
+        match self.running.take().expect("lb is running") {
+            Running::Process(mut child) => {
+                signal(&child, libc::SIGTERM);
+                let status = wait_exit(&mut child);
+                assert!(status.success(), "lb exited with {status}:\n{}", self.stderr.text());
+            }
+            Running::InProcess { stop, serving } => {
+                let _ = stop.send(());
+                let end = Instant::now() + DEADLINE;
+                while !serving.is_finished() {
+                    assert!(Instant::now() < end, "in-process lb did not stop within {DEADLINE:?}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let served = serving.join().expect("in-process lb panicked");
+                assert_eq!(served, Ok(()), "in-process lb ended badly");
+            }
+        }
+    }
+
+    /// Kills the lb process with SIGKILL, as a crash would.
     pub fn crash(&mut self) {
-        let mut child = self.child.take().expect("lb is running");
+        let Some(Running::Process(mut child)) = self.running.take() else { panic!("only an lb process can crash") };
         child.kill().unwrap();
         child.wait().unwrap();
     }
 
-    /// Stops (SIGTERM) and starts again on the same data dir, with new ports.
+    /// Stops the lb process (SIGTERM) and starts another on the same data dir, with new ports.
     pub fn restart(mut self) -> Lb {
-        assert!(self.stop().success(), "lb exited badly:\n{}", self.stderr.text());
+        assert!(matches!(self.running, Some(Running::Process(_))), "only an lb process restarts");
+        self.stop();
         Lb::start_in(self.dir.clone())
-    }
-
-    pub fn child(&self) -> &Child {
-        self.child.as_ref().expect("lb is running")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -106,7 +163,8 @@ impl Lb {
         serde_json::from_str(&answer).unwrap()
     }
 
-    /// Adds `backend` (a [`SampleWeb`], a [`FaultyBackend`] or any address) to pool `pattern`
+    /// Adds `backend` (a [`SampleWeb`](super::SampleWeb), a
+    /// [`FaultyBackend`](super::FaultyBackend) or any address) to pool `pattern`
     /// through the admin API with `settings` (`url_path`, `weight`: `json!({})` for the
     /// defaults), asserts it was created, and returns the backend's JSON.
     pub async fn add_backend(&self, pattern: &str, backend: impl Into<SocketAddr>, settings: Value) -> Value {
@@ -123,20 +181,17 @@ impl Lb {
     }
 }
 
-/// The command line tests start lb with. Two workers, so that every test also goes through the
-/// hand-over of connections from the accepting worker to the other, and through two per-worker
-/// backend connection pools.
+/// The command line tests start an lb process with (see [`FLAGS`]).
 pub fn lb_command(dir: &Path) -> Command {
     let mut cmd = Command::new(bin("lb"));
-    cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--threads", "2", "--data-dir"])
-        .arg(dir)
-        .env("LB_LOG", "info");
+    cmd.args(FLAGS).arg("--data-dir").arg(dir).env("LB_LOG", "info");
     cmd
 }
 
 impl Drop for Lb {
+    /// Kills a process; tells lb in-process to stop, and lets it finish on its own thread.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(Running::Process(mut child)) = self.running.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
