@@ -163,10 +163,9 @@ impl Lb {
         serde_json::from_str(&answer).unwrap()
     }
 
-    /// Adds `backend` (a [`SampleWeb`](super::SampleWeb), a
-    /// [`FaultyBackend`](super::FaultyBackend) or any address) to pool `pattern`
-    /// through the admin API with `settings` (`url_path`, `weight`: `json!({})` for the
-    /// defaults), asserts it was created, and returns the backend's JSON.
+    /// Adds `backend` (a [`SampleWeb`](super::SampleWeb), a raw backend or any address) to
+    /// pool `pattern` through the admin API with `settings` (`url_path`, `weight`: `json!({})`
+    /// for the defaults), asserts it was created, and returns the backend's JSON.
     pub async fn add_backend(&self, pattern: &str, backend: impl Into<SocketAddr>, settings: Value) -> Value {
         let addr = backend.into();
         let mut body = settings;

@@ -1,9 +1,11 @@
-//! Test scaffolding: real `lb`, `sample-web` and `lbctl` processes on loopback, scripted raw
-//! backends, a temp data dir, and waits with deadlines instead of sleeps.
+//! Test scaffolding: a real lb (a process, or in the test process), `sample-web` and `lbctl`
+//! processes on loopback, scripted raw backends, a temp data dir, and waits with deadlines
+//! instead of sleeps.
 //!
 //! - [`lb`]: a running lb ([`Lb`]) and what a test asks of its admin API.
 //! - [`sample_web`]: a running sample-web ([`SampleWeb`]).
-//! - [`raw_backend`]: backends in the test process that misbehave on purpose.
+//! - [`raw_backend`]: scripted raw HTTP/1.1 backends in the test process, [`FaultyBackend`]
+//!   among them.
 //! - [`process`]: the binaries, their output and signals.
 //! - [`wait`]: [`DEADLINE`] and [`eventually`].
 // Each test binary uses a part of this module.
@@ -17,11 +19,12 @@ pub mod wait;
 
 // What tests use most, at `common::`; each test binary takes a part of it.
 #[allow(unused_imports)]
-pub use self::lb::{lb_command, Lb};
-#[allow(unused_imports)]
-pub use raw_backend::{Fault, FaultyBackend};
-pub use sample_web::SampleWeb;
-pub use wait::{eventually, DEADLINE};
+pub use {
+    self::lb::{lb_command, Lb},
+    raw_backend::{Fault, FaultyBackend},
+    sample_web::SampleWeb,
+    wait::{eventually, DEADLINE},
+};
 
 /// An HTTP client that shows redirects instead of following them.
 pub fn client() -> reqwest::Client {
