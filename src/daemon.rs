@@ -2,9 +2,15 @@
 //!
 //! The data plane runs `--threads` workers, each a thread with its own single-threaded runtime
 //! (thread per core: no work stealing, no cross-thread wake-ups on the request path); the
-//! first accepts and hands connections out to the least loaded. The admin API runs on its own thread and single-threaded
-//! runtime, so admin work (store flushes, health checks) never takes a worker from traffic.
+//! first accepts and hands connections out to the least loaded. The admin API runs on its own
+//! thread and single-threaded runtime, so admin work (store flushes, health checks) never takes
+//! a worker from traffic.
+//!
+//! Start-up is two steps, as in mini-redis: [`bind`] takes the ports and opens the store,
+//! [`serve`] runs what was bound until a shutdown future resolves. [`run`] is both, until
+//! SIGINT or SIGTERM; a test binds port 0 and stops lb with a future of its own, in-process.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -16,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::control::ControlPlane;
-use crate::data_plane::{ClientLimits, DataPlane, Source, Workers};
+use crate::data_plane::{ClientLimits, DataPlane, Source, Worker, Workers};
 use crate::store::Store;
 
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
@@ -65,33 +71,147 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
-/// Runs lb until SIGINT or SIGTERM. An error is one line, ready for the user.
+/// Runs lb until SIGINT or SIGTERM: [`bind`], then [`serve`]. Once the signals are watched,
+/// the bound addresses go to stdout, one line each (`data listening on ADDR`, `admin listening
+/// on ADDR`), so whoever started lb on port 0 learns them and may stop it from then on. An
+/// error is one line, ready for the user.
 pub fn run(config: Config) -> Result<(), String> {
+    raise_open_files_limit();
+    let bound = bind(&config)?;
+    let (data, admin) = (bound.data_addr(), bound.admin_addr());
+    let mut unwatched = None;
+    let served = serve(bound, async {
+        match termination() {
+            Ok(signal) => {
+                announce(data, admin);
+                signal.await;
+            }
+            Err(e) => unwatched = Some(e),
+        }
+    });
+    served.and(unwatched.map_or(Ok(()), Err))
+}
+
+/// lb's listening sockets and open store, not serving yet: what [`bind`] makes of a [`Config`]
+/// and [`serve`] runs.
+pub struct Bound {
+    data: std::net::TcpListener,
+    admin: std::net::TcpListener,
+    data_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    control: Arc<ControlPlane>,
+    threads: usize,
+    limits: ClientLimits,
+}
+
+impl Bound {
+    /// The data port's address (with the real port when `--listen` asked for port 0).
+    pub fn data_addr(&self) -> SocketAddr {
+        self.data_addr
+    }
+
+    /// The admin API's address (with the real port when `--admin` asked for port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+}
+
+/// Binds the data port and the admin API and opens the store (running pending migrations).
+/// Nothing is served until [`serve`]; connections wait in the listeners' queues.
+pub fn bind(config: &Config) -> Result<Bound, String> {
     let bind = |addr: SocketAddr, what: &str| {
         let listener =
             std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
         listener.set_nonblocking(true).map_err(|e| format!("cannot set up {what} listener: {e}"))?;
         Ok::<_, String>(listener)
     };
-    raise_open_files_limit();
-    let data_listener = bind(config.listen, "data port")?;
-    let admin_listener = bind(config.admin, "admin API")?;
+    let data = bind(config.listen, "data port")?;
+    let admin = bind(config.admin, "admin API")?;
 
     let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
     let control = Arc::new(ControlPlane::load(store).map_err(|e| e.to_string())?);
-    let routes = control.routes();
-    let failures = control.failure_reporter();
     tracing::info!("store {} opened", config.data_dir.display());
 
     let threads = config.threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
     let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
-    tracing::info!("data listener on {} ({threads} worker threads)", local(&data_listener)?);
-    tracing::info!("admin listener on {}", local(&admin_listener)?);
+    let (data_addr, admin_addr) = (local(&data)?, local(&admin)?);
+    tracing::info!("data listener on {data_addr} ({threads} worker threads)");
+    tracing::info!("admin listener on {admin_addr}");
+    let limits = ClientLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_header_bytes: config.max_header_bytes as usize,
+    };
+    Ok(Bound { data, admin, data_addr, admin_addr, control, threads, limits })
+}
 
+/// Serves `bound` until `shutdown` resolves, then stops taking connections, gives in-flight
+/// requests up to 10 s to finish, and flushes the store.
+///
+/// Thread per core: the calling thread becomes data-plane worker 0, which accepts and hands
+/// each connection to the worker serving the fewest; workers 1.. and the admin API (with the
+/// health checks) get threads of their own, each with its own current-thread runtime. A
+/// connection stays on its worker, so nothing on the request path is shared across threads but
+/// the routing snapshot. `shutdown` is polled on worker 0, which tells the other threads when
+/// it resolves; it need not be `Send`, and may set itself up when first polled.
+pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let Bound { data, admin, control, threads, limits, .. } = bound;
     let (stop, stopped) = watch::channel(false);
-    let admin_control = control.clone();
-    let admin_stopped = stopped.clone();
-    let admin_thread = std::thread::Builder::new()
+    let admin_thread = spawn_admin(admin, control.clone(), stopped.clone())?;
+
+    let plane = Arc::new(DataPlane::new(control.routes(), control.failure_reporter(), limits));
+    let (roster, inboxes) = Workers::new(threads);
+    let mut workers = Vec::with_capacity(threads - 1);
+    let mut served = Ok(());
+    for (n, inbox) in (1..threads).zip(inboxes) {
+        let (plane, roster, stopped) = (plane.clone(), roster.clone(), stopped.clone());
+        let spawned = worker_runtime().and_then(|runtime| {
+            std::thread::Builder::new()
+                .name(format!("lb-worker-{n}"))
+                .spawn(move || {
+                    let worker = Worker::new(n, runtime);
+                    worker.serve(plane, Source::Inbox(inbox), roster, wait_for(stopped), SHUTDOWN_GRACE)
+                })
+                .map_err(|e| format!("cannot start worker thread: {e}"))
+        });
+        match spawned {
+            Ok(worker) => workers.push(worker),
+            Err(e) => {
+                served = Err(e);
+                break;
+            }
+        }
+    }
+    if served.is_ok() {
+        served = worker_runtime().and_then(|runtime| {
+            let stop = &stop;
+            let shutdown = async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            };
+            let worker = Worker::new(0, runtime);
+            worker.serve(plane, Source::Listener(data), roster, shutdown, SHUTDOWN_GRACE).map_err(|e| e.to_string())
+        });
+    }
+    let _ = stop.send(true);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    let admin_result = admin_thread.join().unwrap_or_else(|_| Err("admin thread panicked".into()));
+    control.flush().map_err(|e| format!("cannot flush store at shutdown: {e}"))?;
+    served?;
+    admin_result?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the admin API and the health checks on a thread and runtime of their own, so admin
+/// work (store flushes, health checks) never takes a worker from traffic.
+fn spawn_admin(
+    listener: std::net::TcpListener,
+    control: Arc<ControlPlane>,
+    stopped: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+    std::thread::Builder::new()
         .name("lb-admin".into())
         .spawn(move || -> Result<(), String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -99,14 +219,14 @@ pub fn run(config: Config) -> Result<(), String> {
                 .build()
                 .map_err(|e| format!("cannot start admin runtime: {e}"))?;
             runtime.block_on(async move {
-                tokio::spawn(admin_control.clone().run_health());
-                let listener = tokio::net::TcpListener::from_std(admin_listener).map_err(|e| e.to_string())?;
-                let serve = axum::serve(listener, admin::router(admin_control))
-                    .with_graceful_shutdown(wait_for(admin_stopped.clone()));
+                tokio::spawn(control.clone().run_health());
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+                let serve =
+                    axum::serve(listener, admin::router(control)).with_graceful_shutdown(wait_for(stopped.clone()));
                 // Graceful, but bounded: an admin client that never finishes its request must
                 // not keep lb from exiting.
                 let deadline = async {
-                    wait_for(admin_stopped).await;
+                    wait_for(stopped).await;
                     tokio::time::sleep(SHUTDOWN_GRACE).await;
                 };
                 tokio::select! {
@@ -118,59 +238,25 @@ pub fn run(config: Config) -> Result<(), String> {
                 }
             })
         })
-        .map_err(|e| format!("cannot start admin thread: {e}"))?;
+        .map_err(|e| format!("cannot start admin thread: {e}"))
+}
 
-    // Thread per core: each worker is a thread with its own single-threaded runtime. Worker 0
-    // accepts and hands each connection to the worker serving the fewest; a connection stays
-    // on its worker, so nothing on the request path is shared across threads but the routing
-    // snapshot.
-    let limits = ClientLimits {
-        header_read_timeout: config.header_read_timeout,
-        max_header_bytes: config.max_header_bytes as usize,
-    };
-    let plane = Arc::new(DataPlane::new(routes, failures, limits));
-    let worker_runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start data runtime: {e}"))
-    };
-    let (roster, inboxes) = Workers::new(threads);
-    let mut workers = Vec::with_capacity(threads - 1);
-    for (n, inbox) in (1..threads).zip(inboxes) {
-        let (plane, roster, stopped) = (plane.clone(), roster.clone(), stopped.clone());
-        let runtime = worker_runtime()?;
-        let worker = std::thread::Builder::new()
-            .name(format!("lb-worker-{n}"))
-            .spawn(move || {
-                runtime.block_on(plane.serve(n, Source::Inbox(inbox), roster, wait_for(stopped), SHUTDOWN_GRACE))
-            })
-            .map_err(|e| format!("cannot start worker thread: {e}"))?;
-        workers.push(worker);
-    }
-    let served = worker_runtime().and_then(|runtime| {
-        runtime.block_on(async {
-            let listener = tokio::net::TcpListener::from_std(data_listener).map_err(|e| e.to_string())?;
-            let signal = termination()?;
-            let stop = &stop;
-            let shutdown = async move {
-                signal.await;
-                let _ = stop.send(true);
-            };
-            plane.serve(0, Source::Listener(listener), roster, shutdown, SHUTDOWN_GRACE).await;
-            Ok::<_, String>(())
-        })
-    });
-    let _ = stop.send(true);
-    for worker in workers {
-        let _ = worker.join();
-    }
-    let admin_result = admin_thread.join().unwrap_or_else(|_| Err("admin thread panicked".into()));
-    control.flush().map_err(|e| format!("cannot flush store at shutdown: {e}"))?;
-    served?;
-    admin_result?;
-    tracing::info!("stopped");
-    Ok(())
+/// A data-plane worker's event loop.
+fn worker_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start data runtime: {e}"))
+}
+
+/// Prints the bound addresses on stdout, for whoever started lb (as sample-web does). A reader
+/// that went away is no reason to stop serving.
+fn announce(data: SocketAddr, admin: SocketAddr) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "data listening on {data}");
+    let _ = writeln!(stdout, "admin listening on {admin}");
+    let _ = stdout.flush();
 }
 
 /// Raises the soft limit on open files to the hard one, as Go programs do: each client and each
@@ -194,7 +280,7 @@ async fn wait_for(mut stopped: watch::Receiver<bool>) {
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
-fn termination() -> Result<impl std::future::Future<Output = ()>, String> {
+fn termination() -> Result<impl Future<Output = ()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;

@@ -3,6 +3,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,10 +41,66 @@ pub struct ClientLimits {
 
 /// Where a worker's connections come from.
 pub enum Source {
-    /// The listening socket: this worker accepts for all.
-    Listener(TcpListener),
+    /// The listening socket (non-blocking): this worker accepts for all.
+    Listener(std::net::TcpListener),
     /// Connections the accepting worker handed over.
     Inbox(mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+}
+
+/// A [`Source`] registered with the worker's event loop.
+enum Connections {
+    Listener(TcpListener),
+    Inbox(mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+}
+
+/// One data-plane thread and what it keeps for itself, shared with no other worker (so nothing
+/// on the request path takes a lock):
+/// - its event loop, a current-thread runtime that only this thread runs;
+/// - the wheel its requests' deadlines are kept on ([`timer::install`](crate::timer::install));
+/// - its idle keep-alive connections to backends
+///   ([`upstream::install`](crate::upstream::install));
+/// - the hyper clients that stream large bodies to backends ([`proxy`](crate::proxy), made on
+///   first use).
+///
+/// All but the runtime are thread-locals of their modules, so a `Worker` is not `Send`: it is
+/// built on the thread that serves, and what it installed goes when its runtime shuts down.
+pub struct Worker {
+    index: usize,
+    runtime: tokio::runtime::Runtime,
+    _stays_on_this_thread: PhantomData<*const ()>,
+}
+
+impl Worker {
+    /// Makes the calling thread worker `index` (0 accepts for all) with `runtime`, a
+    /// current-thread runtime with I/O and time enabled, as its event loop.
+    pub fn new(index: usize, runtime: tokio::runtime::Runtime) -> Worker {
+        let _entered = runtime.enter();
+        crate::timer::install();
+        crate::upstream::install();
+        Worker { index, runtime, _stays_on_this_thread: PhantomData }
+    }
+
+    /// Serves `plane` on connections from `source` until `shutdown` resolves, then stops taking
+    /// connections and gives in-flight requests up to `grace` to finish. The worker given the
+    /// listener accepts every connection and hands each to the worker serving the fewest
+    /// (itself included). Fails only if the listener cannot join the event loop.
+    pub fn serve(
+        self,
+        plane: Arc<DataPlane>,
+        source: Source,
+        workers: Arc<Workers>,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> io::Result<()> {
+        self.runtime.block_on(async {
+            let source = match source {
+                Source::Listener(listener) => Connections::Listener(TcpListener::from_std(listener)?),
+                Source::Inbox(inbox) => Connections::Inbox(inbox),
+            };
+            plane.serve(self.index, source, workers, shutdown, grace).await;
+            Ok(())
+        })
+    }
 }
 
 /// The data plane's workers as the acceptor sees them: how to reach each, and how many
@@ -118,21 +176,15 @@ impl DataPlane {
         DataPlane { routes, proxy: Proxy::new(failures), limits }
     }
 
-    /// Runs worker `index` until `shutdown` resolves, then stops taking connections and gives
-    /// in-flight requests up to `grace` to finish. The worker given the listener accepts every
-    /// connection and hands each to the worker serving the fewest (itself included).
-    pub async fn serve(
+    /// Worker `index`'s accept loop; see [`Worker::serve`].
+    async fn serve(
         self: Arc<Self>,
         index: usize,
-        mut source: Source,
+        mut source: Connections,
         workers: Arc<Workers>,
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) {
-        // This worker's connections keep their per-request deadlines on its own wheel, and its
-        // idle connections to backends in its own pool.
-        crate::timer::install();
-        crate::upstream::install();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -144,7 +196,7 @@ impl DataPlane {
         tokio::pin!(shutdown);
         loop {
             let (stream, client) = match &mut source {
-                Source::Listener(listener) => tokio::select! {
+                Connections::Listener(listener) => tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, client)) => match workers.hand_over(index, stream, client) {
                             Some(mine) => mine,
@@ -159,7 +211,7 @@ impl DataPlane {
                     },
                     () = &mut shutdown => break,
                 },
-                Source::Inbox(inbox) => tokio::select! {
+                Connections::Inbox(inbox) => tokio::select! {
                     handed = inbox.recv() => match handed {
                         Some((stream, client)) => match TcpStream::from_std(stream) {
                             Ok(stream) => (stream, client),

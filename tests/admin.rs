@@ -89,7 +89,7 @@ async fn pools_and_backends_are_listed_added_changed_removed() {
 #[tokio::test]
 async fn malformed_input_is_400() {
     let lb = Lb::start();
-    lb.add_pool("/", "proxy").await;
+    lb.add_pool("/", json!({})).await;
     let pools = "/v1/pools";
     assert_error(call(&lb, Method::POST, pools, &[], Some("{not json")).await, 400, "invalid JSON");
     assert_error(call(&lb, Method::POST, pools, &[], Some(r#"{"mode": "proxy"}"#)).await, 400, "pattern");
@@ -149,7 +149,7 @@ async fn malformed_input_is_400() {
 #[tokio::test]
 async fn unknown_pool_or_backend_is_404() {
     let lb = Lb::start();
-    lb.add_pool("/", "proxy").await;
+    lb.add_pool("/", json!({})).await;
     let q = [("pattern", "/nope/")];
     assert_error(call(&lb, Method::GET, "/v1/pool", &q, None).await, 404, "no pool");
     assert_error(call(&lb, Method::DELETE, "/v1/pool", &q, None).await, 404, "no pool");
@@ -169,15 +169,15 @@ async fn unknown_pool_or_backend_is_404() {
 async fn duplicates_are_409() {
     let lb = Lb::start();
     let web = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
+    lb.add_pool("/", json!({})).await;
     assert_error(call(&lb, Method::POST, "/v1/pools", &[], Some(r#"{"pattern": "/"}"#)).await, 409, "already exists");
-    lb.add_pool("Shop.Example/", "proxy").await;
+    lb.add_pool("Shop.Example/", json!({})).await;
     assert_error(
         call(&lb, Method::POST, "/v1/pools", &[], Some(r#"{"pattern": "shop.example/"}"#)).await,
         409,
         "already exists",
     );
-    lb.add_backend("/", &web, "/").await;
+    lb.add_backend("/", &web, json!({})).await;
     let body = json!({"ip": web.ip(), "port": web.port()}).to_string();
     assert_error(
         call(&lb, Method::POST, "/v1/pool/backends", &[("pattern", "/")], Some(&body)).await,
@@ -190,7 +190,7 @@ async fn duplicates_are_409() {
 async fn sick_backend_is_refused_with_422_and_not_added() {
     let lb = Lb::start();
     let web = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
+    lb.add_pool("/", json!({})).await;
     let r = client().post(format!("http://{}/control/sick", web.addr)).send().await.unwrap();
     assert!(r.status().is_success());
     let body = json!({"ip": web.ip(), "port": web.port()}).to_string();

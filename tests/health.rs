@@ -8,17 +8,6 @@ use std::collections::HashMap;
 use common::{client, eventually, Lb, SampleWeb};
 use serde_json::{json, Value};
 
-/// Adds pool `/` with the given health-check settings.
-async fn add_pool(lb: &Lb, health: Value) {
-    let r = client()
-        .post(lb.admin_url("/v1/pools"))
-        .json(&json!({ "pattern": "/", "health_check": health }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-}
-
 /// Each backend's status in pool `/`, by address.
 async fn statuses(lb: &Lb) -> HashMap<String, String> {
     let health: Value = lb.admin_json("/v1/pool/health?pattern=/").await;
@@ -63,9 +52,9 @@ async fn a_backend_killed_under_traffic_goes_sick_after_fall_failed_requests() {
     let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
     // Checks are a day apart (a backend just added is next checked at a random point of that
     // day): only failed requests (passive detection) can make `a` sick.
-    add_pool(&lb, json!({"interval_ms": 86_400_000, "fall": 3, "rise": 2})).await;
-    lb.add_backend("/", &a, "/").await;
-    lb.add_backend("/", &b, "/").await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 86_400_000, "fall": 3, "rise": 2}})).await;
+    lb.add_backend("/", &a, json!({})).await;
+    lb.add_backend("/", &b, json!({})).await;
     a.kill();
 
     // Retries absorb the failures: every request is answered by b.
@@ -91,9 +80,9 @@ async fn a_backend_killed_under_traffic_goes_sick_after_fall_failed_requests() {
 async fn a_sick_backend_returns_after_rise_passing_checks() {
     let lb = Lb::start();
     let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    add_pool(&lb, json!({"interval_ms": 100, "fall": 2, "rise": 3, "evict_after": 0})).await;
-    lb.add_backend("/", &a, "/").await;
-    lb.add_backend("/", &b, "/").await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 100, "fall": 2, "rise": 3, "evict_after": 0}})).await;
+    lb.add_backend("/", &a, json!({})).await;
+    lb.add_backend("/", &b, json!({})).await;
     let port = a.port();
     a.kill();
     wait_status(&lb, &a, "BS_SICK").await;
@@ -114,8 +103,8 @@ async fn a_sick_backend_returns_after_rise_passing_checks() {
 async fn every_backend_sick_is_503_saying_so() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    add_pool(&lb, json!({"interval_ms": 50, "fall": 1, "evict_after": 0})).await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 50, "fall": 1, "evict_after": 0}})).await;
+    lb.add_backend("/", &a, json!({})).await;
     client().post(format!("http://{}/control/sick", a.addr)).send().await.unwrap();
     wait_status(&lb, &a, "BS_SICK").await;
     let r = client().get(lb.url("/")).send().await.unwrap();
@@ -128,9 +117,9 @@ async fn every_backend_sick_is_503_saying_so() {
 async fn a_backend_down_for_evict_after_checks_is_evicted_for_good() {
     let lb = Lb::start();
     let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    add_pool(&lb, json!({"interval_ms": 50, "fall": 1, "evict_after": 4})).await;
-    lb.add_backend("/", &a, "/").await;
-    lb.add_backend("/", &b, "/").await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 50, "fall": 1, "evict_after": 4}})).await;
+    lb.add_backend("/", &a, json!({})).await;
+    lb.add_backend("/", &b, json!({})).await;
     a.kill();
     eventually("a evicted", || async { (!statuses(&lb).await.contains_key(&a.addr.to_string())).then_some(()) }).await;
     assert!(lb.stderr.text().contains("-> evicted"), "eviction not logged:\n{}", lb.stderr.text());
@@ -154,12 +143,12 @@ async fn set_draining(lb: &Lb, port: &str, draining: bool) {
 async fn draining_sends_no_new_requests_and_lets_in_flight_ones_finish() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    add_pool(&lb, json!({})).await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
     let slow_url = lb.url("/slow?ms=1000");
     let slow = tokio::spawn(async move { common::get(&slow_url).await });
     lb.wait_inflight(1).await;
-    lb.add_backend("/", &b, "/").await;
+    lb.add_backend("/", &b, json!({})).await;
     let port = a.port().to_string();
     set_draining(&lb, &port, true).await;
     assert_eq!(statuses(&lb).await[&a.addr.to_string()], "BS_DRAINING");
@@ -181,8 +170,8 @@ async fn draining_sends_no_new_requests_and_lets_in_flight_ones_finish() {
 async fn removing_a_backend_lets_its_in_flight_request_finish() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    add_pool(&lb, json!({})).await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
     let slow_url = lb.url("/slow?ms=800");
     let slow = tokio::spawn(async move { common::get(&slow_url).await });
     lb.wait_inflight(1).await;
@@ -194,9 +183,9 @@ async fn removing_a_backend_lets_its_in_flight_request_finish() {
 async fn statuses_survive_a_restart() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    add_pool(&lb, json!({"interval_ms": 50, "fall": 1, "rise": 1, "evict_after": 0})).await;
-    lb.add_backend("/", &a, "/").await;
-    lb.add_backend("/", &b, "/").await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 50, "fall": 1, "rise": 1, "evict_after": 0}})).await;
+    lb.add_backend("/", &a, json!({})).await;
+    lb.add_backend("/", &b, json!({})).await;
     client().post(format!("http://{}/control/sick", a.addr)).send().await.unwrap();
     wait_status(&lb, &a, "BS_SICK").await;
     let lb = lb.restart();
@@ -232,7 +221,7 @@ async fn bad_health_settings_are_refused() {
         let body: Value = r.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains(says), "{settings}: {body}");
     }
-    add_pool(&lb, json!({})).await;
+    lb.add_pool("/", json!({})).await;
     let r = client()
         .patch(lb.admin_url("/v1/pool?pattern=/"))
         .json(&json!({ "health_check": {"fall": 0} }))
@@ -260,18 +249,9 @@ async fn a_client_too_slow_to_send_its_body_is_not_held_against_the_backend() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
     // Only failed requests can make `a` sick, and one would.
-    let r = client()
-        .post(lb.admin_url("/v1/pools"))
-        .json(&json!({
-            "pattern": "/",
-            "health_check": {"interval_ms": 86_400_000, "fall": 1},
-            "timeouts": {"response_ms": 300},
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 86_400_000, "fall": 1}, "timeouts": {"response_ms": 300}}))
+        .await;
+    lb.add_backend("/", &a, json!({})).await;
 
     // A chunked upload that stops after its first chunk: sample-web waits for the rest, and so
     // does lb, until the response timeout.

@@ -5,14 +5,15 @@ mod common;
 use std::collections::HashSet;
 
 use common::{client, get, Fault, FaultyBackend, Lb, SampleWeb};
+use serde_json::json;
 
 #[tokio::test]
 async fn both_backends_of_a_pool_answer() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/").await;
-    lb.add_backend("/", &b, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
+    lb.add_backend("/", &b, json!({})).await;
 
     let mut seen = HashSet::new();
     let mut servers = HashSet::new();
@@ -31,8 +32,8 @@ async fn both_backends_of_a_pool_answer() {
 async fn requests_reuse_kept_alive_backend_connections() {
     let lb = Lb::start();
     let backend = FaultyBackend::start(Fault::Status(200)).await;
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend_addr("/", backend.addr, 1).await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &backend, json!({})).await;
     let client = client();
     for _ in 0..20 {
         let r = client.get(lb.url("/x")).send().await.unwrap();
@@ -48,15 +49,9 @@ async fn requests_reuse_kept_alive_backend_connections() {
 async fn round_robin_alternates() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    let r = client()
-        .post(lb.admin_url("/v1/pools"))
-        .json(&serde_json::json!({ "pattern": "/", "strategy": "round_robin" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    lb.add_backend("/", &a, "/").await;
-    lb.add_backend("/", &b, "/").await;
+    lb.add_pool("/", json!({"strategy": "round_robin"})).await;
+    lb.add_backend("/", &a, json!({})).await;
+    lb.add_backend("/", &b, json!({})).await;
     let mut bodies = Vec::new();
     for _ in 0..4 {
         bodies.push(get(&lb.url("/")).await.1);
@@ -69,7 +64,7 @@ async fn round_robin_alternates() {
 #[tokio::test]
 async fn empty_pool_answers_503_with_retry_after() {
     let lb = Lb::start();
-    lb.add_pool("/", "proxy").await;
+    lb.add_pool("/", json!({})).await;
     let r = client().get(lb.url("/x")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
@@ -80,8 +75,8 @@ async fn empty_pool_answers_503_with_retry_after() {
 async fn dead_backend_answers_502() {
     let lb = Lb::start();
     let mut a = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
     assert_eq!(get(&lb.url("/")).await.0, 200);
     a.kill();
     let r = client().get(lb.url("/")).send().await.unwrap();
@@ -95,8 +90,8 @@ async fn dead_backend_answers_502() {
 async fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
 
     let r = client()
         .get(lb.url("/echo?q=1"))
@@ -119,12 +114,12 @@ async fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
     for gone in ["connection", "x-private", "keep-alive", "proxy-authorization", "te"] {
         assert!(h.get(gone).is_none(), "{gone} reached the backend: {h}");
     }
-    assert_eq!(h["x-kept"], serde_json::json!(["yes"]));
-    assert_eq!(h["host"], serde_json::json!(["shop.example"]));
-    assert_eq!(h["x-forwarded-for"], serde_json::json!(["203.0.113.7, 127.0.0.1"]));
-    assert_eq!(h["x-forwarded-proto"], serde_json::json!(["http"]));
-    assert_eq!(h["x-forwarded-host"], serde_json::json!(["shop.example"]));
-    assert_eq!(h["via"], serde_json::json!(["1.1 lb"]));
+    assert_eq!(h["x-kept"], json!(["yes"]));
+    assert_eq!(h["host"], json!(["shop.example"]));
+    assert_eq!(h["x-forwarded-for"], json!(["203.0.113.7, 127.0.0.1"]));
+    assert_eq!(h["x-forwarded-proto"], json!(["http"]));
+    assert_eq!(h["x-forwarded-host"], json!(["shop.example"]));
+    assert_eq!(h["via"], json!(["1.1 lb"]));
     assert_eq!(echo["path"], "/echo");
     assert_eq!(echo["query"], "q=1");
 }
@@ -133,8 +128,8 @@ async fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
 async fn url_path_is_joined_in_front_of_the_request_path() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/echo/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({"url_path": "/echo/"})).await;
     let echo: serde_json::Value = client().get(lb.url("/a?b=1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(echo["path"], "/echo/a");
     assert_eq!(echo["query"], "b=1");
@@ -144,8 +139,8 @@ async fn url_path_is_joined_in_front_of_the_request_path() {
 async fn large_bodies_pass_through_intact() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
     let body: String = (0..300_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     let r = client().put(lb.url("/echo")).body(body.clone()).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -158,8 +153,8 @@ async fn large_bodies_pass_through_intact() {
 async fn chunked_request_body_is_forwarded() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
     let response = lb.post_chunked_echo().await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""body":"hello world""#), "{response}");
@@ -182,8 +177,8 @@ async fn a_client_trickling_headers_is_cut_off() {
 async fn an_oversized_request_head_is_refused() {
     let lb = Lb::start_with(std::sync::Arc::new(tempfile::tempdir().unwrap()), &["--max-header-bytes", "16384"]);
     let a = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
     let r = client().get(lb.url("/")).header("X-Big", "b".repeat(8_000)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = client().get(lb.url("/")).header("X-Big", "b".repeat(40_000)).send().await;
@@ -209,8 +204,8 @@ async fn an_absolute_form_target_without_a_path_reaches_the_backend_as_slash() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
     let mut conn = tokio::net::TcpStream::connect(lb.data).await.unwrap();
     let request = format!("GET http://{}?x=1 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", lb.data, lb.data);
     conn.write_all(request.as_bytes()).await.unwrap();

@@ -13,9 +13,9 @@ async fn killing_one_of_three_backends_under_a_stream_of_gets_loses_no_request()
     let lb = Lb::start();
     let mut webs: Vec<SampleWeb> = ["a", "b", "c"].iter().map(|n| SampleWeb::start(n)).collect();
     // No active checks to help: retries alone must absorb the failure.
-    lb.add_pool_with("/", json!({"health_check": {"interval_ms": 3_600_000}})).await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 3_600_000}})).await;
     for w in &webs {
-        lb.add_backend("/", w, "/").await;
+        lb.add_backend("/", w, json!({})).await;
     }
     let url = lb.url("/");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -46,9 +46,9 @@ async fn killing_one_of_three_backends_under_a_stream_of_gets_loses_no_request()
 async fn a_post_whose_backend_resets_after_reading_it_is_not_retried() {
     let lb = Lb::start();
     let (r1, r2) = (FaultyBackend::start(Fault::Reset).await, FaultyBackend::start(Fault::Reset).await);
-    lb.add_pool_with("/", json!({"retries": 2})).await;
-    lb.add_backend_addr("/", r1.addr, 1).await;
-    lb.add_backend_addr("/", r2.addr, 1).await;
+    lb.add_pool("/", json!({"retries": 2})).await;
+    lb.add_backend("/", &r1, json!({})).await;
+    lb.add_backend("/", &r2, json!({})).await;
     let r = client().post(lb.url("/orders")).body("make one order").send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(r1.requests() + r2.requests(), 1, "a POST was sent twice");
@@ -67,10 +67,9 @@ async fn a_post_whose_backend_resets_after_reading_it_is_not_retried() {
 async fn dead_and_live() -> (Lb, SampleWeb, SampleWeb) {
     let lb = Lb::start();
     let (mut dead, live) = (SampleWeb::start("dead"), SampleWeb::start("live"));
-    lb.add_pool_with("/", json!({"strategy": "round_robin", "health_check": {"interval_ms": 3_600_000, "fall": 100}}))
-        .await;
-    lb.add_backend("/", &dead, "/").await;
-    lb.add_backend("/", &live, "/").await;
+    lb.add_pool("/", json!({"strategy": "round_robin", "health_check": {"interval_ms": 3_600_000, "fall": 100}})).await;
+    lb.add_backend("/", &dead, json!({})).await;
+    lb.add_backend("/", &live, json!({})).await;
     dead.kill();
     (lb, dead, live)
 }
@@ -102,9 +101,9 @@ async fn retry_on_5xx_tries_another_backend_for_idempotent_requests_only() {
     let lb = Lb::start();
     let failing = FaultyBackend::start(Fault::Status(503)).await;
     let web = SampleWeb::start("ok");
-    lb.add_pool_with("/", json!({"retry_on_5xx": true, "strategy": "round_robin"})).await;
-    lb.add_backend_addr("/", failing.addr, 1).await;
-    lb.add_backend("/", &web, "/").await;
+    lb.add_pool("/", json!({"retry_on_5xx": true, "strategy": "round_robin"})).await;
+    lb.add_backend("/", &failing, json!({})).await;
+    lb.add_backend("/", &web, json!({})).await;
     for _ in 0..6 {
         assert_eq!(client().get(lb.url("/")).send().await.unwrap().status(), 200);
     }
@@ -126,8 +125,8 @@ async fn retry_on_5xx_tries_another_backend_for_idempotent_requests_only() {
     assert_eq!(gets, HashMap::from([(200, 3), (503, 3)]));
 
     // With nowhere else to go, the client gets the backend's own answer, not a 502.
-    lb.add_pool_with("/only/", json!({"retry_on_5xx": true})).await;
-    lb.add_backend_addr("/only/", failing.addr, 1).await;
+    lb.add_pool("/only/", json!({"retry_on_5xx": true})).await;
+    lb.add_backend("/only/", &failing, json!({})).await;
     let r = client().get(lb.url("/only/x")).send().await.unwrap();
     assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (503, "fault".to_owned()));
 }
@@ -141,9 +140,9 @@ async fn retries_stop_at_the_configured_count() {
         FaultyBackend::start(Fault::Reset).await,
         FaultyBackend::start(Fault::Reset).await,
     ];
-    lb.add_pool_with("/", json!({"retries": 1, "health_check": {"fall": 100}})).await;
+    lb.add_pool("/", json!({"retries": 1, "health_check": {"fall": 100}})).await;
     for b in &backends {
-        lb.add_backend_addr("/", b.addr, 1).await;
+        lb.add_backend("/", b, json!({})).await;
     }
     assert_eq!(client().get(lb.url("/")).send().await.unwrap().status(), 502);
     assert_eq!(backends.iter().map(FaultyBackend::requests).sum::<usize>(), 2, "1 try + 1 retry");
@@ -153,8 +152,8 @@ async fn retries_stop_at_the_configured_count() {
 async fn a_slow_backend_is_a_504_after_the_response_timeout() {
     let lb = Lb::start();
     let web = SampleWeb::start("slow");
-    lb.add_pool_with("/", json!({"timeouts": {"response_ms": 200}})).await;
-    lb.add_backend("/", &web, "/").await;
+    lb.add_pool("/", json!({"timeouts": {"response_ms": 200}})).await;
+    lb.add_backend("/", &web, json!({})).await;
     let r = client().get(lb.url("/slow?ms=3000")).send().await.unwrap();
     assert_eq!(r.status(), 504);
     assert!(r.text().await.unwrap().contains("gateway timeout"));
@@ -165,23 +164,20 @@ async fn a_slow_backend_is_a_504_after_the_response_timeout() {
 async fn weighted_round_robin_and_sticky_redirects() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool_with("/", json!({"strategy": "round_robin"})).await;
-    lb.add_backend_addr("/", a.addr, 3).await;
-    lb.add_backend_addr("/", b.addr, 1).await;
+    lb.add_pool("/", json!({"strategy": "round_robin"})).await;
+    lb.add_backend("/", &a, json!({"weight": 3})).await;
+    lb.add_backend("/", &b, json!({})).await;
     let mut counts = HashMap::<String, usize>::new();
     for _ in 0..40 {
         *counts.entry(common::get(&lb.url("/")).await.1).or_default() += 1;
     }
     assert_eq!(counts, HashMap::from([("Hello web from node a".into(), 30), ("Hello web from node b".into(), 10)]));
 
-    lb.add_pool_with(
-        "/sticky/",
-        json!({"mode": "redirect", "strategy": "consistent_hash", "hash_key": "header:X-User"}),
-    )
-    .await;
+    lb.add_pool("/sticky/", json!({"mode": "redirect", "strategy": "consistent_hash", "hash_key": "header:X-User"}))
+        .await;
     let webs: Vec<SampleWeb> = (0..4).map(|i| SampleWeb::start(&format!("s{i}"))).collect();
     for w in &webs {
-        lb.add_backend("/sticky/", w, "/").await;
+        lb.add_backend("/sticky/", w, json!({})).await;
     }
     let mut targets = std::collections::HashSet::new();
     for user in 0..20 {
@@ -214,7 +210,7 @@ async fn bad_balancing_settings_are_refused() {
         let msg = r.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().to_owned();
         assert!(msg.contains(says), "{settings}: {msg}");
     }
-    lb.add_pool_with("/", json!({})).await;
+    lb.add_pool("/", json!({})).await;
     let web = SampleWeb::start("a");
     let r = client()
         .post(lb.admin_url("/v1/pool/backends?pattern=/"))
@@ -250,9 +246,9 @@ async fn a_connect_timeout_is_retried_on_another_backend() {
     });
     let lb = Lb::start();
     let live = SampleWeb::start("live");
-    lb.add_pool_with("/", json!({"strategy": "round_robin", "timeouts": {"connect_ms": 300}})).await;
-    lb.add_backend_addr("/", addr, 1).await;
-    lb.add_backend("/", &live, "/").await;
+    lb.add_pool("/", json!({"strategy": "round_robin", "timeouts": {"connect_ms": 300}})).await;
+    lb.add_backend("/", addr, json!({})).await;
+    lb.add_backend("/", &live, json!({})).await;
     stop.send(true).unwrap();
     server.await.unwrap();
     let mut queued = Vec::new();

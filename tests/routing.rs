@@ -3,6 +3,7 @@
 mod common;
 
 use common::{client, Lb, SampleWeb};
+use serde_json::json;
 
 /// lb with pools `/`, `/api/`, `/api/v2/`, `/exact`, `/tree/` and `shop.example/`, each with
 /// its own backend named after the pattern.
@@ -11,8 +12,8 @@ async fn lb_with_pools() -> (Lb, Vec<SampleWeb>) {
     let mut backends = Vec::new();
     for pattern in ["/", "/api/", "/api/v2/", "/exact", "/tree/", "shop.example/"] {
         let web = SampleWeb::start(pattern);
-        lb.add_pool(pattern, "proxy").await;
-        lb.add_backend(pattern, &web, "/").await;
+        lb.add_pool(pattern, json!({})).await;
+        lb.add_backend(pattern, &web, json!({})).await;
         backends.push(web);
     }
     (lb, backends)
@@ -65,8 +66,8 @@ async fn unclean_paths_are_redirected_to_the_clean_one() {
 async fn no_matching_pool_is_404() {
     let lb = Lb::start();
     let web = SampleWeb::start("api");
-    lb.add_pool("/api/", "proxy").await;
-    lb.add_backend("/api/", &web, "/").await;
+    lb.add_pool("/api/", json!({})).await;
+    lb.add_backend("/api/", &web, json!({})).await;
     let r = client().get(lb.url("/web")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.text().await.unwrap(), "404 page not found\n");
@@ -76,9 +77,9 @@ async fn no_matching_pool_is_404() {
 async fn redirect_mode_answers_307_to_a_backend() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool("/", "redirect").await;
-    lb.add_backend("/", &a, "/v2/").await;
-    lb.add_backend("/", &b, "/v2/").await;
+    lb.add_pool("/", json!({"mode": "redirect"})).await;
+    lb.add_backend("/", &a, json!({"url_path": "/v2/"})).await;
+    lb.add_backend("/", &b, json!({"url_path": "/v2/"})).await;
 
     let mut locations = std::collections::HashSet::new();
     for _ in 0..40 {
@@ -99,13 +100,13 @@ async fn redirect_mode_answers_307_to_a_backend() {
 async fn switching_mode_takes_effect_at_once() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    lb.add_pool("/", "proxy").await;
-    lb.add_backend("/", &a, "/").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
     assert_eq!(client().get(lb.url("/")).send().await.unwrap().status(), 200);
     let r = client()
         .patch(lb.admin_url("/v1/pool"))
         .query(&[("pattern", "/")])
-        .json(&serde_json::json!({ "mode": "redirect" }))
+        .json(&json!({ "mode": "redirect" }))
         .send()
         .await
         .unwrap();

@@ -15,8 +15,8 @@ use serde_json::json;
 async fn lb_with(patterns: &[&str], web: &SampleWeb) -> Lb {
     let lb = Lb::start();
     for (i, pattern) in patterns.iter().enumerate() {
-        lb.add_pool_with(pattern, json!({"mode": "redirect"})).await;
-        lb.add_backend(pattern, web, &format!("/p{i}/")).await;
+        lb.add_pool(pattern, json!({"mode": "redirect"})).await;
+        lb.add_backend(pattern, web, json!({"url_path": format!("/p{i}/")})).await;
     }
     lb
 }
@@ -119,19 +119,19 @@ async fn add_pool_error(lb: &Lb, pattern: &str) -> (u16, String) {
 #[tokio::test]
 async fn conflicting_patterns_are_refused_with_both_named_and_an_example() {
     let lb = Lb::start();
-    lb.add_pool("/a/{x}", "proxy").await;
+    lb.add_pool("/a/{x}", json!({})).await;
     let (status, msg) = add_pool_error(&lb, "/{y}/b").await;
     assert_eq!(status, 409);
     for part in ["/{y}/b", "/a/{x}", "conflicts", "\"/a/b\""] {
         assert!(msg.contains(part), "{msg:?} lacks {part:?}");
     }
-    lb.add_pool("GET /posts/{id}", "proxy").await;
+    lb.add_pool("GET /posts/{id}", json!({})).await;
     let (status, msg) = add_pool_error(&lb, "GET /posts/{slug}").await;
     assert_eq!(status, 409, "{msg}");
     assert!(msg.contains("GET /posts/{id}"), "{msg}");
     // More specific is not a conflict.
-    lb.add_pool("GET /posts/latest", "proxy").await;
-    lb.add_pool("/posts/{id}", "proxy").await;
+    lb.add_pool("GET /posts/latest", json!({})).await;
+    lb.add_pool("/posts/{id}", json!({})).await;
 }
 
 #[tokio::test]
@@ -156,8 +156,8 @@ async fn invalid_patterns_are_refused_with_gos_reason() {
 async fn wildcard_values_are_logged_at_debug_level() {
     let web = SampleWeb::start("web");
     let lb = Lb::start_logging("info,lb::data_plane=debug");
-    lb.add_pool_with("GET /b/{bucket}/o/{name...}", json!({"mode": "redirect"})).await;
-    lb.add_backend("GET /b/{bucket}/o/{name...}", &web, "/").await;
+    lb.add_pool("GET /b/{bucket}/o/{name...}", json!({"mode": "redirect"})).await;
+    lb.add_backend("GET /b/{bucket}/o/{name...}", &web, json!({})).await;
     let r = client().get(lb.url("/b/photos/o/2026/cat.png")).send().await.unwrap();
     assert_eq!(r.status(), 307);
     let want = "GET /b/photos/o/2026/cat.png -> pool GET /b/{bucket}/o/{name...} bucket=photos name=2026/cat.png";

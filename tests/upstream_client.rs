@@ -3,20 +3,21 @@
 //! awkward pieces. Each test runs on one thread, as a worker does: the idle pool is per thread,
 //! so reuse shows as the number of connections a backend accepted.
 
+mod common;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::raw_backend::{find, Backend, Wire};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use lb::upstream::{self, BodyError, Error, ResponseBody, Target};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 /// How long any one test may take.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -27,210 +28,6 @@ const DEFAULT_HOST: &str = "backend.test:8080";
 /// Runs a test's body within [`LIMIT`].
 async fn bounded<T>(test: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, test).await.expect("test did not finish within its time limit")
-}
-
-// ---- the scripted backend ----
-
-/// What a backend saw: connections accepted and ended, and each request with the index of the
-/// connection it came on.
-#[derive(Default)]
-struct Seen {
-    accepted: usize,
-    ended: usize,
-    requests: Vec<(usize, Vec<u8>)>,
-}
-
-/// A raw-TCP backend that runs a script on each connection it accepts.
-struct Backend {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Seen>>,
-    task: JoinHandle<()>,
-}
-
-impl Backend {
-    /// Starts a backend running `script` on every accepted connection; the connection closes
-    /// when the script returns (unless the script already dropped it).
-    async fn start<F, Fut>(script: F) -> Backend
-    where
-        F: Fn(Peer) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let log = seen.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let index = {
-                    let mut seen = log.lock().unwrap();
-                    seen.accepted += 1;
-                    seen.accepted - 1
-                };
-                let run = script(Peer { index, stream, buf: Vec::new(), seen: log.clone() });
-                let log = log.clone();
-                tokio::spawn(async move {
-                    run.await;
-                    log.lock().unwrap().ended += 1;
-                });
-            }
-        });
-        Backend { addr, seen, task }
-    }
-
-    /// A backend answering every request on every connection with `response`.
-    async fn answering(response: impl Into<Bytes>) -> Backend {
-        let response: Bytes = response.into();
-        Backend::start(move |mut peer| {
-            let response = response.clone();
-            async move {
-                while peer.request().await.is_some() {
-                    peer.send(&response).await;
-                }
-            }
-        })
-        .await
-    }
-
-    fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
-        f(&self.seen.lock().unwrap())
-    }
-
-    fn accepted(&self) -> usize {
-        self.seen(|s| s.accepted)
-    }
-
-    /// Request lines received, each with the index of its connection.
-    fn request_lines(&self) -> Vec<(usize, String)> {
-        self.seen(|s| s.requests.iter().map(|(i, raw)| (*i, request_line(raw))).collect())
-    }
-
-    /// The raw bytes of every request received.
-    fn raw_requests(&self) -> Vec<Vec<u8>> {
-        self.seen(|s| s.requests.iter().map(|(_, raw)| raw.clone()).collect())
-    }
-
-    /// Waits until `done` holds for what the backend saw, or panics at the deadline.
-    async fn wait(&self, what: &str, done: impl Fn(&Seen) -> bool) {
-        let end = Instant::now() + LIMIT;
-        loop {
-            if self.seen(&done) {
-                return;
-            }
-            assert!(Instant::now() < end, "backend: {what}: not within {LIMIT:?}");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The backend's side of one connection.
-struct Peer {
-    index: usize,
-    stream: TcpStream,
-    /// Read past the last whole request.
-    buf: Vec<u8>,
-    seen: Arc<Mutex<Seen>>,
-}
-
-impl Peer {
-    /// Reads one whole request (head, then a `Content-Length` body) and logs it; `None` once
-    /// the client closed the connection.
-    async fn request(&mut self) -> Option<Vec<u8>> {
-        loop {
-            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().expect("numeric content-length"));
-                let total = end + 4 + length;
-                if self.buf.len() >= total {
-                    let request: Vec<u8> = self.buf.drain(..total).collect();
-                    self.seen.lock().unwrap().requests.push((self.index, request.clone()));
-                    return Some(request);
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    /// Waits until the client closes the connection (reading and dropping anything it sends).
-    async fn until_closed(&mut self) {
-        let mut chunk = [0u8; 16 * 1024];
-        while let Ok(1..) = self.stream.read(&mut chunk).await {}
-    }
-
-    /// Writes `bytes` (a client that went away is not the backend's problem).
-    async fn send(&mut self, bytes: &[u8]) {
-        let _ = self.stream.write_all(bytes).await;
-        let _ = self.stream.flush().await;
-    }
-
-    /// Writes `bytes` cut at the offsets `cuts`, pausing between pieces so that the client
-    /// likely reads them apart. Only the coverage depends on the pauses: the client must get
-    /// the same result however the pieces arrive.
-    async fn send_pieces(&mut self, bytes: &[u8], cuts: &[usize]) {
-        let mut start = 0;
-        for &cut in cuts.iter().chain([bytes.len()].iter()) {
-            assert!(start <= cut && cut <= bytes.len(), "cuts must be in order and within the bytes");
-            self.send(&bytes[start..cut]).await;
-            start = cut;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
-    /// Writes `bytes` one byte at a time.
-    async fn drip(&mut self, bytes: &[u8]) {
-        let cuts: Vec<usize> = (1..bytes.len()).collect();
-        self.send_pieces(bytes, &cuts).await;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn request_line(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw).lines().next().unwrap_or_default().to_owned()
-}
-
-/// A request as it went over the wire.
-struct Wire {
-    line: String,
-    /// Header lines in order: name (as sent) and value.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Wire {
-    fn parse(raw: &[u8]) -> Wire {
-        let end = find(raw, b"\r\n\r\n").expect("a request head");
-        let head = std::str::from_utf8(&raw[..end]).expect("an ASCII head");
-        let mut lines = head.split("\r\n");
-        let line = lines.next().unwrap().to_owned();
-        let headers = lines
-            .map(|l| {
-                let (name, value) = l.split_once(": ").unwrap_or_else(|| panic!("header line {l:?}"));
-                (name.to_owned(), value.to_owned())
-            })
-            .collect();
-        Wire { line, headers, body: raw[end + 4..].to_vec() }
-    }
-
-    /// Values of header `name` (case-insensitive), in order.
-    fn values(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
-    }
 }
 
 // ---- the client side ----
