@@ -47,7 +47,7 @@ pub fn parse_millis(text: &str) -> Option<u64> {
         nanos = nanos.checked_add(component_nanos(whole, fraction, *unit_nanos)?)?;
         rest = after;
     }
-    if nanos % NANOS_PER_MILLI != 0 {
+    if !nanos.is_multiple_of(NANOS_PER_MILLI) {
         return None;
     }
     u64::try_from(nanos / NANOS_PER_MILLI).ok()
@@ -111,9 +111,9 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
 
 /// A byte count in the largest unit that divides it: `1MiB`, `64KiB`, `1000 bytes`.
 pub fn format_bytes(bytes: u64) -> String {
-    if bytes > 0 && bytes % MIB == 0 {
+    if bytes > 0 && bytes.is_multiple_of(MIB) {
         format!("{}MiB", bytes / MIB)
-    } else if bytes > 0 && bytes % KIB == 0 {
+    } else if bytes > 0 && bytes.is_multiple_of(KIB) {
         format!("{}KiB", bytes / KIB)
     } else {
         format!("{bytes} bytes")
