@@ -1,9 +1,13 @@
 //! What lb and lbctl must agree on, in one place so that they cannot drift apart.
 //!
 //! Layout:
+//! - [`names`]: a pool's [`Mode`], [`Strategy`] and [`HashKey`], with their one spelling.
 //! - [`duration`]: Go's duration grammar (`500ms`, `1m30s`), for lb's flags and lbctl's.
 //!
 //! Small on purpose: no runtime, no HTTP client or server, so that depending on it costs
 //! lbctl nothing.
 
 pub mod duration;
+pub mod names;
+
+pub use names::{HashKey, Mode, Strategy};

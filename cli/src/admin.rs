@@ -7,14 +7,12 @@
 
 use std::time::Duration;
 
+use lb_api::{Mode, Strategy};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{
-    args::{Mode, Strategy},
-    error::Error,
-};
+use crate::error::Error;
 
 /// Admin calls are small; a server silent this long is stuck, and a script should hear so.
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 
 use clap::{error::ErrorKind, CommandFactory, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
+use lb_api::{Mode, Strategy};
 
 use crate::{
     admin::{HealthCheck, PoolSettings, Timeouts},
@@ -211,28 +211,6 @@ impl Command {
             Command::SetWeight => "setWeight",
         }
     }
-}
-
-/// How a pool answers requests; serialized as the admin API spells it.
-#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Proxy,
-    Redirect,
-}
-
-/// How a pool picks a backend; serialized as the admin API spells it.
-#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    P2c,
-    #[value(name = "round_robin")]
-    RoundRobin,
-    Random,
-    #[value(name = "least_conn")]
-    LeastConn,
-    #[value(name = "consistent_hash")]
-    ConsistentHash,
 }
 
 /// `--retry_on`: which backend answers, besides failures to get one, are worth another attempt.

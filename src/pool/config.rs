@@ -2,141 +2,11 @@
 //! [`Strategy`], [`HashKey`], [`Timeouts`] and [`HealthCheckSpec`], and the limits that
 //! validation holds them to.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
+pub use lb_api::{HashKey, Mode, Strategy};
+
 use crate::retry::MAX_RETRIES;
-
-/// How a pool hands a request to its backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Full-NAT reverse proxy: the client only ever talks to lb.
-    #[default]
-    Proxy,
-    /// lb answers `307` and the client repeats its request at the backend.
-    Redirect,
-}
-
-/// How a pool picks a backend for each request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Power of two choices on in-flight requests (per unit of weight).
-    #[default]
-    P2c,
-    /// Weighted smooth round robin, nginx's algorithm.
-    RoundRobin,
-    /// Weighted random.
-    Random,
-    /// Fewest requests in flight (per unit of weight), ties broken round robin.
-    LeastConn,
-    /// Sticky by a key (`hash_key`) on a consistent-hash ring.
-    ConsistentHash,
-}
-
-macro_rules! names {
-    ($ty:ty, $what:literal, $($variant:path => $name:literal),+ $(,)?) => {
-        impl $ty {
-            /// The name used in the admin API, lbctl and logs.
-            pub fn as_str(self) -> &'static str {
-                match self { $($variant => $name),+ }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-            }
-        }
-        impl FromStr for $ty {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($name => Ok($variant),)+
-                    _ => Err(format!(
-                        concat!("unknown ", $what, " {:?}, expected one of: {}"),
-                        s,
-                        [$($name),+].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
-names!(Mode, "mode", Mode::Proxy => "proxy", Mode::Redirect => "redirect");
-names!(
-    Strategy,
-    "strategy",
-    Strategy::P2c => "p2c",
-    Strategy::RoundRobin => "round_robin",
-    Strategy::Random => "random",
-    Strategy::LeastConn => "least_conn",
-    Strategy::ConsistentHash => "consistent_hash",
-);
-
-/// What a `consistent_hash` pool keeps requests sticky by.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum HashKey {
-    /// The client's IP address.
-    #[default]
-    ClientIp,
-    /// A request header's value (the client IP when absent).
-    Header(http::HeaderName),
-    /// A cookie's value (the client IP when absent).
-    Cookie(String),
-}
-
-impl fmt::Display for HashKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HashKey::ClientIp => f.write_str("client_ip"),
-            HashKey::Header(name) => write!(f, "header:{name}"),
-            HashKey::Cookie(name) => write!(f, "cookie:{name}"),
-        }
-    }
-}
-
-impl FromStr for HashKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown hash_key {s:?}, expected client_ip, header:NAME or cookie:NAME");
-        match s.split_once(':') {
-            None if s == "client_ip" => Ok(HashKey::ClientIp),
-            Some(("header", name)) => {
-                http::HeaderName::from_bytes(name.as_bytes()).map(HashKey::Header).map_err(|_| bad())
-            }
-            Some(("cookie", name))
-                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b";=,".contains(&b)) =>
-            {
-                Ok(HashKey::Cookie(name.to_owned()))
-            }
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl Serialize for HashKey {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for HashKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// How long lb waits on a pool's backends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,18 +142,5 @@ impl PoolConfig {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip_and_unknown_is_explained() {
-        assert_eq!("redirect".parse::<Mode>().unwrap(), Mode::Redirect);
-        assert_eq!("round_robin".parse::<Strategy>().unwrap(), Strategy::RoundRobin);
-        let err = "nat".parse::<Mode>().unwrap_err();
-        assert!(err.contains("proxy, redirect"), "{err}");
     }
 }
