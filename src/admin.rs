@@ -13,8 +13,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use lb_api::{BackendQuery, NewBackend, PatternQuery};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::control::{self, ControlPlane};
@@ -166,29 +167,6 @@ struct HealthJson {
     backends: Vec<BackendJson>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatternQuery {
-    pattern: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackendQuery {
-    pattern: String,
-    ip: String,
-    port: u16,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBackendBody {
-    ip: String,
-    port: u16,
-    url_path: Option<String>,
-    weight: Option<u32>,
-}
-
 // ---- handlers ----
 
 type Control = State<Arc<ControlPlane>>;
@@ -272,7 +250,7 @@ async fn add_backend(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<(StatusCode, Json<BackendJson>)> {
     let q = query(q)?;
-    let body: AddBackendBody = json_body(body)?;
+    let body: NewBackend = json_body(body)?;
     let addr = parse_addr(&body.ip, body.port).map_err(bad_request)?;
     let config =
         BackendConfig { addr, url_path: body.url_path.unwrap_or_else(|| "/".into()), weight: body.weight.unwrap_or(1) };

@@ -2,6 +2,8 @@
 //!
 //! Layout:
 //! - [`names`]: a pool's [`Mode`], [`Strategy`] and [`HashKey`], with their one spelling.
+//! - [`request`]: what lbctl sends and lb reads, strictly: [`PoolSettings`], [`NewPool`],
+//!   [`NewBackend`], [`BackendChange`] and the query parameters.
 //! - [`duration`]: Go's duration grammar (`500ms`, `1m30s`), for lb's flags and lbctl's.
 //!
 //! Small on purpose: no runtime, no HTTP client or server, so that depending on it costs
@@ -9,5 +11,9 @@
 
 pub mod duration;
 pub mod names;
+pub mod request;
 
 pub use names::{HashKey, Mode, Strategy};
+pub use request::{
+    BackendChange, BackendQuery, HealthCheckChange, NewBackend, NewPool, PatternQuery, PoolSettings, TimeoutsChange,
+};
