@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{HashKey, Mode, Strategy};
 
-/// A partial `Timeouts`, in milliseconds: the fields given change.
+/// A partial [`Timeouts`](crate::Timeouts), in milliseconds: the fields given change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutsChange {
@@ -23,7 +23,7 @@ pub struct TimeoutsChange {
     pub idle_ms: Option<u64>,
 }
 
-/// A partial `HealthCheckSpec`: the fields given change.
+/// A partial [`HealthCheckSpec`](crate::HealthCheckSpec): the fields given change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckChange {

@@ -2,72 +2,23 @@
 //! [`Strategy`], [`HashKey`], [`Timeouts`] and [`HealthCheckSpec`], and the limits that
 //! validation holds them to.
 
-use serde::{Deserialize, Serialize};
-
-pub use lb_api::{HashKey, Mode, Strategy};
+pub use lb_api::{HashKey, HealthCheckSpec, Mode, Strategy, Timeouts};
 
 use crate::retry::MAX_RETRIES;
-
-/// How long lb waits on a pool's backends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Timeouts {
-    /// To open a connection; a timeout is retried like a refused connection.
-    pub connect_ms: u64,
-    /// From sending the request to the response headers; a timeout answers `504`.
-    pub response_ms: u64,
-    /// How long an unused keep-alive connection to a backend is kept.
-    pub idle_ms: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts { connect_ms: 3_000, response_ms: 60_000, idle_ms: 90_000 }
-    }
-}
 
 /// Largest request body a pool may keep for replay.
 pub const MAX_RETRY_BODY: u64 = 16 << 20;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
-/// How lb checks a pool's backends: `GET path` every `interval_ms`, healthy when the answer
-/// comes within `timeout_ms`, has the expected status (any 2xx by default) and a trimmed body
-/// equal to one of `healthy_values`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HealthCheckSpec {
-    pub path: String,
-    pub healthy_values: Vec<String>,
-    /// `None`: any 2xx.
-    pub expected_status: Option<u16>,
-    pub interval_ms: u64,
-    pub timeout_ms: u64,
-    /// Consecutive failures that make a healthy backend sick.
-    pub fall: u32,
-    /// Consecutive passes that make a sick backend healthy again.
-    pub rise: u32,
-    /// Consecutive failures after which the backend is removed; 0 = never.
-    pub evict_after: u32,
+/// Refuses a value lb could not run with. A trait because [`HealthCheckSpec`] is lb-api's
+/// (the admin API reports it) while what lb can run with is lb's to say.
+pub trait Validate {
+    fn validate(&self) -> Result<(), String>;
 }
 
-impl Default for HealthCheckSpec {
-    fn default() -> Self {
-        HealthCheckSpec {
-            path: "/healthz".into(),
-            healthy_values: vec!["ok".into(), "OK".into()],
-            expected_status: None,
-            interval_ms: 10_000,
-            timeout_ms: 1_000,
-            fall: 3,
-            rise: 2,
-            evict_after: 30,
-        }
-    }
-}
-
-impl HealthCheckSpec {
+impl Validate for HealthCheckSpec {
     /// Refuses a spec no check could run with.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         if !self.path.starts_with('/') || self.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("health check path {:?} must start with / and hold no spaces", self.path));
         }
