@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{HashKey, Mode, Strategy};
 
 /// Declares response structs as given, and in [`lenient`] a twin of each (see the module doc).
+/// Fields take doc comments only, which the twin's fields get too.
 macro_rules! responses {
     ($(
         $(#[$attr:meta])*

@@ -1,6 +1,7 @@
 //! What an admin says about a pool, as the store keeps it: [`PoolConfig`] with its [`Mode`],
 //! [`Strategy`], [`HashKey`], [`Timeouts`] and [`HealthCheckSpec`], and the limits that
-//! validation holds them to.
+//! validation holds them to. The parts are lb-api's, since the admin API reports them; the
+//! limits are lb's.
 
 pub use lb_api::{HashKey, HealthCheckSpec, Mode, Strategy, Timeouts};
 
