@@ -13,15 +13,12 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use lb_api::{BackendJson, BackendQuery, ErrorJson, HealthJson, NewBackend, PatternQuery, PoolJson};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::control::{self, ControlPlane};
-use crate::pool::{
-    parse_addr, Backend, BackendChange, BackendConfig, HashKey, HealthCheckSpec, Mode, Pool, PoolSettings, Strategy,
-    Timeouts,
-};
+use crate::pool::{parse_addr, Backend, BackendChange, BackendConfig, Pool, PoolSettings};
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -53,7 +50,7 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorJson { error: self.1 })).into_response()
     }
 }
 
@@ -86,40 +83,7 @@ fn query<T: DeserializeOwned>(q: Result<Query<T>, QueryRejection>) -> Answer<T> 
     q.map(|Query(q)| q).map_err(|e| bad_request(e.body_text()))
 }
 
-// ---- JSON shapes ----
-
-#[derive(Serialize)]
-struct PoolJson {
-    pattern: String,
-    mode: Mode,
-    strategy: Strategy,
-    hash_key: HashKey,
-    retries: u32,
-    retry_on_5xx: bool,
-    retry_body_limit: u64,
-    timeouts: Timeouts,
-    health_check: HealthCheckSpec,
-    status: &'static str,
-    backends: Vec<BackendJson>,
-}
-
-#[derive(Serialize)]
-struct BackendJson {
-    ip: String,
-    port: u16,
-    url_path: String,
-    weight: u32,
-    address: String,
-    status: &'static str,
-    draining: bool,
-    /// Requests sent to it whose response has not finished.
-    inflight: usize,
-    consecutive_failures: u32,
-    consecutive_passes: u32,
-    /// Unix time of the last health check, in milliseconds.
-    last_check_ms: Option<u64>,
-    last_error: Option<String>,
-}
+// ---- lb-api's JSON shapes, from the live pool ----
 
 impl From<&Pool> for PoolJson {
     fn from(pool: &Pool) -> Self {
@@ -157,36 +121,6 @@ impl From<&Backend> for BackendJson {
             last_error: health.last_error,
         }
     }
-}
-
-#[derive(Serialize)]
-struct HealthJson {
-    pattern: String,
-    status: &'static str,
-    backends: Vec<BackendJson>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatternQuery {
-    pattern: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackendQuery {
-    pattern: String,
-    ip: String,
-    port: u16,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBackendBody {
-    ip: String,
-    port: u16,
-    url_path: Option<String>,
-    weight: Option<u32>,
 }
 
 // ---- handlers ----
@@ -272,7 +206,7 @@ async fn add_backend(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<(StatusCode, Json<BackendJson>)> {
     let q = query(q)?;
-    let body: AddBackendBody = json_body(body)?;
+    let body: NewBackend = json_body(body)?;
     let addr = parse_addr(&body.ip, body.port).map_err(bad_request)?;
     let config =
         BackendConfig { addr, url_path: body.url_path.unwrap_or_else(|| "/".into()), weight: body.weight.unwrap_or(1) };

@@ -53,22 +53,9 @@ pub struct Config {
     pub max_header_bytes: u32,
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h`.
+/// A Go-style duration (`500ms`, `10s`, `1m30s`) other than zero.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 10s, 1m)"))?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => return Err(format!("invalid duration {s:?} (use e.g. 500ms, 10s, 1m)")),
-    };
-    if ms == 0 {
-        return Err("duration must be more than 0".into());
-    }
-    Ok(Duration::from_millis(ms))
+    Some(lb_api::duration::parse(s)?).filter(|d| !d.is_zero()).ok_or_else(|| "duration must be more than 0".into())
 }
 
 /// Runs lb until SIGINT or SIGTERM: [`bind`], then [`serve`]. Once the signals are watched,

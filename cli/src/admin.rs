@@ -1,20 +1,17 @@
 //! lb's admin API: one method per endpoint, answering the raw JSON so `--json` can print it as
-//! lb sent it, plus the lenient shapes the human output decodes from it.
+//! lb sent it. The bodies and query parameters are lb-api's, the same types lb reads; the
+//! human output decodes the answers into lb-api's lenient twins of lb's responses.
 //!
 //! Patterns travel in the `pattern` query parameter, percent-encoded, because they contain `/`.
-//! The query is built with `Url` rather than reqwest's `query` feature to keep the workspace's
-//! reqwest features as they are.
 
 use std::time::Duration;
 
+use lb_api::{BackendChange, BackendQuery, ErrorJson, NewBackend, PatternQuery};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::{
-    args::{Mode, Strategy},
-    error::Error,
-};
+use crate::error::Error;
 
 /// Admin calls are small; a server silent this long is stuck, and a script should hear so.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,147 +24,20 @@ pub struct Admin {
     base: Url,
 }
 
+/// Pool settings as the user gave them: with a pattern ([`NewPool`]) the body of
+/// `POST /v1/pools`, alone the body of `PATCH /v1/pool`. `--hash_key` travels as typed: lb
+/// parses it, and would answer a lowercased header name if lbctl parsed it first.
+pub type PoolSettings = lb_api::PoolSettings<String>;
+
 /// Body of `POST /v1/pools`: the pattern and whatever settings the user gave.
-#[derive(Serialize)]
-pub struct NewPool<'a> {
-    pub pattern: &'a str,
-    #[serde(flatten)]
-    pub settings: &'a PoolSettings,
-}
+pub type NewPool = lb_api::NewPool<String>;
 
-/// Pool settings as the user gave them: with a pattern the body of `POST /v1/pools`, alone the
-/// body of `PATCH /v1/pool`. Unset ones are left out, so lb applies its defaults on creation and
-/// keeps the current value on update.
-#[derive(Serialize, Debug, Default, Clone, PartialEq, Eq)]
-pub struct PoolSettings {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<Mode>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<Strategy>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hash_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retries: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_on_5xx: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_body_limit: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeouts: Option<Timeouts>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<HealthCheck>,
-}
-
-/// A pool's backend timeouts in milliseconds. Every field is optional both ways: lbctl sends
-/// only those the user gave (lb updates them one by one) and reads whichever lb sent.
-#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq, Eq)]
-#[serde(default)]
-pub struct Timeouts {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub connect_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idle_ms: Option<u64>,
-}
-
-/// A pool's health check, optional field by field both ways like [`Timeouts`].
-#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq, Eq)]
-#[serde(default)]
-pub struct HealthCheck {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthy_values: Option<Vec<String>>,
-    /// lb answers `null` for "any 2xx"; lbctl never sends `null`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expected_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub interval_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fall: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rise: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub evict_after: Option<u32>,
-}
-
-/// Body of `POST /v1/pool/backends`.
-#[derive(Serialize)]
-pub struct NewBackend<'a> {
-    pub ip: &'a str,
-    pub port: u16,
-    pub url_path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight: Option<u32>,
-}
-
-/// Body of `PATCH /v1/pool/backends`: only what changes.
-#[derive(Serialize, Debug, Default)]
-pub struct BackendChange {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub draining: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub weight: Option<u32>,
-}
-
-/// A pool as lb reports it. Only what lbctl shows; unknown fields are ignored and missing ones
-/// default (or stay `None`, so a sentence can leave them out), so other lb versions keep working.
-#[derive(Deserialize, Debug, Default)]
-#[serde(default)]
-pub struct Pool {
-    pub pattern: String,
-    pub mode: String,
-    pub strategy: String,
-    pub hash_key: Option<String>,
-    pub retries: Option<u32>,
-    pub retry_on_5xx: Option<bool>,
-    pub retry_body_limit: Option<u64>,
-    pub timeouts: Option<Timeouts>,
-    pub health_check: Option<HealthCheck>,
-    pub status: String,
-    pub backends: Vec<Backend>,
-}
-
-/// A backend as lb reports it (lenient like [`Pool`]).
-#[derive(Deserialize, Debug, Default)]
-#[serde(default)]
-pub struct Backend {
-    pub ip: String,
-    pub port: u16,
-    pub address: String,
-    pub weight: Option<u32>,
-    pub draining: Option<bool>,
-}
-
-impl Backend {
-    /// `ip:port` as lb spells it, rebuilt if an lb did not send `address`.
-    pub fn address(&self) -> String {
-        if self.address.is_empty() {
-            format!("{}:{}", self.ip, self.port)
-        } else {
-            self.address.clone()
-        }
+/// `ip:port` as lb spells it, rebuilt if an lb did not send `address`.
+pub fn address(backend: &lb_api::lenient::BackendJson) -> String {
+    match backend.address.as_deref() {
+        Some(address) if !address.is_empty() => address.to_owned(),
+        _ => format!("{}:{}", backend.ip.as_deref().unwrap_or_default(), backend.port.unwrap_or_default()),
     }
-}
-
-/// Answer of `GET /v1/pool/health` (lenient like [`Pool`]). Backends carry more (weight,
-/// draining, counters, last error); `--json` shows those, the tables keep to status.
-#[derive(Deserialize, Debug, Default)]
-#[serde(default)]
-pub struct PoolHealth {
-    pub pattern: String,
-    pub status: String,
-    pub backends: Vec<BackendHealth>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-#[serde(default)]
-pub struct BackendHealth {
-    pub address: String,
-    pub status: String,
 }
 
 impl Admin {
@@ -189,38 +59,34 @@ impl Admin {
     }
 
     pub async fn list_pools(&self) -> Result<Value, Error> {
-        self.send(self.request(Method::GET, "/v1/pools", &[])).await
+        self.send(self.request(Method::GET, "/v1/pools")).await
     }
 
-    pub async fn add_pool(&self, pool: &NewPool<'_>) -> Result<Value, Error> {
-        let request = self.request(Method::POST, "/v1/pools", &[]);
-        self.send(request.json(pool)).await
+    pub async fn add_pool(&self, pool: &NewPool) -> Result<Value, Error> {
+        self.send(self.request(Method::POST, "/v1/pools").json(pool)).await
     }
 
     pub async fn remove_pool(&self, pattern: &str) -> Result<Value, Error> {
-        let request = self.request(Method::DELETE, "/v1/pool", &[("pattern", pattern)]);
-        self.send(request).await
+        self.send(self.request(Method::DELETE, "/v1/pool").query(&pool(pattern))).await
     }
 
     pub async fn update_pool(&self, pattern: &str, settings: &PoolSettings) -> Result<Value, Error> {
-        let request = self.request(Method::PATCH, "/v1/pool", &[("pattern", pattern)]);
+        let request = self.request(Method::PATCH, "/v1/pool").query(&pool(pattern));
         self.send(request.json(settings)).await
     }
 
     pub async fn pool_health(&self, pattern: &str) -> Result<Value, Error> {
-        let request = self.request(Method::GET, "/v1/pool/health", &[("pattern", pattern)]);
-        self.send(request).await
+        self.send(self.request(Method::GET, "/v1/pool/health").query(&pool(pattern))).await
     }
 
-    pub async fn add_backend(&self, pattern: &str, backend: &NewBackend<'_>) -> Result<Value, Error> {
-        let request = self.request(Method::POST, "/v1/pool/backends", &[("pattern", pattern)]);
+    pub async fn add_backend(&self, pattern: &str, backend: &NewBackend) -> Result<Value, Error> {
+        let request = self.request(Method::POST, "/v1/pool/backends").query(&pool(pattern));
         self.send(request.json(backend)).await
     }
 
     pub async fn remove_backend(&self, pattern: &str, ip: &str, port: u16) -> Result<Value, Error> {
-        let port = port.to_string();
-        let query = [("pattern", pattern), ("ip", ip), ("port", &port)];
-        self.send(self.request(Method::DELETE, "/v1/pool/backends", &query)).await
+        let request = self.request(Method::DELETE, "/v1/pool/backends").query(&backend(pattern, ip, port));
+        self.send(request).await
     }
 
     pub async fn update_backend(
@@ -230,19 +96,14 @@ impl Admin {
         port: u16,
         change: &BackendChange,
     ) -> Result<Value, Error> {
-        let port = port.to_string();
-        let query = [("pattern", pattern), ("ip", ip), ("port", &port)];
-        let request = self.request(Method::PATCH, "/v1/pool/backends", &query);
+        let request = self.request(Method::PATCH, "/v1/pool/backends").query(&backend(pattern, ip, port));
         self.send(request.json(change)).await
     }
 
-    /// Builds `base + path + ?query`, percent-encoding the query (patterns hold `/`).
-    fn request(&self, method: Method, path: &str, query: &[(&str, &str)]) -> RequestBuilder {
+    /// A request to `base + path`; `.query(...)` adds the parameters, percent-encoded.
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut url = self.base.clone();
         url.set_path(path);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
         self.client.request(method, url)
     }
 
@@ -271,14 +132,20 @@ impl Admin {
     }
 }
 
+/// The query naming the pool `pattern`.
+fn pool(pattern: &str) -> impl Serialize {
+    PatternQuery { pattern: pattern.to_owned() }
+}
+
+/// The query naming backend `ip:port` of the pool `pattern`.
+fn backend(pattern: &str, ip: &str, port: u16) -> impl Serialize {
+    BackendQuery { pattern: pattern.to_owned(), ip: ip.to_owned(), port }
+}
+
 /// lb explains refusals as `{"error": "..."}`; anything else (a proxy's HTML page, another
 /// service on that port) is summarized by its status so the user sees they hit the wrong thing.
 fn refusal(status: StatusCode, body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    match serde_json::from_slice::<ErrorBody>(body) {
+    match serde_json::from_slice::<ErrorJson>(body) {
         Ok(body) => format!("{} ({})", body.error, status.as_u16()),
         Err(_) => format!("lb admin answered {status} without an error message"),
     }
@@ -304,6 +171,8 @@ fn root_cause(err: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use lb_api::{lenient, HealthCheckChange, Strategy, TimeoutsChange};
+
     use super::*;
 
     #[test]
@@ -332,22 +201,25 @@ mod tests {
         );
     }
 
+    fn pool(json: &str) -> lenient::PoolJson {
+        serde_json::from_str(json).unwrap()
+    }
+
     #[test]
     fn pools_decode_leniently() {
-        let pool: Pool = serde_json::from_str(
+        let pool = pool(
             r#"{"pattern": "/", "mode": "proxy", "future_field": 1,
                 "backends": [{"ip": "10.0.0.1", "port": 80}]}"#,
-        )
-        .unwrap();
-        assert_eq!(pool.pattern, "/");
-        assert_eq!(pool.strategy, "");
-        assert_eq!(pool.backends[0].address(), "10.0.0.1:80");
+        );
+        assert_eq!(pool.pattern.as_deref(), Some("/"));
+        assert_eq!(pool.strategy, None);
+        assert_eq!(address(&pool.backends.unwrap()[0]), "10.0.0.1:80");
         assert_eq!(pool.health_check, None);
     }
 
     #[test]
     fn pools_decode_the_new_settings_and_nulls() {
-        let pool: Pool = serde_json::from_str(
+        let pool = pool(
             r#"{"pattern": "/", "strategy": "consistent_hash", "hash_key": "header:X-User",
                 "retries": 2, "retry_on_5xx": false, "retry_body_limit": 65536,
                 "timeouts": {"connect_ms": 3000, "response_ms": 60000, "idle_ms": 90000},
@@ -355,8 +227,7 @@ mod tests {
                                  "expected_status": null, "interval_ms": 10000, "later": 1},
                 "backends": [{"address": "a:1", "weight": 3, "draining": true,
                               "last_check_ms": null, "last_error": null}]}"#,
-        )
-        .unwrap();
+        );
         assert_eq!(pool.hash_key.as_deref(), Some("header:X-User"));
         assert_eq!(pool.retry_on_5xx, Some(false));
         assert_eq!(pool.timeouts.unwrap().idle_ms, Some(90_000));
@@ -364,22 +235,25 @@ mod tests {
         assert_eq!(check.expected_status, None);
         assert_eq!(check.interval_ms, Some(10_000));
         assert_eq!(check.fall, None);
-        assert_eq!(pool.backends[0].draining, Some(true));
-        assert_eq!(pool.backends[0].weight, Some(3));
+        let backends = pool.backends.unwrap();
+        assert_eq!(backends[0].draining, Some(true));
+        assert_eq!(backends[0].weight, Some(3));
+        assert_eq!(address(&backends[0]), "a:1");
     }
 
     #[test]
-    fn only_given_settings_are_sent() {
+    fn only_given_settings_are_sent_and_hash_keys_as_typed() {
         let settings = PoolSettings {
             strategy: Some(Strategy::LeastConn),
-            timeouts: Some(Timeouts { idle_ms: Some(0), ..Timeouts::default() }),
-            health_check: Some(HealthCheck { fall: Some(3), ..HealthCheck::default() }),
+            hash_key: Some("header:X-User".into()),
+            timeouts: Some(TimeoutsChange { idle_ms: Some(0), ..TimeoutsChange::default() }),
+            health_check: Some(HealthCheckChange { fall: Some(3), ..HealthCheckChange::default() }),
             ..PoolSettings::default()
         };
-        let body = serde_json::to_value(NewPool { pattern: "/", settings: &settings }).unwrap();
+        let body = serde_json::to_value(NewPool { pattern: "/".into(), settings }).unwrap();
         assert_eq!(
             body,
-            serde_json::json!({"pattern": "/", "strategy": "least_conn",
+            serde_json::json!({"pattern": "/", "strategy": "least_conn", "hash_key": "header:X-User",
                                "timeouts": {"idle_ms": 0}, "health_check": {"fall": 3}})
         );
         assert_eq!(serde_json::to_value(BackendChange::default()).unwrap(), serde_json::json!({}));

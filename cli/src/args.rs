@@ -5,13 +5,9 @@
 use std::ffi::OsString;
 
 use clap::{error::ErrorKind, CommandFactory, Parser, Subcommand, ValueEnum};
-use serde::Serialize;
+use lb_api::{HealthCheckChange, Mode, Strategy, TimeoutsChange};
 
-use crate::{
-    admin::{HealthCheck, PoolSettings, Timeouts},
-    error::Error,
-    units,
-};
+use crate::{admin::PoolSettings, error::Error, units};
 
 /// One example per command; `--help` ends with it because examples are what people copy.
 const EXAMPLES: &str = "\
@@ -213,28 +209,6 @@ impl Command {
     }
 }
 
-/// How a pool answers requests; serialized as the admin API spells it.
-#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Proxy,
-    Redirect,
-}
-
-/// How a pool picks a backend; serialized as the admin API spells it.
-#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    P2c,
-    #[value(name = "round_robin")]
-    RoundRobin,
-    Random,
-    #[value(name = "least_conn")]
-    LeastConn,
-    #[value(name = "consistent_hash")]
-    ConsistentHash,
-}
-
 /// `--retry_on`: which backend answers, besides failures to get one, are worth another attempt.
 /// The API has a flag for the one choice there is today (`retry_on_5xx`).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +250,7 @@ pub enum Request {
     /// Never empty: at least one health check field.
     SetHealth {
         pattern: String,
-        health_check: HealthCheck,
+        health_check: HealthCheckChange,
     },
     PoolHealth {
         pattern: String,
@@ -429,7 +403,7 @@ impl Cli {
 
     /// The pool settings flags given, health check aside.
     fn pool_settings(&self) -> Result<PoolSettings, Error> {
-        let timeouts = Timeouts {
+        let timeouts = TimeoutsChange {
             connect_ms: millis("connect_timeout", &self.connect_timeout)?,
             response_ms: millis("response_timeout", &self.response_timeout)?,
             idle_ms: millis("idle_timeout", &self.idle_timeout)?,
@@ -450,27 +424,28 @@ impl Cli {
             retries: self.retries,
             retry_on_5xx: self.retry_on.map(|on| on == RetryOn::ServerErrors),
             retry_body_limit,
-            timeouts: (timeouts != Timeouts::default()).then_some(timeouts),
+            timeouts: (timeouts != TimeoutsChange::default()).then_some(timeouts),
             health_check: None,
         })
     }
 
     /// The health check flags given, `None` if there were none.
-    fn health_check(&self) -> Result<Option<HealthCheck>, Error> {
-        let health_check = HealthCheck {
+    fn health_check(&self) -> Result<Option<HealthCheckChange>, Error> {
+        let health_check = HealthCheckChange {
             path: self.health_path.clone(),
             // lb compares trimmed bodies, so spaces after commas are the user's formatting.
             healthy_values: self.healthy_values.as_deref().map(|list| {
                 list.split(',').map(str::trim).filter(|value| !value.is_empty()).map(String::from).collect()
             }),
-            expected_status: self.expected_status,
+            // lbctl has no flag for "back to any 2xx" (JSON null).
+            expected_status: self.expected_status.map(Some),
             interval_ms: millis("interval", &self.interval)?,
             timeout_ms: millis("timeout", &self.timeout)?,
             fall: self.fall,
             rise: self.rise,
             evict_after: self.evict_after,
         };
-        Ok((health_check != HealthCheck::default()).then_some(health_check))
+        Ok((health_check != HealthCheckChange::default()).then_some(health_check))
     }
 }
 
@@ -684,15 +659,15 @@ mod tests {
                     retries: Some(2),
                     retry_on_5xx: Some(true),
                     retry_body_limit: Some(65_536),
-                    timeouts: Some(Timeouts {
+                    timeouts: Some(TimeoutsChange {
                         connect_ms: Some(3_000),
                         response_ms: Some(60_000),
                         idle_ms: Some(90_000),
                     }),
-                    health_check: Some(HealthCheck {
+                    health_check: Some(HealthCheckChange {
                         path: Some("/ready".into()),
                         healthy_values: Some(vec!["ok".into(), "OK".into(), "up".into()]),
-                        expected_status: Some(204),
+                        expected_status: Some(Some(204)),
                         interval_ms: Some(500),
                         timeout_ms: Some(1_000),
                         fall: Some(3),
@@ -720,7 +695,7 @@ mod tests {
             set_health.request,
             Request::SetHealth {
                 pattern: "/".into(),
-                health_check: HealthCheck { fall: Some(2), ..HealthCheck::default() },
+                health_check: HealthCheckChange { fall: Some(2), ..HealthCheckChange::default() },
             }
         );
     }

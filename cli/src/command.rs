@@ -1,11 +1,13 @@
 //! Runs one checked request against the admin API and renders the answer: lb's JSON as is
 //! with `--json`, otherwise a short sentence or a table for a person.
 
+use lb_api::lenient::{BackendJson, HealthCheckSpec, HealthJson, PoolJson};
+use lb_api::{BackendChange, NewBackend};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    admin::{Admin, Backend, BackendChange, HealthCheck, NewBackend, NewPool, Pool, PoolHealth, PoolSettings},
+    admin::{address, Admin, NewPool, PoolSettings},
     args::{Invocation, Request},
     error::Error,
     table::table,
@@ -21,22 +23,24 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
     match &invocation.request {
         Request::ListPools => render(json, admin.list_pools().await?, pools_table),
         Request::AddPool { pattern, settings } => {
-            let pool = NewPool { pattern, settings };
-            render(json, admin.add_pool(&pool).await?, |pool: Pool| {
-                format!("added pool {pattern} (mode {})\n", pool.mode)
+            let pool = NewPool { pattern: pattern.clone(), settings: settings.clone() };
+            render(json, admin.add_pool(&pool).await?, |pool: PoolJson| {
+                format!("added pool {pattern} (mode {})\n", pool.mode.unwrap_or_default())
             })
         }
         Request::RemovePool { pattern } => {
-            render(json, admin.remove_pool(pattern).await?, |_: Pool| format!("removed pool {pattern}\n"))
+            render(json, admin.remove_pool(pattern).await?, |_: PoolJson| format!("removed pool {pattern}\n"))
         }
         Request::SetMode { pattern, mode } => {
             let settings = PoolSettings { mode: Some(*mode), ..PoolSettings::default() };
             let reply = admin.update_pool(pattern, &settings).await?;
-            render(json, reply, |pool: Pool| format!("pool {pattern} is now in {} mode\n", pool.mode))
+            render(json, reply, |pool: PoolJson| {
+                format!("pool {pattern} is now in {} mode\n", pool.mode.unwrap_or_default())
+            })
         }
         Request::SetPool { pattern, settings } => {
             let reply = admin.update_pool(pattern, settings).await?;
-            render(json, reply, |pool: Pool| match pool_summary(&pool, settings) {
+            render(json, reply, |pool: PoolJson| match pool_summary(&pool, settings) {
                 summary if summary.is_empty() => format!("pool {pattern} updated\n"),
                 summary => format!("pool {pattern} updated: {summary}\n"),
             })
@@ -44,7 +48,7 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
         Request::SetHealth { pattern, health_check } => {
             let settings = PoolSettings { health_check: Some(health_check.clone()), ..PoolSettings::default() };
             let reply = admin.update_pool(pattern, &settings).await?;
-            render(json, reply, |pool: Pool| match health_summary(&pool.health_check.unwrap_or_default()) {
+            render(json, reply, |pool: PoolJson| match health_summary(&pool.health_check.unwrap_or_default()) {
                 summary if summary.is_empty() => {
                     format!("pool {pattern} health check updated\n")
                 }
@@ -53,32 +57,34 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
         }
         Request::PoolHealth { pattern } => render(json, admin.pool_health(pattern).await?, health_tables),
         Request::AddBackend { pattern, ip, port, url_path, weight } => {
-            let backend = NewBackend { ip, port: *port, url_path, weight: *weight };
+            let backend = NewBackend { ip: ip.clone(), port: *port, url_path: Some(url_path.clone()), weight: *weight };
             let reply = admin.add_backend(pattern, &backend).await?;
-            render(json, reply, |backend: Backend| format!("added backend {} to pool {pattern}\n", backend.address()))
+            render(json, reply, |backend: BackendJson| {
+                format!("added backend {} to pool {pattern}\n", address(&backend))
+            })
         }
         Request::RemoveBackend { pattern, ip, port } => {
             let reply = admin.remove_backend(pattern, ip, *port).await?;
-            render(json, reply, |backend: Backend| {
-                format!("removed backend {} from pool {pattern}\n", backend.address())
+            render(json, reply, |backend: BackendJson| {
+                format!("removed backend {} from pool {pattern}\n", address(&backend))
             })
         }
         Request::SetDraining { pattern, ip, port, draining } => {
             let change = BackendChange { draining: Some(*draining), ..BackendChange::default() };
             let reply = admin.update_backend(pattern, ip, *port, &change).await?;
             // lb's 2xx says the change was made, whether or not its answer repeats the field.
-            render(json, reply, |backend: Backend| {
+            render(json, reply, |backend: BackendJson| {
                 let state = if backend.draining.unwrap_or(*draining) { "is draining" } else { "is back in rotation" };
-                format!("backend {} of pool {pattern} {state}\n", backend.address())
+                format!("backend {} of pool {pattern} {state}\n", address(&backend))
             })
         }
         Request::SetWeight { pattern, ip, port, weight } => {
             let change = BackendChange { weight: Some(*weight), ..BackendChange::default() };
             let reply = admin.update_backend(pattern, ip, *port, &change).await?;
-            render(json, reply, |backend: Backend| {
+            render(json, reply, |backend: BackendJson| {
                 format!(
                     "backend {} of pool {pattern} now has weight {}\n",
-                    backend.address(),
+                    address(&backend),
                     backend.weight.unwrap_or(*weight)
                 )
             })
@@ -96,20 +102,24 @@ fn render<T: DeserializeOwned>(json: bool, reply: Value, human: impl FnOnce(T) -
         .map_err(|err| Error::Failed(format!("unexpected answer from lb admin: {err}")))
 }
 
-fn pools_table(pools: Vec<Pool>) -> String {
+fn pools_table(pools: Vec<PoolJson>) -> String {
     let header = ["Pattern", "Mode", "Strategy", "Backends", "Status"].map(String::from);
     let rows = pools.into_iter().map(|pool| {
-        let backends = pool.backends.len().to_string();
-        [pool.pattern, pool.mode, pool.strategy, backends, pool.status]
+        let backends = pool.backends.map_or(0, |backends| backends.len()).to_string();
+        let [pattern, mode, strategy, status] =
+            [pool.pattern, pool.mode, pool.strategy, pool.status].map(Option::unwrap_or_default);
+        [pattern, mode, strategy, backends, status]
     });
     table(&std::iter::once(header).chain(rows).collect::<Vec<_>>())
 }
 
 /// The pool's status, then one row per backend (just the header when it has none).
-fn health_tables(health: PoolHealth) -> String {
-    let pool = table(&[["Pool", "Status"], [&health.pattern, &health.status]]);
-    let header = ["Backend", "Status"];
-    let rows = health.backends.iter().map(|backend| [backend.address.as_str(), backend.status.as_str()]);
+fn health_tables(health: HealthJson) -> String {
+    let text = |field: &Option<String>| field.as_deref().unwrap_or_default().to_owned();
+    let pool = table(&[["Pool", "Status"], [&text(&health.pattern), &text(&health.status)]]);
+    let header = ["Backend", "Status"].map(String::from);
+    let backends = health.backends.unwrap_or_default();
+    let rows = backends.iter().map(|backend| [text(&backend.address), text(&backend.status)]);
     let backends = table(&std::iter::once(header).chain(rows).collect::<Vec<_>>());
     pool + &backends
 }
@@ -117,15 +127,17 @@ fn health_tables(health: PoolHealth) -> String {
 /// What `setPool` reports, from lb's answer: mode and strategy always (they say how the pool
 /// behaves), the hash key when it matters, then each setting the user changed. A setting lb
 /// did not send back is left out rather than guessed.
-fn pool_summary(pool: &Pool, sent: &PoolSettings) -> String {
+fn pool_summary(pool: &PoolJson, sent: &PoolSettings) -> String {
     let mut parts = Vec::new();
-    if !pool.mode.is_empty() {
-        parts.push(format!("mode {}", pool.mode));
+    let mode = pool.mode.as_deref().unwrap_or_default();
+    let strategy = pool.strategy.as_deref().unwrap_or_default();
+    if !mode.is_empty() {
+        parts.push(format!("mode {mode}"));
     }
-    if !pool.strategy.is_empty() {
-        parts.push(format!("strategy {}", pool.strategy));
+    if !strategy.is_empty() {
+        parts.push(format!("strategy {strategy}"));
     }
-    if pool.strategy == "consistent_hash" || sent.hash_key.is_some() {
+    if strategy == "consistent_hash" || sent.hash_key.is_some() {
         parts.extend(pool.hash_key.as_ref().map(|key| format!("hash key {key}")));
     }
     if sent.retries.is_some() {
@@ -153,7 +165,7 @@ fn pool_summary(pool: &Pool, sent: &PoolSettings) -> String {
 
 /// `GET /healthz every 2s, timeout 1s, fall 3, rise 2, evict after 30`, leaving out whatever
 /// lb did not send; `expecting 204` follows the path when the check wants one status.
-fn health_summary(check: &HealthCheck) -> String {
+fn health_summary(check: &HealthCheckSpec) -> String {
     let mut head = Vec::new();
     head.extend(check.path.as_ref().map(|path| format!("GET {path}")));
     head.extend(check.expected_status.map(|status| format!("expecting {status}")));
@@ -211,11 +223,11 @@ mod tests {
     #[test]
     fn json_output_is_lbs_answer_pretty() {
         let reply = serde_json::json!({"pattern": "/"});
-        let out = render(true, reply, |_: Pool| unreachable!()).unwrap();
+        let out = render(true, reply, |_: PoolJson| unreachable!()).unwrap();
         assert_eq!(out, "{\n  \"pattern\": \"/\"\n}\n");
     }
 
-    fn check(json: &str) -> HealthCheck {
+    fn check(json: &str) -> HealthCheckSpec {
         serde_json::from_str(json).unwrap()
     }
 
@@ -238,7 +250,7 @@ mod tests {
         assert_eq!(health_summary(&check("{}")), "");
     }
 
-    fn pool(json: &str) -> Pool {
+    fn pool(json: &str) -> PoolJson {
         serde_json::from_str(json).unwrap()
     }
 
@@ -255,7 +267,7 @@ mod tests {
             hash_key: Some("client_ip".into()),
             retry_on_5xx: Some(true),
             retry_body_limit: Some(65536),
-            timeouts: Some(crate::admin::Timeouts {
+            timeouts: Some(lb_api::TimeoutsChange {
                 connect_ms: Some(3000),
                 response_ms: Some(60000),
                 idle_ms: Some(90000),

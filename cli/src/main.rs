@@ -9,7 +9,7 @@
 //!
 //! Layout:
 //! - `args`: flags and commands, Go-style rewriting, and the flags each command cannot do without.
-//! - `admin`: lb's admin API over HTTP and the JSON it answers.
+//! - `admin`: lb's admin API over HTTP; the JSON it sends and reads is lb-api's.
 //! - `command`: runs one command and renders the answer for a person, or as JSON.
 //! - `table`: the aligned text tables of `poolHealth` and `listPools`.
 //! - `units`: durations (`2s`, `1m30s`) and sizes (`64KiB`) as flags take them and sentences

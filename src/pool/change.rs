@@ -1,112 +1,67 @@
 //! Partial changes an admin asks for: unset fields take their defaults (a new pool) or stay as
-//! they are (a change).
+//! they are (a change). Their JSON is lb-api's, shared with lbctl; applying them is lb's.
 
 use serde::Deserialize;
 
-use super::config::{HashKey, HealthCheckSpec, Mode, PoolConfig, Strategy, Timeouts};
+pub use lb_api::{BackendChange, HealthCheckChange, TimeoutsChange};
 
-/// A partial [`Timeouts`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TimeoutsChange {
-    pub connect_ms: Option<u64>,
-    pub response_ms: Option<u64>,
-    pub idle_ms: Option<u64>,
-}
+use super::config::{HealthCheckSpec, PoolConfig, Timeouts};
 
-impl TimeoutsChange {
-    pub fn apply(self, mut t: Timeouts) -> Timeouts {
-        t.connect_ms = self.connect_ms.unwrap_or(t.connect_ms);
-        t.response_ms = self.response_ms.unwrap_or(t.response_ms);
-        t.idle_ms = self.idle_ms.unwrap_or(t.idle_ms);
-        t
-    }
-}
-
-/// A partial [`HealthCheckSpec`]: what an admin wants changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HealthCheckChange {
-    pub path: Option<String>,
-    pub healthy_values: Option<Vec<String>>,
-    /// `Some(None)` (JSON `null`) goes back to any 2xx.
-    #[serde(deserialize_with = "some")]
-    pub expected_status: Option<Option<u16>>,
-    pub interval_ms: Option<u64>,
-    pub timeout_ms: Option<u64>,
-    pub fall: Option<u32>,
-    pub rise: Option<u32>,
-    pub evict_after: Option<u32>,
-}
-
-/// Tells an explicit JSON `null` apart from a missing field.
-fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
-impl HealthCheckChange {
-    /// `spec` with these changes applied.
-    pub fn apply(self, mut spec: HealthCheckSpec) -> HealthCheckSpec {
-        macro_rules! set {
-            ($($field:ident),*) => { $(if let Some(v) = self.$field { spec.$field = v; })* };
-        }
-        set!(path, healthy_values, expected_status, interval_ms, timeout_ms, fall, rise, evict_after);
-        spec
-    }
-}
-
-/// Settings of a pool to create or change; unset fields take their defaults (new pool) or stay
-/// as they are (change).
+/// The settings of `POST /v1/pools` and `PATCH /v1/pool`: [`lb_api::PoolSettings`], read as it
+/// reads itself (strictly, with serde's messages), plus what lb does with them. A wrapper
+/// rather than a re-export so that `settings.apply(config)` needs no trait in scope.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PoolSettings {
-    pub mode: Option<Mode>,
-    pub strategy: Option<Strategy>,
-    pub hash_key: Option<HashKey>,
-    pub retries: Option<u32>,
-    pub retry_on_5xx: Option<bool>,
-    pub retry_body_limit: Option<u64>,
-    pub timeouts: Option<TimeoutsChange>,
-    pub health_check: Option<HealthCheckChange>,
-}
+#[serde(transparent)]
+pub struct PoolSettings(pub lb_api::PoolSettings);
 
 impl PoolSettings {
+    /// Whether no setting is given.
     pub fn is_empty(&self) -> bool {
-        let PoolSettings { mode, strategy, hash_key, retries, retry_on_5xx, retry_body_limit, timeouts, health_check } =
-            self;
-        mode.is_none()
-            && strategy.is_none()
-            && hash_key.is_none()
-            && retries.is_none()
-            && retry_on_5xx.is_none()
-            && retry_body_limit.is_none()
-            && timeouts.is_none()
-            && health_check.is_none()
+        self.0.is_empty()
     }
 
     /// `config` with these settings applied, validated.
     pub fn apply(self, mut config: PoolConfig) -> Result<PoolConfig, String> {
-        config.mode = self.mode.unwrap_or(config.mode);
-        config.strategy = self.strategy.unwrap_or(config.strategy);
-        config.hash_key = self.hash_key.unwrap_or(config.hash_key);
-        config.retries = self.retries.unwrap_or(config.retries);
-        config.retry_on_5xx = self.retry_on_5xx.unwrap_or(config.retry_on_5xx);
-        config.retry_body_limit = self.retry_body_limit.unwrap_or(config.retry_body_limit);
-        if let Some(t) = self.timeouts {
-            config.timeouts = t.apply(config.timeouts);
+        let lb_api::PoolSettings {
+            mode,
+            strategy,
+            hash_key,
+            retries,
+            retry_on_5xx,
+            retry_body_limit,
+            timeouts,
+            health_check,
+        } = self.0;
+        config.mode = mode.unwrap_or(config.mode);
+        config.strategy = strategy.unwrap_or(config.strategy);
+        config.hash_key = hash_key.unwrap_or(config.hash_key);
+        config.retries = retries.unwrap_or(config.retries);
+        config.retry_on_5xx = retry_on_5xx.unwrap_or(config.retry_on_5xx);
+        config.retry_body_limit = retry_body_limit.unwrap_or(config.retry_body_limit);
+        if let Some(t) = timeouts {
+            config.timeouts = apply_timeouts(t, config.timeouts);
         }
-        if let Some(h) = self.health_check {
-            config.health_check = h.apply(config.health_check);
+        if let Some(h) = health_check {
+            config.health_check = apply_health_check(h, config.health_check);
         }
         config.validate()?;
         Ok(config)
     }
 }
 
-/// A change to a backend; unset fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BackendChange {
-    pub draining: Option<bool>,
-    pub weight: Option<u32>,
+/// `t` with the timeouts given changed.
+fn apply_timeouts(change: TimeoutsChange, mut t: Timeouts) -> Timeouts {
+    t.connect_ms = change.connect_ms.unwrap_or(t.connect_ms);
+    t.response_ms = change.response_ms.unwrap_or(t.response_ms);
+    t.idle_ms = change.idle_ms.unwrap_or(t.idle_ms);
+    t
+}
+
+/// `spec` with the fields given changed.
+fn apply_health_check(change: HealthCheckChange, mut spec: HealthCheckSpec) -> HealthCheckSpec {
+    macro_rules! set {
+        ($($field:ident),*) => { $(if let Some(v) = change.$field { spec.$field = v; })* };
+    }
+    set!(path, healthy_values, expected_status, interval_ms, timeout_ms, fall, rise, evict_after);
+    spec
 }

@@ -1,203 +1,25 @@
 //! What an admin says about a pool, as the store keeps it: [`PoolConfig`] with its [`Mode`],
 //! [`Strategy`], [`HashKey`], [`Timeouts`] and [`HealthCheckSpec`], and the limits that
-//! validation holds them to.
+//! validation holds them to. The parts are lb-api's, since the admin API reports them; the
+//! limits are lb's.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
+pub use lb_api::{HashKey, HealthCheckSpec, Mode, Strategy, Timeouts};
 
 use crate::retry::MAX_RETRIES;
-
-/// How a pool hands a request to its backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Full-NAT reverse proxy: the client only ever talks to lb.
-    #[default]
-    Proxy,
-    /// lb answers `307` and the client repeats its request at the backend.
-    Redirect,
-}
-
-/// How a pool picks a backend for each request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Power of two choices on in-flight requests (per unit of weight).
-    #[default]
-    P2c,
-    /// Weighted smooth round robin, nginx's algorithm.
-    RoundRobin,
-    /// Weighted random.
-    Random,
-    /// Fewest requests in flight (per unit of weight), ties broken round robin.
-    LeastConn,
-    /// Sticky by a key (`hash_key`) on a consistent-hash ring.
-    ConsistentHash,
-}
-
-macro_rules! names {
-    ($ty:ty, $what:literal, $($variant:path => $name:literal),+ $(,)?) => {
-        impl $ty {
-            /// The name used in the admin API, lbctl and logs.
-            pub fn as_str(self) -> &'static str {
-                match self { $($variant => $name),+ }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-            }
-        }
-        impl FromStr for $ty {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($name => Ok($variant),)+
-                    _ => Err(format!(
-                        concat!("unknown ", $what, " {:?}, expected one of: {}"),
-                        s,
-                        [$($name),+].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
-names!(Mode, "mode", Mode::Proxy => "proxy", Mode::Redirect => "redirect");
-names!(
-    Strategy,
-    "strategy",
-    Strategy::P2c => "p2c",
-    Strategy::RoundRobin => "round_robin",
-    Strategy::Random => "random",
-    Strategy::LeastConn => "least_conn",
-    Strategy::ConsistentHash => "consistent_hash",
-);
-
-/// What a `consistent_hash` pool keeps requests sticky by.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum HashKey {
-    /// The client's IP address.
-    #[default]
-    ClientIp,
-    /// A request header's value (the client IP when absent).
-    Header(http::HeaderName),
-    /// A cookie's value (the client IP when absent).
-    Cookie(String),
-}
-
-impl fmt::Display for HashKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HashKey::ClientIp => f.write_str("client_ip"),
-            HashKey::Header(name) => write!(f, "header:{name}"),
-            HashKey::Cookie(name) => write!(f, "cookie:{name}"),
-        }
-    }
-}
-
-impl FromStr for HashKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown hash_key {s:?}, expected client_ip, header:NAME or cookie:NAME");
-        match s.split_once(':') {
-            None if s == "client_ip" => Ok(HashKey::ClientIp),
-            Some(("header", name)) => {
-                http::HeaderName::from_bytes(name.as_bytes()).map(HashKey::Header).map_err(|_| bad())
-            }
-            Some(("cookie", name))
-                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b";=,".contains(&b)) =>
-            {
-                Ok(HashKey::Cookie(name.to_owned()))
-            }
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl Serialize for HashKey {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for HashKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// How long lb waits on a pool's backends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Timeouts {
-    /// To open a connection; a timeout is retried like a refused connection.
-    pub connect_ms: u64,
-    /// From sending the request to the response headers; a timeout answers `504`.
-    pub response_ms: u64,
-    /// How long an unused keep-alive connection to a backend is kept.
-    pub idle_ms: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts { connect_ms: 3_000, response_ms: 60_000, idle_ms: 90_000 }
-    }
-}
 
 /// Largest request body a pool may keep for replay.
 pub const MAX_RETRY_BODY: u64 = 16 << 20;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
-/// How lb checks a pool's backends: `GET path` every `interval_ms`, healthy when the answer
-/// comes within `timeout_ms`, has the expected status (any 2xx by default) and a trimmed body
-/// equal to one of `healthy_values`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HealthCheckSpec {
-    pub path: String,
-    pub healthy_values: Vec<String>,
-    /// `None`: any 2xx.
-    pub expected_status: Option<u16>,
-    pub interval_ms: u64,
-    pub timeout_ms: u64,
-    /// Consecutive failures that make a healthy backend sick.
-    pub fall: u32,
-    /// Consecutive passes that make a sick backend healthy again.
-    pub rise: u32,
-    /// Consecutive failures after which the backend is removed; 0 = never.
-    pub evict_after: u32,
+/// Refuses a value lb could not run with. A trait because [`HealthCheckSpec`] is lb-api's
+/// (the admin API reports it) while what lb can run with is lb's to say.
+pub trait Validate {
+    fn validate(&self) -> Result<(), String>;
 }
 
-impl Default for HealthCheckSpec {
-    fn default() -> Self {
-        HealthCheckSpec {
-            path: "/healthz".into(),
-            healthy_values: vec!["ok".into(), "OK".into()],
-            expected_status: None,
-            interval_ms: 10_000,
-            timeout_ms: 1_000,
-            fall: 3,
-            rise: 2,
-            evict_after: 30,
-        }
-    }
-}
-
-impl HealthCheckSpec {
+impl Validate for HealthCheckSpec {
     /// Refuses a spec no check could run with.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         if !self.path.starts_with('/') || self.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("health check path {:?} must start with / and hold no spaces", self.path));
         }
@@ -272,18 +94,5 @@ impl PoolConfig {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip_and_unknown_is_explained() {
-        assert_eq!("redirect".parse::<Mode>().unwrap(), Mode::Redirect);
-        assert_eq!("round_robin".parse::<Strategy>().unwrap(), Strategy::RoundRobin);
-        let err = "nat".parse::<Mode>().unwrap_err();
-        assert!(err.contains("proxy, redirect"), "{err}");
     }
 }

@@ -21,7 +21,7 @@ pub use backend::{
     parse_addr, Backend, BackendConfig, BackendState, BackendStatus, HealthRecord, InflightGuard, MAX_WEIGHT,
 };
 pub use change::{BackendChange, HealthCheckChange, PoolSettings, TimeoutsChange};
-pub use config::{HashKey, HealthCheckSpec, Mode, PoolConfig, Strategy, Timeouts, MAX_RETRY_BODY};
+pub use config::{HashKey, HealthCheckSpec, Mode, PoolConfig, Strategy, Timeouts, Validate, MAX_RETRY_BODY};
 
 use crate::retry::{RetryBudget, Tried};
 use crate::selection::{hash_bytes, Pick, Selector};
