@@ -1,0 +1,24 @@
+//! Health: the active check ([`Probe`]), and the one state machine ([`observe`]) that turns check
+//! results and failed proxied requests into a backend's status, with HAProxy-style `fall`/`rise`
+//! thresholds and eviction after `evict_after` consecutive failures.
+//!
+//! Checks run on the control plane's runtime, never on the data path. Each backend has one small
+//! task that sleeps until its next check, spread as [`check_delay`] says: soon after start, then
+//! over the interval.
+//!
+//! # Layout
+//! - `probe.rs`: the HTTP check itself.
+//! - `state.rs`: [`observe`] and its [`Verdict`], and [`check_delay`].
+//! - `report.rs`: [`Observation`]s on their way to the health loop, and the data plane's
+//!   [`FailureReporter`].
+//!
+//! The loop that applies observations belongs to the control plane, the only writer; this
+//! module never reaches up to it.
+
+mod probe;
+mod report;
+mod state;
+
+pub use probe::Probe;
+pub use report::{FailureReporter, Observation, Source, OBSERVATION_QUEUE};
+pub use state::{check_delay, observe, Verdict};
