@@ -12,16 +12,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::AbortHandle;
 
-use crate::health::{self, FailureReporter, Observation, Probe, Source, OBSERVATION_QUEUE};
-use crate::pool::{
-    Backend, BackendChange, BackendConfig, BackendState, HealthCheckSpec, Pool, PoolConfig, PoolSettings,
-};
+use crate::health::{self, Checks, FailureReporter, Observation, Source, OBSERVATION_QUEUE};
+use crate::pool::{Backend, BackendChange, BackendConfig, BackendState, Pool, PoolConfig, PoolSettings};
 use crate::retry::RetryBudget;
 use crate::routing::{Pattern, Routes};
 use crate::store::{Store, StoreError};
@@ -68,7 +66,7 @@ struct Entry {
 /// Owns the store and the live model, publishes routing snapshots, and runs health checks.
 pub struct ControlPlane {
     store: Store,
-    probe: Probe,
+    checks: Checks,
     routes: Arc<ArcSwap<Routes>>,
     pools: Mutex<BTreeMap<String, Entry>>,
     observations: mpsc::Sender<Observation>,
@@ -81,10 +79,11 @@ impl ControlPlane {
     /// with [`ControlPlane::run_health`].
     pub fn load(store: Store) -> Result<ControlPlane, StoreError> {
         let (observations, observed) = mpsc::channel(OBSERVATION_QUEUE);
+        let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
         let control = ControlPlane {
             store,
-            probe: Probe::default(),
-            routes: Arc::new(ArcSwap::from_pointee(Routes::default())),
+            checks: Checks::new(routes.clone(), observations.clone()),
+            routes,
             pools: Mutex::new(BTreeMap::new()),
             observations,
             observed: std::sync::Mutex::new(Some(observed)),
@@ -128,7 +127,7 @@ impl ControlPlane {
             for entry in pools.values_mut() {
                 for backend in &entry.pool.backends {
                     // Checks resume at once after a restart.
-                    let check = self.spawn_check(&entry.pool.config.pattern, backend, 0);
+                    let check = self.checks.spawn(&entry.pattern, backend, 0);
                     entry.checks.insert(backend.addr(), check);
                 }
             }
@@ -180,7 +179,7 @@ impl ControlPlane {
         let entry = find(&pools, &key)?;
         let config = settings.apply(entry.pool.config.clone()).map_err(Error::Invalid)?;
         self.store.put_pool(&config).await?;
-        // Check tasks read the spec from here at every round.
+        // Check tasks read the spec from the snapshot published below.
         let pool = self.build_pool(config, entry.pool.backends.clone(), &entry.budget);
         pools.get_mut(&key).expect("found above").pool = pool.clone();
         self.publish(&pools);
@@ -201,7 +200,7 @@ impl ControlPlane {
     }
 
     /// Adds a backend after one passing health check, as the Go tool did.
-    pub async fn add_backend(self: &Arc<Self>, pattern: &str, config: BackendConfig) -> Result<Arc<Backend>, Error> {
+    pub async fn add_backend(&self, pattern: &str, config: BackendConfig) -> Result<Arc<Backend>, Error> {
         config.validate().map_err(Error::Invalid)?;
         let key = canonical(pattern)?;
         let spec = {
@@ -211,7 +210,7 @@ impl ControlPlane {
             entry.pool.config.health_check.clone()
         };
         // Checked without the lock: a slow backend must not stall other admin calls.
-        let checked = self.probe.check(config.addr, &spec).await;
+        let checked = self.checks.check(config.addr, &spec).await;
         if let Err(why) = checked {
             return Err(Error::Sick(format!("backend is sick: {why}")));
         }
@@ -227,8 +226,8 @@ impl ControlPlane {
         backends.push(backend.clone());
         let pool = self.build_pool(entry.pool.config.clone(), backends, &entry.budget);
         // Just checked: its next check goes to a random point of the interval.
-        let check = self.spawn_check(&key, &backend, 1);
         let entry = pools.get_mut(&key).expect("found above");
+        let check = self.checks.spawn(&entry.pattern, &backend, 1);
         entry.pool = pool;
         entry.checks.insert(backend.addr(), check);
         self.publish(&pools);
@@ -245,7 +244,7 @@ impl ControlPlane {
     /// Drains (no new requests; in-flight ones finish; still checked) or undrains a backend,
     /// and/or changes its weight.
     pub async fn update_backend(
-        self: &Arc<Self>,
+        &self,
         pattern: &str,
         addr: SocketAddr,
         change: BackendChange,
@@ -275,8 +274,8 @@ impl ControlPlane {
             .collect();
         let pool = self.build_pool(entry.pool.config.clone(), backends, &entry.budget);
         // Just checked: its next check goes to a random point of the interval.
-        let check = self.spawn_check(&key, &backend, 1);
         let entry = pools.get_mut(&key).expect("found above");
+        let check = self.checks.spawn(&entry.pattern, &backend, 1);
         entry.pool = pool;
         old.retire();
         if let Some(old_check) = entry.checks.insert(addr, check) {
@@ -314,36 +313,6 @@ impl ControlPlane {
     /// A pool snapshot.
     fn build_pool(&self, config: PoolConfig, backends: Vec<Arc<Backend>>, budget: &Arc<RetryBudget>) -> Arc<Pool> {
         Arc::new(Pool::new(config, backends, budget.clone()))
-    }
-
-    /// Starts the task that checks `backend` every interval of its pool's current spec.
-    /// `first_round` as in [`health::check_delay`]: 0 checks within a second, 1 somewhere in the
-    /// interval.
-    fn spawn_check(self: &Arc<Self>, pattern: &str, backend: &Arc<Backend>, first_round: u64) -> AbortHandle {
-        let control: Weak<Self> = Arc::downgrade(self);
-        let pattern: Arc<str> = pattern.into();
-        let backend = backend.clone();
-        let probe = self.probe.clone();
-        let observations = self.observations.clone();
-        let task = async move {
-            for round in first_round.. {
-                let Some(spec) = spec_of(&control, &pattern).await else {
-                    return;
-                };
-                tokio::time::sleep(health::check_delay(&spec, round)).await;
-                // Again: the spec may have changed while this task slept.
-                let Some(spec) = spec_of(&control, &pattern).await else {
-                    return;
-                };
-                let result = probe.check(backend.addr(), &spec).await;
-                let observation =
-                    Observation { pattern: pattern.clone(), backend: backend.clone(), result, source: Source::Check };
-                if observations.send(observation).await.is_err() {
-                    return;
-                }
-            }
-        };
-        tokio::spawn(task).abort_handle()
     }
 
     /// Applies one observation: status change logged and persisted, eviction carried out.
@@ -398,13 +367,6 @@ impl ControlPlane {
         let table = Routes::new(pools.values().map(|e| (e.pattern.clone(), e.pool.clone())));
         self.routes.store(Arc::new(table));
     }
-}
-
-/// The pool's current health-check spec, read at every round so that changes apply at once.
-async fn spec_of(control: &Weak<ControlPlane>, pattern: &str) -> Option<HealthCheckSpec> {
-    let control = control.upgrade()?;
-    let pools = control.pools.lock().await;
-    pools.get(pattern).map(|e| e.pool.config.health_check.clone())
 }
 
 /// The store key of a pattern as an admin typed it (`Example.com/` is `example.com/`).

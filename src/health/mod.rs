@@ -4,10 +4,11 @@
 //!
 //! Checks run on the control plane's runtime, never on the data path. Each backend has one small
 //! task that sleeps until its next check, spread as [`check_delay`] says: soon after start, then
-//! over the interval.
+//! over the interval, and reads its pool's settings from the published routing snapshot.
 //!
 //! # Layout
 //! - `probe.rs`: the HTTP check itself.
+//! - `checks.rs`: the per-backend check tasks ([`Checks`]).
 //! - `state.rs`: [`observe`] and its [`Verdict`], and [`check_delay`].
 //! - `report.rs`: [`Observation`]s on their way to the health loop, and the data plane's
 //!   [`FailureReporter`].
@@ -15,10 +16,12 @@
 //! The loop that applies observations belongs to the control plane, the only writer; this
 //! module never reaches up to it.
 
+mod checks;
 mod probe;
 mod report;
 mod state;
 
+pub use checks::Checks;
 pub use probe::Probe;
 pub use report::{FailureReporter, Observation, Source, OBSERVATION_QUEUE};
 pub use state::{check_delay, observe, Verdict};
