@@ -17,6 +17,8 @@
 //! - this file: [`ControlPlane`]: the model, the write path, the health loop.
 
 mod change;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
