@@ -45,23 +45,19 @@ pub enum Removal {
 /// What a change did: the pool or backend as it now is, or as it was when removed.
 #[derive(Debug)]
 pub enum Applied {
+    /// The new pool.
     PoolAdded(Arc<Pool>),
+    /// The pool with its new settings.
     PoolChanged(Arc<Pool>),
+    /// The pool as it was, backends included.
     PoolRemoved(Arc<Pool>),
-    /// `pattern` as the change named it.
-    BackendAdded {
-        pattern: String,
-        backend: Arc<Backend>,
-    },
-    BackendChanged {
-        pattern: String,
-        backend: Arc<Backend>,
-    },
-    BackendRemoved {
-        pattern: String,
-        backend: Arc<Backend>,
-        reason: Removal,
-    },
+    /// The new backend, checked. `pattern` (here and below) as the change named it, which is
+    /// how the log line has always shown it.
+    BackendAdded { pattern: String, backend: Arc<Backend> },
+    /// The backend as it now is (a new object if its weight changed).
+    BackendChanged { pattern: String, backend: Arc<Backend> },
+    /// The backend as it was; requests in flight on it finish.
+    BackendRemoved { pattern: String, backend: Arc<Backend>, reason: Removal },
 }
 
 impl Applied {
