@@ -12,7 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::*;
-use crate::pool::{BackendChange, BackendConfig, BackendStatus, HealthCheckChange, Mode, PoolSettings, Strategy};
+use serde_json::json;
+
+use crate::pool::{BackendChange, BackendConfig, BackendStatus, Mode, PoolSettings, Strategy};
 use crate::store::StoredPool;
 
 /// How long anything here may take.
@@ -109,15 +111,16 @@ fn add_backend(pattern: &str, addr: SocketAddr) -> Change {
     Change::AddBackend { pattern: pattern.into(), backend: backend(addr) }
 }
 
-fn health(change: HealthCheckChange) -> PoolSettings {
-    PoolSettings { health_check: Some(change), ..PoolSettings::default() }
+/// Pool settings as the admin API's JSON gives them.
+fn settings(json: serde_json::Value) -> PoolSettings {
+    serde_json::from_value(json).unwrap()
 }
 
 #[tokio::test]
 async fn add_pool_is_published_and_stored() {
     let dir = tempfile::tempdir().unwrap();
     let control = open(dir.path()).await;
-    let settings = PoolSettings { mode: Some(Mode::Redirect), ..PoolSettings::default() };
+    let settings = settings(json!({"mode": "redirect"}));
     let applied = control.apply(Change::AddPool { pattern: "Shop.Example/api/".into(), settings }).await.unwrap();
     assert!(matches!(&applied, Applied::PoolAdded(p) if p.config.pattern == "shop.example/api/"), "{applied:?}");
     assert_eq!(applied.to_string(), "pool shop.example/api/ added (redirect mode)");
@@ -136,10 +139,7 @@ async fn update_pool_changes_its_settings_and_keeps_its_backends() {
     control.apply(add_pool("/")).await.unwrap();
     control.apply(add_backend("/", web.addr)).await.unwrap();
 
-    let settings = PoolSettings {
-        strategy: Some(Strategy::LeastConn),
-        ..health(HealthCheckChange { interval_ms: Some(2000), ..HealthCheckChange::default() })
-    };
+    let settings = settings(json!({"strategy": "least_conn", "health_check": {"interval_ms": 2000}}));
     let applied = control.apply(Change::UpdatePool { pattern: "/".into(), settings }).await.unwrap();
     assert!(matches!(applied, Applied::PoolChanged(_)), "{applied:?}");
 
@@ -251,9 +251,8 @@ async fn the_health_loop_evicts_through_the_write_path() {
     let control = Arc::new(open(dir.path()).await);
     tokio::spawn(control.clone().run_health());
     // Checks a day apart: only the reported failures count.
-    let spec =
-        HealthCheckChange { interval_ms: Some(86_400_000), fall: Some(1), evict_after: Some(2), ..Default::default() };
-    control.apply(Change::AddPool { pattern: "/".into(), settings: health(spec) }).await.unwrap();
+    let spec = settings(json!({"health_check": {"interval_ms": 86_400_000, "fall": 1, "evict_after": 2}}));
+    control.apply(Change::AddPool { pattern: "/".into(), settings: spec }).await.unwrap();
     let Applied::BackendAdded { backend, .. } = control.apply(add_backend("/", web.addr)).await.unwrap() else {
         panic!("not a backend")
     };
@@ -294,7 +293,7 @@ async fn refusals_leave_store_and_snapshot_as_they_were() {
 
     let nobody: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let heavy = BackendConfig { weight: 0, ..backend(closed_port()) };
-    let bad_health = || health(HealthCheckChange { fall: Some(0), ..HealthCheckChange::default() });
+    let bad_health = || settings(json!({"health_check": {"fall": 0}}));
     let weigh = |pattern: &str, addr, weight| Change::UpdateBackend {
         pattern: pattern.into(),
         addr,
@@ -335,8 +334,8 @@ async fn a_backend_is_checked_without_the_lock_and_its_pool_looked_up_again_afte
     let dir = tempfile::tempdir().unwrap();
     let mut web = Responder::start(true).await;
     let control = Arc::new(open(dir.path()).await);
-    let slow_check = HealthCheckChange { timeout_ms: Some(60_000), ..HealthCheckChange::default() };
-    control.apply(Change::AddPool { pattern: "/".into(), settings: health(slow_check) }).await.unwrap();
+    let slow_check = settings(json!({"health_check": {"timeout_ms": 60_000}}));
+    control.apply(Change::AddPool { pattern: "/".into(), settings: slow_check }).await.unwrap();
 
     let (control2, addr) = (control.clone(), web.addr);
     let adding = tokio::spawn(async move { control2.apply(add_backend("/", addr)).await });
