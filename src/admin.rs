@@ -15,9 +15,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use lb_api::{BackendJson, BackendQuery, ErrorJson, HealthJson, NewBackend, PatternQuery, PoolJson};
 use serde::de::DeserializeOwned;
-use tower_http::catch_panic::CatchPanicLayer;
+use serde::Serialize;
 
-use crate::control::{self, ControlPlane};
+use crate::control::{self, Applied, Change, ControlPlane, Removal};
 use crate::pool::{parse_addr, Backend, BackendChange, BackendConfig, Pool, PoolSettings};
 
 /// Largest request body the admin API reads.
@@ -38,9 +38,8 @@ pub fn router(control: Arc<ControlPlane>) -> Router {
             ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".into())
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()).into_response()
-        }))
+        // No panic-catching layer: release builds abort on panic (Cargo.toml says why), so it
+        // could never answer.
         .with_state(control)
 }
 
@@ -123,9 +122,35 @@ impl From<&Backend> for BackendJson {
     }
 }
 
-// ---- handlers ----
+/// What a change answers with: the pool or backend as it now is, or as it was when removed.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AppliedJson {
+    Pool(PoolJson),
+    Backend(BackendJson),
+}
+
+impl From<Applied> for AppliedJson {
+    fn from(applied: Applied) -> Self {
+        match applied {
+            Applied::PoolAdded(pool) | Applied::PoolChanged(pool) | Applied::PoolRemoved(pool) => {
+                AppliedJson::Pool(PoolJson::from(pool.as_ref()))
+            }
+            Applied::BackendAdded { backend, .. }
+            | Applied::BackendChanged { backend, .. }
+            | Applied::BackendRemoved { backend, .. } => AppliedJson::Backend(BackendJson::from(backend.as_ref())),
+        }
+    }
+}
+
+// ---- handlers: parse, apply, answer (control logs each change) ----
 
 type Control = State<Arc<ControlPlane>>;
+
+/// Applies `change` and answers with what it applied to.
+async fn apply(control: &ControlPlane, change: Change) -> Answer<Json<AppliedJson>> {
+    Ok(Json(control.apply(change).await?.into()))
+}
 
 async fn list_pools(State(control): Control) -> Json<Vec<PoolJson>> {
     Json(control.pools().await.iter().map(|p| PoolJson::from(p.as_ref())).collect())
@@ -134,7 +159,7 @@ async fn list_pools(State(control): Control) -> Json<Vec<PoolJson>> {
 async fn add_pool(
     State(control): Control,
     body: Result<Bytes, BytesRejection>,
-) -> Answer<(StatusCode, Json<PoolJson>)> {
+) -> Answer<(StatusCode, Json<AppliedJson>)> {
     let mut body: serde_json::Map<String, serde_json::Value> = json_body(body)?;
     let pattern = match body.remove("pattern") {
         Some(serde_json::Value::String(p)) => p,
@@ -143,9 +168,7 @@ async fn add_pool(
     };
     let settings: PoolSettings =
         serde_json::from_value(body.into()).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
-    let pool = control.add_pool(&pattern, settings).await?;
-    tracing::info!("pool {} added ({} mode)", pool.config.pattern, pool.config.mode);
-    Ok((StatusCode::CREATED, Json(PoolJson::from(pool.as_ref()))))
+    Ok((StatusCode::CREATED, apply(&control, Change::AddPool { pattern, settings }).await?))
 }
 
 async fn get_pool(State(control): Control, q: Result<Query<PatternQuery>, QueryRejection>) -> Answer<Json<PoolJson>> {
@@ -157,34 +180,20 @@ async fn update_pool(
     State(control): Control,
     q: Result<Query<PatternQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Answer<Json<PoolJson>> {
+) -> Answer<Json<AppliedJson>> {
     let q = query(q)?;
     let settings: PoolSettings = json_body(body)?;
     if settings.is_empty() {
         return Err(bad_request("nothing to change: give one or more pool settings"));
     }
-    let pool = control.update_pool(&q.pattern, settings).await?;
-    let c = &pool.config;
-    tracing::info!(
-        "pool {} changed: {} mode, {} strategy, {} retries, checks GET {} every {} ms",
-        c.pattern,
-        c.mode,
-        c.strategy,
-        c.retries,
-        c.health_check.path,
-        c.health_check.interval_ms
-    );
-    Ok(Json(PoolJson::from(pool.as_ref())))
+    apply(&control, Change::UpdatePool { pattern: q.pattern, settings }).await
 }
 
 async fn remove_pool(
     State(control): Control,
     q: Result<Query<PatternQuery>, QueryRejection>,
-) -> Answer<Json<PoolJson>> {
-    let q = query(q)?;
-    let pool = control.remove_pool(&q.pattern).await?;
-    tracing::info!("pool {} removed", pool.config.pattern);
-    Ok(Json(PoolJson::from(pool.as_ref())))
+) -> Answer<Json<AppliedJson>> {
+    apply(&control, Change::RemovePool { pattern: query(q)?.pattern }).await
 }
 
 async fn pool_health(
@@ -204,41 +213,34 @@ async fn add_backend(
     State(control): Control,
     q: Result<Query<PatternQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Answer<(StatusCode, Json<BackendJson>)> {
+) -> Answer<(StatusCode, Json<AppliedJson>)> {
     let q = query(q)?;
     let body: NewBackend = json_body(body)?;
     let addr = parse_addr(&body.ip, body.port).map_err(bad_request)?;
-    let config =
+    let backend =
         BackendConfig { addr, url_path: body.url_path.unwrap_or_else(|| "/".into()), weight: body.weight.unwrap_or(1) };
-    let backend = control.add_backend(&q.pattern, config).await?;
-    tracing::info!("pool {} backend {} added", q.pattern, backend.addr());
-    Ok((StatusCode::CREATED, Json(BackendJson::from(backend.as_ref()))))
+    Ok((StatusCode::CREATED, apply(&control, Change::AddBackend { pattern: q.pattern, backend }).await?))
 }
 
 async fn update_backend(
     State(control): Control,
     q: Result<Query<BackendQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Answer<Json<BackendJson>> {
+) -> Answer<Json<AppliedJson>> {
     let q = query(q)?;
     let change: BackendChange = json_body(body)?;
     if change.draining.is_none() && change.weight.is_none() {
         return Err(bad_request("nothing to change: give draining and/or weight"));
     }
     let addr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
-    let backend = control.update_backend(&q.pattern, addr, change).await?;
-    let state = if backend.is_draining() { "draining" } else { "in rotation" };
-    tracing::info!("pool {} backend {addr}: {state}, weight {}", q.pattern, backend.config.weight);
-    Ok(Json(BackendJson::from(backend.as_ref())))
+    apply(&control, Change::UpdateBackend { pattern: q.pattern, addr, change }).await
 }
 
 async fn remove_backend(
     State(control): Control,
     q: Result<Query<BackendQuery>, QueryRejection>,
-) -> Answer<Json<BackendJson>> {
+) -> Answer<Json<AppliedJson>> {
     let q = query(q)?;
     let addr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
-    let backend = control.remove_backend(&q.pattern, addr).await?;
-    tracing::info!("pool {} backend {addr} removed ({} requests still in flight)", q.pattern, backend.inflight());
-    Ok(Json(BackendJson::from(backend.as_ref())))
+    apply(&control, Change::RemoveBackend { pattern: q.pattern, addr, reason: Removal::Admin }).await
 }

@@ -145,6 +145,12 @@ impl<T> RoutingTable<T> {
         RoutingTable { entries, tree }
     }
 
+    /// The value stored for exactly `pattern`. Linear in the number of patterns: for the control
+    /// side (a health check reading its pool's settings), never the request path.
+    pub fn get(&self, pattern: &Pattern) -> Option<&T> {
+        self.entries.iter().find(|(p, _)| p == pattern).map(|(_, value)| value)
+    }
+
     /// Routes a request as Go's `ServeMux.findHandler` does. `host` is as in the `Host` header
     /// (a port is ignored, case too); `path` is the path exactly as the client sent it, still
     /// escaped; `query` (without `?`) is kept on redirects.

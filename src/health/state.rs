@@ -1,110 +1,10 @@
-//! Health: the active check ([`Probe`]), and the one state machine ([`observe`]) that turns check
-//! results and failed proxied requests into a backend's status, with HAProxy-style `fall`/`rise`
-//! thresholds and eviction after `evict_after` consecutive failures.
-//!
-//! Checks run on the control plane's runtime, never on the data path. Each backend has one small
-//! task that sleeps until its next check, spread as [`check_delay`] says: soon after start, then
-//! over the interval.
+//! The state machine: how one observation moves a backend's status ([`observe`]), and when a
+//! backend's next check comes ([`check_delay`]).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
-
-use crate::pool::{Backend, BackendStatus, HealthCheckSpec, HealthRecord};
-
-/// Runs health checks over one shared connection pool.
-#[derive(Clone)]
-pub struct Probe {
-    client: reqwest::Client,
-}
-
-impl Default for Probe {
-    fn default() -> Self {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .expect("a plain-HTTP client always builds");
-        Probe { client }
-    }
-}
-
-impl Probe {
-    /// Checks `addr` once; the error says why it is sick.
-    pub async fn check(&self, addr: SocketAddr, spec: &HealthCheckSpec) -> Result<(), String> {
-        let url = format!("http://{addr}{}", spec.path);
-        let timeout = Duration::from_millis(spec.timeout_ms);
-        let failed = |e: reqwest::Error| format!("GET {url}: {}", describe(&e, timeout));
-        let response = self.client.get(&url).timeout(timeout).send().await.map_err(failed)?;
-        let status = response.status();
-        let body = response.text().await.map_err(failed)?;
-        let body = body.trim();
-        let status_ok = match spec.expected_status {
-            Some(want) => status.as_u16() == want,
-            None => status.is_success(),
-        };
-        if !status_ok {
-            return Err(format!("GET {url} answered {status}"));
-        }
-        if !spec.healthy_values.iter().any(|v| v == body) {
-            let shown: String = body.chars().take(40).collect();
-            return Err(format!("GET {url} answered {shown:?}, expected one of {:?}", spec.healthy_values));
-        }
-        Ok(())
-    }
-}
-
-/// reqwest's errors bury the cause (refused, reset) at the end of their source chain.
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {timeout:?}");
-    }
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
-}
-
-/// How many observations may wait for the health loop; past that, failed requests are not
-/// counted (checks wait instead), so a flood of failures cannot use up memory.
-pub const OBSERVATION_QUEUE: usize = 4096;
-
-/// One health result for one backend of one pool.
-pub struct Observation {
-    pub pattern: Arc<str>,
-    pub backend: Arc<Backend>,
-    pub result: Result<(), String>,
-    pub source: Source,
-}
-
-/// Where the data plane reports requests that failed before any response.
-#[derive(Clone)]
-pub struct FailureReporter(pub(crate) mpsc::Sender<Observation>);
-
-impl FailureReporter {
-    /// Counts a failed request against `backend`; never waits (dropped if the queue is full).
-    pub fn report(&self, pattern: &str, backend: &Arc<Backend>, error: String) {
-        let _ = self.0.try_send(Observation {
-            pattern: pattern.into(),
-            backend: backend.clone(),
-            result: Err(error),
-            source: Source::Request,
-        });
-    }
-}
-
-/// Where an observation came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// An active health check.
-    Check,
-    /// A proxied request that failed before any response.
-    Request,
-}
+use super::Source;
+use crate::pool::{BackendStatus, HealthCheckSpec, HealthRecord};
 
 /// What one observation did to a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +16,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Whether the status moved (to be logged and persisted).
     pub fn changed(&self) -> bool {
         self.from != self.to
     }

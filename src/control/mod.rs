@@ -1,0 +1,361 @@
+//! The control plane: the only writer of pools and backends.
+//!
+//! Every change goes through one write path, [`ControlPlane::apply`]: it validates the
+//! [`Change`] against the live model, writes the store and flushes it, updates the model,
+//! publishes a new immutable [`Routes`] snapshot that the data plane picks up on its next
+//! request, and logs the change in one line. Admin API calls (and so lbctl) and evictions all
+//! take it. The data plane never takes the lock held here.
+//!
+//! Health flows one way: check tasks and the data plane (requests that failed before any
+//! response) send [`Observation`]s down one channel; a single loop applies them with
+//! [`health::observe`], logs and persists status changes, and evicts backends that failed too
+//! long, through the write path. One writer means no races between a check, a failed request
+//! and an admin removal.
+//!
+//! # Layout
+//! - `change.rs`: [`Change`], [`Applied`] (whose display is the log line) and [`Error`].
+//! - this file: [`ControlPlane`]: the model, the write path, the health loop.
+
+mod change;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, Mutex, MutexGuard};
+use tokio::task::AbortHandle;
+
+pub use change::{Applied, Change, Error, Removal};
+
+use crate::health::{self, Checks, FailureReporter, Observation, Source, OBSERVATION_QUEUE};
+use crate::pool::{Backend, BackendState, Pool, PoolConfig};
+use crate::retry::RetryBudget;
+use crate::routing::{Pattern, Routes};
+use crate::store::{Store, StoreError};
+
+/// The live model: every pool by its canonical pattern.
+type Pools = BTreeMap<String, Entry>;
+
+struct Entry {
+    pattern: Pattern,
+    pool: Arc<Pool>,
+    /// Kept across the pool's snapshots.
+    budget: Arc<RetryBudget>,
+    /// The check task of each backend.
+    checks: HashMap<SocketAddr, AbortHandle>,
+}
+
+impl Entry {
+    fn new(pattern: Pattern, config: PoolConfig, backends: Vec<Arc<Backend>>) -> Entry {
+        let budget = Arc::new(RetryBudget::default());
+        let pool = Arc::new(Pool::new(config, backends, budget.clone()));
+        Entry { pattern, pool, budget, checks: HashMap::new() }
+    }
+
+    /// Replaces the pool's snapshot, keeping its retry budget; returns the new one.
+    fn rebuild(&mut self, config: PoolConfig, backends: Vec<Arc<Backend>>) -> Arc<Pool> {
+        self.pool = Arc::new(Pool::new(config, backends, self.budget.clone()));
+        self.pool.clone()
+    }
+}
+
+/// Owns the store and the live model, publishes routing snapshots, and runs health checks.
+pub struct ControlPlane {
+    store: Store,
+    checks: Checks,
+    routes: Arc<ArcSwap<Routes>>,
+    pools: Mutex<Pools>,
+    observations: mpsc::Sender<Observation>,
+    /// Taken by [`ControlPlane::run_health`].
+    observed: std::sync::Mutex<Option<mpsc::Receiver<Observation>>>,
+}
+
+impl ControlPlane {
+    /// Loads every pool from the store and publishes the first snapshot. Health checks start
+    /// with [`ControlPlane::run_health`].
+    pub fn load(store: Store) -> Result<ControlPlane, StoreError> {
+        let (observations, observed) = mpsc::channel(OBSERVATION_QUEUE);
+        let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
+        let control = ControlPlane {
+            store,
+            checks: Checks::new(routes.clone(), observations.clone()),
+            routes,
+            pools: Mutex::new(BTreeMap::new()),
+            observations,
+            observed: std::sync::Mutex::new(Some(observed)),
+        };
+        {
+            let mut pools = control.pools.try_lock().expect("nobody else holds the lock yet");
+            for (config, backends) in control.store.load()? {
+                let pattern = Pattern::parse(&config.pattern).map_err(|e| StoreError::Corrupt {
+                    tree: lb_migrations::POOLS,
+                    key: config.pattern.clone(),
+                    reason: e.to_string(),
+                })?;
+                let backends = backends.into_iter().map(|(c, s)| Arc::new(Backend::new(c, s))).collect();
+                pools.insert(config.pattern.clone(), Entry::new(pattern, config, backends));
+            }
+            control.publish(&pools);
+        }
+        Ok(control)
+    }
+
+    /// The snapshot handle the data plane reads.
+    pub fn routes(&self) -> Arc<ArcSwap<Routes>> {
+        self.routes.clone()
+    }
+
+    /// The handle the data plane reports failed requests to.
+    pub fn failure_reporter(&self) -> FailureReporter {
+        FailureReporter(self.observations.clone())
+    }
+
+    /// Starts a check task for every backend, then applies observations until the runtime stops.
+    /// Call once, on the control plane's runtime.
+    pub async fn run_health(self: Arc<Self>) {
+        let Some(mut observed) = self.observed.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        {
+            let mut pools = self.pools.lock().await;
+            for entry in pools.values_mut() {
+                for backend in &entry.pool.backends {
+                    // Checks resume at once after a restart.
+                    let check = self.checks.spawn(&entry.pattern, backend, 0);
+                    entry.checks.insert(backend.addr(), check);
+                }
+            }
+        }
+        while let Some(observation) = observed.recv().await {
+            self.observe(observation).await;
+        }
+    }
+
+    /// Flushes the store (at shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush()
+    }
+
+    /// Every pool, in pattern order.
+    pub async fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools.lock().await.values().map(|e| e.pool.clone()).collect()
+    }
+
+    /// The pool named by `pattern` (as an admin typed it).
+    pub async fn pool(&self, pattern: &str) -> Result<Arc<Pool>, Error> {
+        let key = canonical(pattern)?;
+        let pools = self.pools.lock().await;
+        Ok(find(&pools, &key)?.pool.clone())
+    }
+
+    /// Applies one change: the one write path (see the module doc). A refused change leaves
+    /// store, model and snapshot as they were.
+    pub async fn apply(&self, change: Change) -> Result<Applied, Error> {
+        let pools = self.pools.lock().await;
+        self.write(pools, change).await
+    }
+
+    /// [`apply`](Self::apply) with the lock already held. Each change is checked against the
+    /// model, then written to the store, then to the model; the snapshot is published and the
+    /// change logged once it is done.
+    async fn write(&self, mut pools: MutexGuard<'_, Pools>, change: Change) -> Result<Applied, Error> {
+        let applied = match change {
+            Change::AddPool { pattern, settings } => {
+                let pattern = Pattern::parse(&pattern).map_err(|e| Error::Invalid(e.to_string()))?;
+                let key = pattern.to_string();
+                let config = settings.apply(PoolConfig::new(key.clone())).map_err(Error::Invalid)?;
+                if pools.contains_key(&key) {
+                    return Err(Error::Conflict(format!("pool {key:?} already exists")));
+                }
+                // Go refuses a pattern that overlaps another with neither more specific; so do we.
+                if let Some(conflict) = pools.values().find_map(|e| pattern.conflict_with(&e.pattern)) {
+                    return Err(Error::Conflict(conflict.to_string()));
+                }
+                self.store.put_pool(&config).await?;
+                let entry = Entry::new(pattern, config, Vec::new());
+                let pool = entry.pool.clone();
+                pools.insert(key, entry);
+                Applied::PoolAdded(pool)
+            }
+            Change::UpdatePool { pattern, settings } => {
+                let key = canonical(&pattern)?;
+                let entry = find_mut(&mut pools, &key)?;
+                let config = settings.apply(entry.pool.config.clone()).map_err(Error::Invalid)?;
+                self.store.put_pool(&config).await?;
+                // Check tasks read the new spec from the snapshot published below.
+                let backends = entry.pool.backends.clone();
+                Applied::PoolChanged(entry.rebuild(config, backends))
+            }
+            Change::RemovePool { pattern } => {
+                let key = canonical(&pattern)?;
+                find(&pools, &key)?;
+                self.store.remove_pool(&key).await?;
+                let entry = pools.remove(&key).expect("found above");
+                entry.checks.values().for_each(AbortHandle::abort);
+                entry.pool.backends.iter().for_each(|b| b.retire());
+                Applied::PoolRemoved(entry.pool)
+            }
+            Change::AddBackend { pattern, backend: config } => {
+                config.validate().map_err(Error::Invalid)?;
+                let key = canonical(&pattern)?;
+                let entry = find(&pools, &key)?;
+                ensure_absent(&entry.pool, config.addr)?;
+                let spec = entry.pool.config.health_check.clone();
+                // Checked without the lock: a slow backend must not stall other admin calls,
+                // nor the health loop. So everything is checked again once it is taken back.
+                drop(pools);
+                if let Err(why) = self.checks.check(config.addr, &spec).await {
+                    return Err(Error::Sick(format!("backend is sick: {why}")));
+                }
+                let mut state = BackendState::default();
+                health::observe(&mut state.health, &spec, Ok(()), Source::Check);
+                pools = self.pools.lock().await;
+                let entry = find_mut(&mut pools, &key)?;
+                ensure_absent(&entry.pool, config.addr)?;
+                self.store.put_backend(&key, &config, &state).await?;
+                let backend = Arc::new(Backend::new(config, state));
+                let mut backends = entry.pool.backends.clone();
+                backends.push(backend.clone());
+                entry.rebuild(entry.pool.config.clone(), backends);
+                // Just checked: its next check goes to a random point of the interval.
+                let check = self.checks.spawn(&entry.pattern, &backend, 1);
+                entry.checks.insert(backend.addr(), check);
+                Applied::BackendAdded { pattern, backend }
+            }
+            Change::UpdateBackend { pattern, addr, change } => {
+                let key = canonical(&pattern)?;
+                let entry = find_mut(&mut pools, &key)?;
+                let old = find_backend(&entry.pool, addr)?.clone();
+                let mut state = old.state();
+                state.draining = change.draining.unwrap_or(state.draining);
+                let mut config = old.config.clone();
+                config.weight = change.weight.unwrap_or(config.weight);
+                config.validate().map_err(Error::Invalid)?;
+                self.store.put_backend(&key, &config, &state).await?;
+                if config == old.config {
+                    // Draining is read live from the backend, which stays as it is.
+                    old.set_draining(state.draining);
+                    Applied::BackendChanged { pattern, backend: old }
+                } else {
+                    // A new weight means a new selector and a new backend object (with its own
+                    // check); requests in flight on the old one finish there.
+                    let backend = Arc::new(Backend::new(config, state));
+                    let backends = entry.pool.backends.iter().map(|b| if Arc::ptr_eq(b, &old) { &backend } else { b });
+                    entry.rebuild(entry.pool.config.clone(), backends.cloned().collect());
+                    // Just checked: its next check goes to a random point of the interval.
+                    let check = self.checks.spawn(&entry.pattern, &backend, 1);
+                    old.retire();
+                    if let Some(old_check) = entry.checks.insert(addr, check) {
+                        old_check.abort();
+                    }
+                    Applied::BackendChanged { pattern, backend }
+                }
+            }
+            Change::RemoveBackend { pattern, addr, reason } => {
+                let key = canonical(&pattern)?;
+                let entry = find_mut(&mut pools, &key)?;
+                let backend = find_backend(&entry.pool, addr)?.clone();
+                self.store.remove_backend(&key, addr).await?;
+                let backends = entry.pool.backends.iter().filter(|b| !Arc::ptr_eq(b, &backend)).cloned().collect();
+                entry.rebuild(entry.pool.config.clone(), backends);
+                backend.retire();
+                if let Some(check) = entry.checks.remove(&addr) {
+                    check.abort();
+                }
+                Applied::BackendRemoved { pattern, backend, reason }
+            }
+        };
+        self.publish(&pools);
+        log(&applied);
+        Ok(applied)
+    }
+
+    /// Applies one observation: status change logged and persisted, eviction carried out.
+    async fn observe(&self, o: Observation) {
+        let pools = self.pools.lock().await;
+        let Some(entry) = pools.get(&*o.pattern) else {
+            return;
+        };
+        // The backend may have been removed (or replaced) meanwhile.
+        if o.backend.is_retired() {
+            return;
+        }
+        let spec = &entry.pool.config.health_check;
+        let reason = o.result.clone().err();
+        let verdict = o.backend.update_health(|h| health::observe(h, spec, o.result, o.source));
+        let addr = o.backend.addr();
+        let why = || match (&reason, o.source) {
+            (Some(e), Source::Check) => format!("check failed: {e}"),
+            (Some(e), Source::Request) => format!("request failed: {e}"),
+            (None, _) => "check passed".to_owned(),
+        };
+        if verdict.evict {
+            let failures = o.backend.health().consecutive_failures;
+            let reason = Removal::Evicted { from: verdict.from, failures, cause: why() };
+            // With the lock still held: nothing can change between the verdict and the removal.
+            let change = Change::RemoveBackend { pattern: o.pattern.to_string(), addr, reason };
+            if let Err(e) = self.write(pools, change).await {
+                tracing::error!("pool {} backend {addr}: eviction failed: {e}", o.pattern);
+            }
+            return;
+        }
+        if verdict.changed() {
+            tracing::info!(
+                "pool {} backend {addr}: {} -> {} ({})",
+                o.pattern,
+                verdict.from.as_str(),
+                verdict.to.as_str(),
+                why()
+            );
+            if let Err(e) = self.store.save_backend_state(&o.pattern, &o.backend.config, &o.backend.state()) {
+                tracing::error!("pool {} backend {addr}: cannot persist health: {e}", o.pattern);
+            }
+        }
+    }
+
+    fn publish(&self, pools: &Pools) {
+        let table = Routes::new(pools.values().map(|e| (e.pattern.clone(), e.pool.clone())));
+        self.routes.store(Arc::new(table));
+    }
+}
+
+/// Logs a change that was applied. An admin's changes keep the `lb::admin` target their lines
+/// have always had (filters such as `LB_LOG=lb::admin=warn` still apply); evictions come from
+/// the health loop, here.
+fn log(applied: &Applied) {
+    if applied.is_eviction() {
+        tracing::warn!("{applied}");
+    } else {
+        tracing::info!(target: "lb::admin", "{applied}");
+    }
+}
+
+/// The store key of a pattern as an admin typed it (`Example.com/` is `example.com/`).
+fn canonical(pattern: &str) -> Result<String, Error> {
+    Pattern::parse(pattern).map(|p| p.to_string()).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+fn find<'a>(pools: &'a Pools, key: &str) -> Result<&'a Entry, Error> {
+    pools.get(key).ok_or_else(|| Error::NotFound(format!("no pool {key:?}")))
+}
+
+fn find_mut<'a>(pools: &'a mut Pools, key: &str) -> Result<&'a mut Entry, Error> {
+    pools.get_mut(key).ok_or_else(|| Error::NotFound(format!("no pool {key:?}")))
+}
+
+fn find_backend(pool: &Pool, addr: SocketAddr) -> Result<&Arc<Backend>, Error> {
+    pool.backends
+        .iter()
+        .find(|b| b.addr() == addr)
+        .ok_or_else(|| Error::NotFound(format!("pool {:?} has no backend {addr}", pool.config.pattern)))
+}
+
+fn ensure_absent(pool: &Pool, addr: SocketAddr) -> Result<(), Error> {
+    if pool.backends.iter().any(|b| b.addr() == addr) {
+        return Err(Error::Conflict(format!("pool {:?} already has backend {addr}", pool.config.pattern)));
+    }
+    Ok(())
+}
