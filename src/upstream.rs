@@ -20,7 +20,6 @@
 //! back to the pool only after a complete, keep-alive response with nothing after it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -32,6 +31,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body::{Frame, SizeHint};
+use rustc_hash::FxHashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -186,7 +186,7 @@ fn encode(out: &mut Vec<u8>, req: &Request<'_>) {
     }
     if let Some(body) = req.body {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa(body.len() as u64, &mut [0; 20]));
+        out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
         // A small body goes in the same write as the head; a larger one is written from its
         // own buffer, not copied.
@@ -195,18 +195,6 @@ fn encode(out: &mut Vec<u8>, req: &Request<'_>) {
         }
     } else {
         out.extend_from_slice(b"\r\n");
-    }
-}
-
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 
@@ -647,60 +635,12 @@ enum Pooling {
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>, AddrHash>> = RefCell::new(HashMap::default());
+    /// Backend addresses come from the admin, not from clients, so there is no hash flooding to
+    /// defend against, and SipHash (twice per request, for checkout and checkin) was 2% of lb's
+    /// instructions per proxied request: Fx's multiply-rotate is enough.
+    static IDLE: RefCell<FxHashMap<SocketAddr, Vec<Idle>>> = RefCell::new(FxHashMap::default());
     static POOLING: Cell<Pooling> = const { Cell::new(Pooling::No) };
 }
-
-/// Hashes backend addresses for the idle pool. They come from the admin, not from clients, so
-/// there is no hash flooding to defend against, and SipHash (twice per request, for checkout and
-/// checkin) was 2% of lb's instructions per proxied request: a multiply-rotate, as rustc's
-/// `FxHasher`, does.
-#[derive(Default, Clone, Copy)]
-struct AddrHasher(u64);
-
-impl AddrHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl std::hash::Hasher for AddrHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(n.into());
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.add(n.into());
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(n.into());
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The product's high bits are its well-mixed ones; the table indexes buckets by the low
-        // bits (rustc-hash 2 rotates the same way).
-        self.0.rotate_left(26)
-    }
-}
-
-type AddrHash = std::hash::BuildHasherDefault<AddrHasher>;
 
 /// Lets this thread keep idle connections to backends, with a sweeper on the current runtime
 /// that closes them as their idle timeout passes. A data-plane worker calls it on its
@@ -753,14 +693,9 @@ fn checkout(addr: SocketAddr, careful: bool) -> Option<Conn> {
 
 /// Asks the kernel whether the peer has closed or sent anything (`MSG_PEEK`, non-blocking).
 fn still_open(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    // SAFETY: recv into one byte we own, on a socket `stream` keeps open; MSG_PEEK leaves any
-    // data in the socket and MSG_DONTWAIT never blocks.
-    let n = unsafe {
-        libc::recv(stream.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-    };
-    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    let mut byte = [std::mem::MaybeUninit::uninit()];
+    let peeked = socket2::SockRef::from(stream).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+    matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 fn checkin(mut conn: Conn) {
@@ -819,7 +754,7 @@ mod tests {
     #[test]
     fn backend_addresses_spread_over_the_low_bits_of_their_hash() {
         use std::hash::BuildHasher;
-        let hasher = AddrHash::default();
+        let hasher = rustc_hash::FxBuildHasher;
         let mut buckets = std::collections::HashSet::new();
         for i in 0..=255u8 {
             let addr = SocketAddr::from(([10, 0, 0, i], 8080));
