@@ -1,6 +1,6 @@
-//! The response body of lb's own client, read from its connection as the client takes it:
-//! `Content-Length`, chunked or until-close framing, the connection given back to the idle pool
-//! the moment the body is read to its end.
+//! The response body, from either client: hyper's, or lb's own, read from its connection as the
+//! client takes it (`Content-Length`, chunked or until-close framing), the connection given back
+//! to the idle pool the moment the body is read to its end.
 
 use std::fmt;
 use std::io;
@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes};
 use http::Response;
 use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
 
 use super::codec::{Framing, Head};
 use super::conn::Conn;
@@ -20,6 +21,83 @@ const MAX_CHUNK_LINE: usize = 4096;
 /// How much a body read asks the socket for at once.
 const READ_SIZE: usize = 16 * 1024;
 
+/// A backend's response body, from either client.
+pub struct ResponseBody(Inner);
+
+enum Inner {
+    Own(Framed),
+    Hyper(Incoming),
+}
+
+impl ResponseBody {
+    pub(super) fn hyper(body: Incoming) -> Self {
+        ResponseBody(Inner::Hyper(body))
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.get_mut().0 {
+            Inner::Own(body) => Pin::new(body).poll_frame(cx),
+            Inner::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(|e| BodyError(Broken::Hyper(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Inner::Own(body) => body.is_end_stream(),
+            Inner::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Inner::Own(body) => body.size_hint(),
+            Inner::Hyper(body) => body.size_hint(),
+        }
+    }
+}
+
+/// The body failed after the head: the backend closed early or broke the framing.
+#[derive(Debug)]
+pub struct BodyError(Broken);
+
+#[derive(Debug)]
+enum Broken {
+    /// Found by lb's own client.
+    Framing(&'static str),
+    Hyper(hyper::Error),
+}
+
+impl BodyError {
+    fn framing(why: &'static str) -> Self {
+        BodyError(Broken::Framing(why))
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Broken::Framing(why) => write!(f, "backend response body: {why}"),
+            Broken::Hyper(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            Broken::Framing(_) => None,
+            // hyper's error stands for itself here: its Display above, its source below.
+            Broken::Hyper(e) => e.source(),
+        }
+    }
+}
+
+/// The response to a parsed head, its body read from `conn`.
 pub(super) fn respond(mut conn: Conn, head: Head) -> Response<ResponseBody> {
     let body = match head.framing {
         // The whole body is often in the first read already: the connection goes back now.
@@ -28,7 +106,7 @@ pub(super) fn respond(mut conn: Conn, head: Head) -> Response<ResponseBody> {
             if head.keep_alive && conn.read.is_empty() {
                 checkin(conn);
             }
-            ResponseBody::whole(whole)
+            Framed::whole(whole)
         }
         framing => {
             let state = match framing {
@@ -36,17 +114,17 @@ pub(super) fn respond(mut conn: Conn, head: Head) -> Response<ResponseBody> {
                 Framing::Chunked => State::Chunked(Chunk::Size),
                 Framing::UntilClose => State::UntilClose,
             };
-            ResponseBody { conn: Some(conn), state, keep_alive: head.keep_alive, whole: None }
+            Framed { conn: Some(conn), state, keep_alive: head.keep_alive, whole: None }
         }
     };
-    let mut response = Response::new(body);
+    let mut response = Response::new(ResponseBody(Inner::Own(body)));
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
     response
 }
 
-/// A backend's response body, read from its connection as the client takes it.
-pub struct ResponseBody {
+/// A response body read by lb's own client from its connection.
+struct Framed {
     conn: Option<Conn>,
     state: State,
     keep_alive: bool,
@@ -73,22 +151,10 @@ enum Chunk {
     Trailers(usize),
 }
 
-/// The body failed after the head: the backend closed early or broke the framing.
-#[derive(Debug)]
-pub struct BodyError(&'static str);
-
-impl fmt::Display for BodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "backend response body: {}", self.0)
-    }
-}
-
-impl std::error::Error for BodyError {}
-
-impl ResponseBody {
+impl Framed {
     fn whole(body: Bytes) -> Self {
         let whole = (!body.is_empty()).then_some(body);
-        ResponseBody { conn: None, state: State::Done, keep_alive: false, whole }
+        Framed { conn: None, state: State::Done, keep_alive: false, whole }
     }
 
     /// The body is read to its end: the connection goes back to the pool if it may.
@@ -151,13 +217,13 @@ impl ResponseBody {
                     Chunk::Size => {
                         let Some(end) = find_crlf(buf) else {
                             return if buf.len() > MAX_CHUNK_LINE {
-                                Ok(Some(Err(BodyError("chunk size line too long"))))
+                                Ok(Some(Err(BodyError::framing("chunk size line too long"))))
                             } else {
                                 Err(())
                             };
                         };
                         let Some(size) = chunk_size(&buf[..end]) else {
-                            return Ok(Some(Err(BodyError("bad chunk size"))));
+                            return Ok(Some(Err(BodyError::framing("bad chunk size"))));
                         };
                         buf.advance(end + 2);
                         *chunk = if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size) };
@@ -176,7 +242,7 @@ impl ResponseBody {
                             return Err(());
                         }
                         if &buf[..2] != b"\r\n" {
-                            return Ok(Some(Err(BodyError("no CRLF after chunk data"))));
+                            return Ok(Some(Err(BodyError::framing("no CRLF after chunk data"))));
                         }
                         buf.advance(2);
                         *chunk = Chunk::Size;
@@ -185,13 +251,13 @@ impl ResponseBody {
                         // Trailers are dropped: lb does not forward them.
                         let Some(end) = find_crlf(buf) else {
                             return if seen + buf.len() > MAX_CHUNK_LINE {
-                                Ok(Some(Err(BodyError("trailers too long"))))
+                                Ok(Some(Err(BodyError::framing("trailers too long"))))
                             } else {
                                 Err(())
                             };
                         };
                         if seen + end + 2 > MAX_CHUNK_LINE {
-                            return Ok(Some(Err(BodyError("trailers too long"))));
+                            return Ok(Some(Err(BodyError::framing("trailers too long"))));
                         }
                         buf.advance(end + 2);
                         if end == 0 {
@@ -225,7 +291,7 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
 }
 
-impl http_body::Body for ResponseBody {
+impl http_body::Body for Framed {
     type Data = Bytes;
     type Error = BodyError;
 
@@ -242,13 +308,13 @@ impl http_body::Body for ResponseBody {
                         let ended = matches!(this.state, State::UntilClose);
                         this.state = State::Done;
                         this.conn = None;
-                        return Poll::Ready((!ended).then_some(Err(BodyError("connection closed early"))));
+                        return Poll::Ready((!ended).then_some(Err(BodyError::framing("connection closed early"))));
                     }
                     Ok(_) => {}
                     Err(_) => {
                         this.state = State::Done;
                         this.conn = None;
-                        return Poll::Ready(Some(Err(BodyError("connection failed"))));
+                        return Poll::Ready(Some(Err(BodyError::framing("connection failed"))));
                     }
                 },
             }

@@ -6,7 +6,7 @@
 //! `Content-Length` (conflicting values are an error), else read until close. A connection goes
 //! back to the pool only after a complete, keep-alive response with nothing after it.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 
@@ -22,21 +22,21 @@ const TOO_LARGE: &str = "head larger than 400 KiB";
 /// Most headers in a response head (hyper's limit too).
 const MAX_HEADERS: usize = 100;
 
-/// Writes the request head (and body) in HTTP/1.1 wire form.
-pub(super) fn encode(out: &mut Vec<u8>, req: &Request<'_>) {
+/// Writes the request head (and `body`, lb holds it whole) in HTTP/1.1 wire form.
+pub(super) fn encode(out: &mut Vec<u8>, req: &Request<'_>, body: Option<&Bytes>) {
     out.clear();
     out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(req.target.as_str().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !req.headers.contains_key(header::HOST) {
         out.extend_from_slice(b"host: ");
-        out.extend_from_slice(req.default_host.as_bytes());
+        out.extend_from_slice(req.default_host.as_str().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in req.headers {
         // lb frames the body itself, and has already answered any `Expect: 100-continue`.
-        if req.body.is_some() && (name == header::CONTENT_LENGTH || name == header::EXPECT) {
+        if body.is_some() && (name == header::CONTENT_LENGTH || name == header::EXPECT) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -44,7 +44,7 @@ pub(super) fn encode(out: &mut Vec<u8>, req: &Request<'_>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(body) = req.body {
+    if let Some(body) = body {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
@@ -80,18 +80,18 @@ pub(super) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Optio
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);
         let len = match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(Error::Invalid(TOO_LARGE)),
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(Error::invalid(TOO_LARGE)),
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Error::Invalid(TOO_LARGE)),
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Error::invalid(TOO_LARGE)),
             Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(Error::Invalid("more than 100 headers")),
-            Err(_) => return Err(Error::Invalid("malformed head")),
+            Err(httparse::Error::TooManyHeaders) => return Err(Error::invalid("more than 100 headers")),
+            Err(_) => return Err(Error::invalid("malformed head")),
         };
         let code = parsed.code.unwrap_or(0);
-        let status = StatusCode::from_u16(code).map_err(|_| Error::Invalid("bad status code"))?;
+        let status = StatusCode::from_u16(code).map_err(|_| Error::invalid("bad status code"))?;
         if status.is_informational() {
             if code == 101 {
-                return Err(Error::Invalid("protocol switch (lb does not forward upgrades)"));
+                return Err(Error::invalid("protocol switch (lb does not forward upgrades)"));
             }
             buf.advance(len);
             continue;
@@ -114,9 +114,9 @@ pub(super) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Optio
         let mut seen = Seen::default();
         for &(name_start, name_end, start, end) in &spans[..count] {
             let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
-                .map_err(|_| Error::Invalid("bad header name"))?;
+                .map_err(|_| Error::invalid("bad header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(start as usize..end as usize))
-                .map_err(|_| Error::Invalid("bad header value"))?;
+                .map_err(|_| Error::invalid("bad header value"))?;
             seen.note(&name);
             headers.append(name, value);
         }
@@ -172,14 +172,14 @@ fn framing(headers: &HeaderMap, seen: &Seen, status: StatusCode, head_request: b
     }
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().map_err(|_| Error::Invalid("bad content-length"))?.split(',') {
+        for part in value.to_str().map_err(|_| Error::invalid("bad content-length"))?.split(',') {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Error::Invalid("bad content-length"));
+                return Err(Error::invalid("bad content-length"));
             }
-            let n: u64 = part.parse().map_err(|_| Error::Invalid("bad content-length"))?;
+            let n: u64 = part.parse().map_err(|_| Error::invalid("bad content-length"))?;
             if length.is_some_and(|l| l != n) {
-                return Err(Error::Invalid("conflicting content-length values"));
+                return Err(Error::invalid("conflicting content-length values"));
             }
             length = Some(n);
         }
@@ -189,13 +189,18 @@ fn framing(headers: &HeaderMap, seen: &Seen, status: StatusCode, head_request: b
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
+    use http::uri::{Authority, PathAndQuery};
     use http::Method;
 
     use super::*;
+    use crate::upstream::{AttemptBody, ErrorKind};
 
     fn head(text: &str, head_request: bool) -> Result<Option<Head>, Error> {
         parse_head(&mut BytesMut::from(text), head_request)
+    }
+
+    fn invalid(text: &str) -> bool {
+        matches!(head(text, false), Err(e) if e.kind() == ErrorKind::Invalid)
     }
 
     #[test]
@@ -211,8 +216,8 @@ mod tests {
         assert_eq!(framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false), Framing::UntilClose);
         assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n", false), Framing::UntilClose);
         assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 7, 7\r\n\r\n", false), Framing::Length(7));
-        assert!(matches!(head("HTTP/1.1 200 OK\r\ncontent-length: 7, 8\r\n\r\n", false), Err(Error::Invalid(_))));
-        assert!(matches!(head("HTTP/1.1 200 OK\r\ncontent-length: +7\r\n\r\n", false), Err(Error::Invalid(_))));
+        assert!(invalid("HTTP/1.1 200 OK\r\ncontent-length: 7, 8\r\n\r\n"));
+        assert!(invalid("HTTP/1.1 200 OK\r\ncontent-length: +7\r\n\r\n"));
     }
 
     #[test]
@@ -234,8 +239,8 @@ mod tests {
         assert_eq!(created.headers["x-b"], "two");
         assert_eq!(&buf[..], b"body", "the body stays in the buffer");
         assert!(head("HTTP/1.1 200 OK\r\ncontent-le", false).unwrap().is_none(), "partial");
-        assert!(matches!(head("HTTP/1.1 101 Switching\r\n\r\n", false), Err(Error::Invalid(_))));
-        assert!(matches!(head("HTTP/9 200 OK\r\n\r\n", false), Err(Error::Invalid(_))));
+        assert!(invalid("HTTP/1.1 101 Switching\r\n\r\n"));
+        assert!(invalid("HTTP/9 200 OK\r\n\r\n"));
     }
 
     #[test]
@@ -247,13 +252,13 @@ mod tests {
         let body = Bytes::from_static(b"abc");
         let req = Request {
             method: &Method::PUT,
-            target: "/p?q=1",
+            target: PathAndQuery::from_static("/p?q=1"),
             headers: &headers,
-            default_host: "10.0.0.1:80",
-            body: Some(&body),
+            default_host: &Authority::from_static("10.0.0.1:80"),
+            body: AttemptBody::Held(Some(body.clone())),
         };
         let mut out = Vec::new();
-        encode(&mut out, &req);
+        encode(&mut out, &req, Some(&body));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "PUT /p?q=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\ncontent-length: 3\r\n\r\nabc"

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,14 +22,15 @@ pub(super) struct Conn {
     pub(super) write: Vec<u8>,
 }
 
-/// Sends `req` to `target` over an idle pooled connection or a new one, and answers with the
-/// response head; its body streams from the connection.
-///
-/// A pooled connection the backend closed while it sat idle fails before any byte of a
-/// response (the write fails, or the read meets EOF or a reset). An idempotent request is
-/// then sent once more, on a new connection, as Go's transport does, without it counting as a
-/// failure of the backend; any other failure is the caller's to judge (retries, health).
-pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseBody>, Error> {
+/// Sends `req` with its whole `body` to `target` over an idle pooled connection or a new one,
+/// and answers with the response head; its body streams from the connection. A stale pooled
+/// connection (see [`send`](super::send)) is replaced once by a new one for an idempotent
+/// request.
+pub(super) async fn send(
+    target: Target,
+    req: &Request<'_>,
+    body: Option<&Bytes>,
+) -> Result<Response<ResponseBody>, Error> {
     let idempotent = crate::retry::is_idempotent(req.method);
     let mut pooled = checkout(target.addr, !idempotent);
     loop {
@@ -39,8 +40,8 @@ pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseB
             None => connect(&target).await?,
         };
         conn.target = target;
-        encode(&mut conn.write, &req);
-        match exchange(&mut conn, &req).await {
+        encode(&mut conn.write, req, body);
+        match exchange(&mut conn, req.method, body).await {
             Ok(head) => return Ok(respond(conn, head)),
             Err(failed) if reused && idempotent && failed.stale => continue,
             Err(failed) => return Err(failed.error),
@@ -51,10 +52,10 @@ pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseB
 async fn connect(target: &Target) -> Result<Conn, Error> {
     let stream = match tokio::time::timeout(target.connect_timeout, TcpStream::connect(target.addr)).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(Error::Connect(e)),
+        Ok(Err(e)) => return Err(Error::connect(e)),
         Err(_) => {
             let why = format!("connect timed out after {:?}", target.connect_timeout);
-            return Err(Error::Connect(io::Error::new(io::ErrorKind::TimedOut, why)));
+            return Err(Error::connect(io::Error::new(io::ErrorKind::TimedOut, why)));
         }
     };
     let _ = stream.set_nodelay(true);
@@ -68,18 +69,18 @@ struct Failed {
     stale: bool,
 }
 
-async fn exchange(conn: &mut Conn, req: &Request<'_>) -> Result<Head, Failed> {
+async fn exchange(conn: &mut Conn, method: &Method, body: Option<&Bytes>) -> Result<Head, Failed> {
     let written = async {
         conn.stream.write_all(&conn.write).await?;
-        match req.body {
+        match body {
             Some(body) if body.len() > INLINE_BODY => conn.stream.write_all(body).await,
             _ => Ok(()),
         }
     };
     if let Err(e) = written.await {
-        return Err(Failed { error: Error::Io(e), stale: true });
+        return Err(Failed { error: Error::io(e), stale: true });
     }
-    let head_request = *req.method == Method::HEAD;
+    let head_request = *method == Method::HEAD;
     loop {
         match parse_head(&mut conn.read, head_request) {
             Ok(Some(head)) => return Ok(head),
@@ -88,15 +89,15 @@ async fn exchange(conn: &mut Conn, req: &Request<'_>) -> Result<Head, Failed> {
         }
         conn.read.reserve(4096);
         match conn.stream.read_buf(&mut conn.read).await {
-            Ok(0) if conn.read.is_empty() => return Err(Failed { error: Error::Closed, stale: true }),
+            Ok(0) if conn.read.is_empty() => return Err(Failed { error: Error::closed(), stale: true }),
             Ok(0) => {
-                let error = Error::Invalid("connection closed in the middle of the head");
+                let error = Error::invalid("connection closed in the middle of the head");
                 return Err(Failed { error, stale: false });
             }
             Ok(_) => {}
             Err(e) => {
                 let stale = conn.read.is_empty() && e.kind() == io::ErrorKind::ConnectionReset;
-                return Err(Failed { error: Error::Io(e), stale });
+                return Err(Failed { error: Error::io(e), stale });
             }
         }
     }

@@ -1,91 +1,59 @@
-//! lb's own HTTP/1.1 client to backends, for requests whose body lb holds whole (no body, or a
-//! small one already read): the common case of a load balancer.
+//! lb's client to backends: [`send`] takes one attempt's request and a backend and answers with
+//! the backend's response head, or an [`Error`] that says what failed and whether the request
+//! may have reached the backend. It picks the path itself:
 //!
-//! hyper's pooled client sends each request through a channel to a separate task that owns the
-//! connection, and answers through another: two task wake-ups, a pool lock and a hashed pool key
-//! per request. Here the request's own task writes the request, reads the response head, and
-//! the response body reads straight from the socket as the client's connection asks for it.
-//! Idle connections wait in a per-thread pool (workers are threads with their own runtimes, so
-//! a connection never changes thread and the pool needs no lock); the response gives its
-//! connection back the moment its body is read to the end, which for a small body is before
-//! lb even starts writing the response to the client.
-//!
-//! Requests whose body is still streaming in, or larger than [`MAX_BODY`], go through hyper's
-//! client instead ([`crate::proxy`]), which reads the response while the request body is still
-//! being sent.
+//! - No body, or a body lb holds whole of up to [`MAX_BODY`] (the common case of a load
+//!   balancer): lb's own HTTP/1.1 client. hyper's pooled client sends each request through a
+//!   channel to a separate task that owns the connection, and answers through another: two
+//!   task wake-ups, a pool lock and a hashed pool key per request. Here the request's own task
+//!   writes the request, reads the response head, and the response body reads straight from
+//!   the socket as the client's connection asks for it. Idle connections wait in a per-thread
+//!   pool (workers are threads with their own runtimes, so a connection never changes thread
+//!   and the pool needs no lock); the response gives its connection back the moment its body
+//!   is read to the end, which for a small body is before lb even starts writing the response
+//!   to the client.
+//! - A body still streaming in from the client, or larger than [`MAX_BODY`]: hyper's client,
+//!   which reads the response while the request body is still being sent.
 //!
 //! # Layout
+//! - `request`: the client's request body as lb holds it across attempts, and one attempt's.
 //! - `codec`: the request on the wire, the response head parsed and its body's framing.
-//! - `conn`: a connection to a backend and one exchange on it.
-//! - `body`: the response body, read from its connection as the client takes it.
+//! - `conn`: a connection to a backend and one exchange on it (lb's own client).
+//! - `body`: the response body, from either client.
 //! - `idle`: the per-thread pool of idle connections and its sweeper.
+//! - `hyper`: the streaming path through hyper's client.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, Method, Response};
 
 mod body;
 mod codec;
 mod conn;
+mod hyper;
 mod idle;
+mod request;
 
 pub use body::{BodyError, ResponseBody};
-pub use conn::send;
-pub use idle::install;
+pub use request::{AttemptBody, RequestBody, Stream};
 
 /// Largest held body lb's client sends; it writes the request whole before reading the
 /// response, so larger ones go through hyper's client, which reads while it writes.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Why an exchange with a backend failed.
-#[derive(Debug)]
-pub enum Error {
-    /// No connection: refused, unreachable, or not within the connect timeout.
-    Connect(io::Error),
-    /// The connection failed before the whole response head arrived.
-    Io(io::Error),
-    /// The backend closed the connection before the whole response head arrived.
-    Closed,
-    /// The response head is not HTTP/1.x lb can forward.
-    Invalid(&'static str),
-}
-
-impl Error {
-    pub fn is_connect(&self) -> bool {
-        matches!(self, Error::Connect(_))
-    }
-
-    /// The backend answered, with something lb cannot forward.
-    pub fn is_invalid(&self) -> bool {
-        matches!(self, Error::Invalid(_))
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Connect(e) | Error::Io(e) => write!(f, "{e}"),
-            Error::Closed => f.write_str("connection closed before the response"),
-            Error::Invalid(why) => write!(f, "invalid response: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// A request ready to go: method and target, headers, and the whole body.
+/// One attempt's request: what goes to the backend.
 pub struct Request<'a> {
     pub method: &'a Method,
     /// Origin-form target: path and query.
-    pub target: &'a str,
+    pub target: PathAndQuery,
     pub headers: &'a HeaderMap,
-    /// `Host` for a request that has none (the backend's `ip:port`).
-    pub default_host: &'a str,
-    pub body: Option<&'a Bytes>,
+    /// `Host` for a request that has none: the backend's `ip:port`.
+    pub default_host: &'a Authority,
+    pub body: AttemptBody,
 }
 
 /// Where and how to connect.
@@ -94,4 +62,111 @@ pub struct Target {
     pub addr: SocketAddr,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// Sends `req` to `target` and answers with the response head; its body streams from the
+/// backend as the caller reads it.
+///
+/// With lb's own client, a pooled connection the backend closed while it sat idle fails before
+/// any byte of a response (the write fails, or the read meets EOF or a reset). An idempotent
+/// request is then sent once more, on a new connection, as Go's transport does, without it
+/// counting as a failure of the backend; any other failure is the caller's to judge (retries,
+/// health).
+pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseBody>, Error> {
+    match req.body.whole() {
+        Some(body) => conn::send(target, &req, body).await,
+        None => hyper::send(target, req).await,
+    }
+}
+
+/// Lets this thread keep idle connections to backends: a data-plane worker calls it once on
+/// its current-thread runtime (see `idle`). hyper's clients need no setup: each thread makes
+/// its own when it first needs one.
+pub fn install() {
+    idle::install();
+}
+
+/// Why an attempt got no response. Callers decide from its [`kind`](Error::kind) and whether it
+/// was [`sent`](Error::sent); its `Display` is for logs and `502` bodies.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    cause: Cause,
+}
+
+/// What failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No connection: refused, unreachable, or not within the connect timeout.
+    Connect,
+    /// The connection failed or was closed before the whole response head arrived.
+    Closed,
+    /// The backend answered with a response head lb cannot forward.
+    Invalid,
+}
+
+/// What to tell a person.
+#[derive(Debug)]
+enum Cause {
+    Io(io::Error),
+    /// EOF before any byte of a response.
+    Closed,
+    Invalid(&'static str),
+    Hyper(hyper_util::client::legacy::Error),
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether the request may have reached the backend (all of it, or part): everything but a
+    /// connection that could not be made.
+    pub fn sent(&self) -> bool {
+        self.kind != ErrorKind::Connect
+    }
+
+    fn connect(e: io::Error) -> Self {
+        Error { kind: ErrorKind::Connect, cause: Cause::Io(e) }
+    }
+
+    fn io(e: io::Error) -> Self {
+        Error { kind: ErrorKind::Closed, cause: Cause::Io(e) }
+    }
+
+    fn closed() -> Self {
+        Error { kind: ErrorKind::Closed, cause: Cause::Closed }
+    }
+
+    fn invalid(why: &'static str) -> Self {
+        Error { kind: ErrorKind::Invalid, cause: Cause::Invalid(why) }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Cause::Io(e) => write!(f, "{e}"),
+            Cause::Closed => f.write_str("connection closed before the response"),
+            Cause::Invalid(why) => write!(f, "invalid response: {why}"),
+            Cause::Hyper(e) => {
+                // The innermost error: "Connection refused", not "client error (Connect)".
+                let mut cause: &(dyn std::error::Error + 'static) = e;
+                while let Some(source) = cause.source() {
+                    cause = source;
+                }
+                write!(f, "{cause}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.cause {
+            Cause::Io(e) => Some(e),
+            Cause::Hyper(e) => Some(e),
+            Cause::Closed | Cause::Invalid(_) => None,
+        }
+    }
 }
