@@ -71,7 +71,7 @@ impl Proxy {
                 method: &parts.method,
                 target,
                 headers: &parts.headers,
-                default_host: &backend.authority,
+                authority: &backend.authority,
                 body: attempt_body,
             };
             let to = upstream::Target {

@@ -254,12 +254,12 @@ async fn send_with(
 ) -> Result<Response<ResponseBody>, Error> {
     // As a data-plane worker does: this test's current-thread runtime pools connections.
     upstream::install();
-    let default_host = Authority::from_static(DEFAULT_HOST);
+    let authority = Authority::from_static(DEFAULT_HOST);
     let request = upstream::Request {
         method,
         target: path.parse().expect("an origin-form target"),
         headers,
-        default_host: &default_host,
+        authority: &authority,
         body: body.map_or(AttemptBody::Empty, |body| AttemptBody::Held(Some(body.clone()))),
     };
     upstream::send(to, request).await

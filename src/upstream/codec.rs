@@ -31,7 +31,7 @@ pub(super) fn encode(out: &mut Vec<u8>, req: &Request<'_>, body: Option<&Bytes>)
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !req.headers.contains_key(header::HOST) {
         out.extend_from_slice(b"host: ");
-        out.extend_from_slice(req.default_host.as_str().as_bytes());
+        out.extend_from_slice(req.authority.as_str().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in req.headers {
@@ -254,7 +254,7 @@ mod tests {
             method: &Method::PUT,
             target: PathAndQuery::from_static("/p?q=1"),
             headers: &headers,
-            default_host: &Authority::from_static("10.0.0.1:80"),
+            authority: &Authority::from_static("10.0.0.1:80"),
             body: AttemptBody::Held(Some(body.clone())),
         };
         let mut out = Vec::new();

@@ -24,7 +24,7 @@ thread_local! {
 
 /// Sends `req` over this thread's pooled connections for `target`'s timeouts.
 pub(super) async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseBody>, Error> {
-    let request = request(req);
+    let request = request(&target, req);
     let response = CLIENTS.with(|clients| {
         let mut clients = clients.borrow_mut();
         let client = clients.entry((target.connect_timeout, target.idle_timeout)).or_insert_with(|| {
@@ -45,10 +45,11 @@ pub(super) async fn send(target: Target, req: Request<'_>) -> Result<Response<Re
 }
 
 /// The request for hyper's client: an absolute URI to the backend, HTTP/1.1.
-fn request(req: Request<'_>) -> http::Request<AttemptBody> {
+fn request(target: &Target, req: Request<'_>) -> http::Request<AttemptBody> {
+    debug_assert_eq!(req.authority.as_str(), target.addr.to_string(), "hyper connects to the authority");
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(req.default_host.clone());
+    uri.authority = Some(req.authority.clone());
     uri.path_and_query = Some(req.target);
     let mut request = http::Request::new(req.body);
     *request.method_mut() = req.method.clone();

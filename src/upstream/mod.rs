@@ -51,8 +51,9 @@ pub struct Request<'a> {
     /// Origin-form target: path and query.
     pub target: PathAndQuery,
     pub headers: &'a HeaderMap,
-    /// `Host` for a request that has none: the backend's `ip:port`.
-    pub default_host: &'a Authority,
+    /// The backend's `ip:port`: the `Host` of a request that has none, and where hyper's client
+    /// connects (it goes by the URI), so it must name [`Target::addr`].
+    pub authority: &'a Authority,
     pub body: AttemptBody,
 }
 
