@@ -37,6 +37,8 @@ mod conn;
 mod hyper;
 mod idle;
 mod request;
+#[cfg(test)]
+mod tests;
 
 pub use body::{BodyError, ResponseBody};
 pub use request::{AttemptBody, RequestBody, Stream};
