@@ -1,8 +1,8 @@
 //! The per-thread pool of idle connections to backends, with its sweeper.
 //!
 //! Workers are threads with their own runtimes, so a connection never changes thread and the
-//! pool needs no lock. A thread pools only once it called [`install`] on its current-thread
-//! runtime; the pool goes with that runtime.
+//! pool needs no lock. A thread pools only once it called [`super::install`] on its
+//! current-thread runtime; the pool goes with that runtime.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -28,7 +28,7 @@ struct Idle {
     expires: Instant,
 }
 
-/// Whether this thread pools connections: only a data-plane worker does (see [`install`]),
+/// Whether this thread pools connections: only a data-plane worker does (see [`super::install`]),
 /// while its runtime runs.
 #[derive(Clone, Copy, PartialEq)]
 enum Pooling {
@@ -46,12 +46,9 @@ thread_local! {
     static POOLING: Cell<Pooling> = const { Cell::new(Pooling::No) };
 }
 
-/// Lets this thread keep idle connections to backends, with a sweeper on the current runtime
-/// that closes them as their idle timeout passes. A data-plane worker calls it on its
-/// current-thread runtime, where every connection it opens stays on this thread; the pool goes
-/// when that runtime shuts down. Elsewhere (a multi-threaded runtime) it does nothing, and
-/// each request gets a new connection.
-pub fn install() {
+/// Starts pooling on this thread if its runtime is a current-thread one (see
+/// [`super::install`]).
+pub(super) fn install() {
     POOLING.with(|pooling| {
         if pooling.get() != Pooling::No {
             return;

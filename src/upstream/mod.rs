@@ -52,10 +52,13 @@ pub struct Request<'a> {
     pub method: &'a Method,
     /// Origin-form target: path and query.
     pub target: PathAndQuery,
+    /// The headers as they go to the backend; lb's own client frames a held body itself (its
+    /// own `Content-Length`, no `Expect`).
     pub headers: &'a HeaderMap,
     /// The backend's `ip:port`: the `Host` of a request that has none, and where hyper's client
     /// connects (it goes by the URI), so it must name [`Target::addr`].
     pub authority: &'a Authority,
+    /// The body as lb holds it; it decides the path (see the [module docs](self)).
     pub body: AttemptBody,
 }
 
@@ -63,7 +66,9 @@ pub struct Request<'a> {
 #[derive(Clone, Copy)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// To open a connection; a timeout is an [`ErrorKind::Connect`].
     pub connect_timeout: Duration,
+    /// How long an unused connection to the backend is kept.
     pub idle_timeout: Duration,
 }
 
@@ -82,9 +87,12 @@ pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseB
     }
 }
 
-/// Lets this thread keep idle connections to backends: a data-plane worker calls it once on
-/// its current-thread runtime (see `idle`). hyper's clients need no setup: each thread makes
-/// its own when it first needs one.
+/// Lets this thread keep idle connections to backends, with a sweeper on the current runtime
+/// that closes them as their idle timeout passes. A data-plane worker calls it on its
+/// current-thread runtime, where every connection it opens stays on this thread; the pool goes
+/// when that runtime shuts down. Elsewhere (a multi-threaded runtime) it does nothing, and
+/// each request gets a new connection. hyper's clients need no setup: each thread makes its own
+/// when it first needs one.
 pub fn install() {
     idle::install();
 }
