@@ -69,10 +69,10 @@ impl Proxy {
             };
             let req = upstream::Request {
                 method: &parts.method,
-                target,
+                target: &target,
                 headers: &parts.headers,
                 authority: &backend.authority,
-                body: attempt_body,
+                body: &attempt_body,
             };
             let to = upstream::Target {
                 addr: backend.config.addr,

@@ -255,13 +255,9 @@ async fn send_with(
     // As a data-plane worker does: this test's current-thread runtime pools connections.
     upstream::install();
     let authority = Authority::from_static(DEFAULT_HOST);
-    let request = upstream::Request {
-        method,
-        target: path.parse().expect("an origin-form target"),
-        headers,
-        authority: &authority,
-        body: body.map_or(AttemptBody::Empty, |body| AttemptBody::Held(Some(body.clone()))),
-    };
+    let target = path.parse().expect("an origin-form target");
+    let body = body.map_or(AttemptBody::Empty, |body| AttemptBody::Held(Some(body.clone())));
+    let request = upstream::Request { method, target: &target, headers, authority: &authority, body: &body };
     upstream::send(to, request).await
 }
 

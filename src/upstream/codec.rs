@@ -252,10 +252,10 @@ mod tests {
         let body = Bytes::from_static(b"abc");
         let req = Request {
             method: &Method::PUT,
-            target: PathAndQuery::from_static("/p?q=1"),
+            target: &PathAndQuery::from_static("/p?q=1"),
             headers: &headers,
             authority: &Authority::from_static("10.0.0.1:80"),
-            body: AttemptBody::Held(Some(body.clone())),
+            body: &AttemptBody::Held(Some(body.clone())),
         };
         let mut out = Vec::new();
         encode(&mut out, &req, Some(&body));

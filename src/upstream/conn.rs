@@ -1,18 +1,17 @@
-//! A connection to a backend and one exchange on it: connect, write the request, read the
-//! response head. The request's own task does all of it (see the [module docs](super)); the
-//! body is then read from the same connection by [`ResponseBody`].
+//! A connection to a backend of lb's own client and one exchange on it: connect, write the
+//! request, read the response head. The request's own task does all of it, in
+//! [`send`](super::send) (see the [module docs](super)); the body is then read from the same
+//! connection by [`ResponseBody`](super::ResponseBody).
 
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Response};
+use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::body::{respond, ResponseBody};
-use super::codec::{encode, parse_head, Head, INLINE_BODY};
-use super::idle::checkout;
-use super::{Error, Request, Target};
+use super::codec::{parse_head, Head, INLINE_BODY};
+use super::{Error, Target};
 
 /// A connection to a backend, with what lb has read from it and not yet used.
 pub(super) struct Conn {
@@ -22,34 +21,8 @@ pub(super) struct Conn {
     pub(super) write: Vec<u8>,
 }
 
-/// Sends `req` with its whole `body` to `target` over an idle pooled connection or a new one,
-/// and answers with the response head; its body streams from the connection. A stale pooled
-/// connection (see [`send`](super::send)) is replaced once by a new one for an idempotent
-/// request.
-pub(super) async fn send(
-    target: Target,
-    req: &Request<'_>,
-    body: Option<&Bytes>,
-) -> Result<Response<ResponseBody>, Error> {
-    let idempotent = crate::retry::is_idempotent(req.method);
-    let mut pooled = checkout(target.addr, !idempotent);
-    loop {
-        let reused = pooled.is_some();
-        let mut conn = match pooled.take() {
-            Some(conn) => conn,
-            None => connect(&target).await?,
-        };
-        conn.target = target;
-        encode(&mut conn.write, req, body);
-        match exchange(&mut conn, req.method, body).await {
-            Ok(head) => return Ok(respond(conn, head)),
-            Err(failed) if reused && idempotent && failed.stale => continue,
-            Err(failed) => return Err(failed.error),
-        }
-    }
-}
-
-async fn connect(target: &Target) -> Result<Conn, Error> {
+/// A new connection to `target`.
+pub(super) async fn connect(target: &Target) -> Result<Conn, Error> {
     let stream = match tokio::time::timeout(target.connect_timeout, TcpStream::connect(target.addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(Error::connect(e)),
@@ -64,12 +37,14 @@ async fn connect(target: &Target) -> Result<Conn, Error> {
 
 /// A failed exchange; `stale`: it failed the way a connection the backend had already closed
 /// fails (the write failed, or EOF or a reset came before any byte of a response).
-struct Failed {
-    error: Error,
-    stale: bool,
+pub(super) struct Failed {
+    pub(super) error: Error,
+    pub(super) stale: bool,
 }
 
-async fn exchange(conn: &mut Conn, method: &Method, body: Option<&Bytes>) -> Result<Head, Failed> {
+/// Writes the request already encoded in `conn.write` (and a `body` too large to go with it),
+/// then reads the response head.
+pub(super) async fn exchange(conn: &mut Conn, method: &Method, body: Option<&Bytes>) -> Result<Head, Failed> {
     let written = async {
         conn.stream.write_all(&conn.write).await?;
         match body {

@@ -44,14 +44,15 @@ pub(super) async fn send(target: Target, req: Request<'_>) -> Result<Response<Re
     }
 }
 
-/// The request for hyper's client: an absolute URI to the backend, HTTP/1.1.
+/// The request for hyper's client: an absolute URI to the backend, HTTP/1.1. The target and the
+/// body are cheap clones (shared bytes, an `Arc`).
 fn request(target: &Target, req: Request<'_>) -> http::Request<AttemptBody> {
     debug_assert_eq!(req.authority.as_str(), target.addr.to_string(), "hyper connects to the authority");
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(req.authority.clone());
-    uri.path_and_query = Some(req.target);
-    let mut request = http::Request::new(req.body);
+    uri.path_and_query = Some(req.target.clone());
+    let mut request = http::Request::new(req.body.clone());
     *request.method_mut() = req.method.clone();
     *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
     *request.version_mut() = Version::HTTP_11;

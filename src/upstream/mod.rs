@@ -18,7 +18,7 @@
 //! # Layout
 //! - `request`: the client's request body as lb holds it across attempts, and one attempt's.
 //! - `codec`: the request on the wire, the response head parsed and its body's framing.
-//! - `conn`: a connection to a backend and one exchange on it (lb's own client).
+//! - `conn`: a connection of lb's own client and one exchange on it; [`send`] runs its loop.
 //! - `body`: the response body, from either client.
 //! - `idle`: the per-thread pool of idle connections and its sweeper.
 //! - `hyper`: the streaming path through hyper's client.
@@ -47,11 +47,13 @@ pub use request::{AttemptBody, RequestBody, Stream};
 /// response, so larger ones go through hyper's client, which reads while it writes.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// One attempt's request: what goes to the backend.
+/// One attempt's request: what goes to the backend, borrowed from the caller (a small value:
+/// the future of [`send`] holds it, and futures are moved).
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     pub method: &'a Method,
     /// Origin-form target: path and query.
-    pub target: PathAndQuery,
+    pub target: &'a PathAndQuery,
     /// The headers as they go to the backend; lb's own client frames a held body itself (its
     /// own `Content-Length`, no `Expect`).
     pub headers: &'a HeaderMap,
@@ -59,7 +61,7 @@ pub struct Request<'a> {
     /// connects (it goes by the URI), so it must name [`Target::addr`].
     pub authority: &'a Authority,
     /// The body as lb holds it; it decides the path (see the [module docs](self)).
-    pub body: AttemptBody,
+    pub body: &'a AttemptBody,
 }
 
 /// Where and how to connect.
@@ -81,9 +83,26 @@ pub struct Target {
 /// counting as a failure of the backend; any other failure is the caller's to judge (retries,
 /// health).
 pub async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseBody>, Error> {
-    match req.body.whole() {
-        Some(body) => conn::send(target, &req, body).await,
-        None => hyper::send(target, req).await,
+    let Some(body) = req.body.whole() else {
+        return hyper::send(target, req).await;
+    };
+    // lb's own client, written out here rather than in a function of its own: every async
+    // layer makes the request's future larger, and futures are moved.
+    let idempotent = crate::retry::is_idempotent(req.method);
+    let mut pooled = idle::checkout(target.addr, !idempotent);
+    loop {
+        let reused = pooled.is_some();
+        let mut conn = match pooled.take() {
+            Some(conn) => conn,
+            None => conn::connect(&target).await?,
+        };
+        conn.target = target;
+        codec::encode(&mut conn.write, &req, body);
+        match conn::exchange(&mut conn, req.method, body).await {
+            Ok(head) => return Ok(body::respond(conn, head)),
+            Err(failed) if reused && idempotent && failed.stale => continue,
+            Err(failed) => return Err(failed.error),
+        }
     }
 }
 

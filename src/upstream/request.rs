@@ -88,6 +88,7 @@ impl RequestBody {
 }
 
 /// The body of one attempt's request.
+#[derive(Clone)]
 pub enum AttemptBody {
     Empty,
     Held(Option<Bytes>),

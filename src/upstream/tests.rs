@@ -99,10 +99,10 @@ async fn failed(to: Target, body: AttemptBody) -> Error {
     let headers = HeaderMap::new();
     let req = Request {
         method: &Method::PUT,
-        target: PathAndQuery::from_static("/"),
+        target: &PathAndQuery::from_static("/"),
         headers: &headers,
         authority: &authority,
-        body,
+        body: &body,
     };
     let sent = tokio::time::timeout(LIMIT, send(to, req)).await.expect("an answer within the test's limit");
     sent.map(|r: Response<ResponseBody>| r.status()).expect_err("the send must fail")
