@@ -66,5 +66,5 @@ fn request(target: &Target, req: Request<'_>) -> http::Request<AttemptBody> {
 /// telling them apart would change that.
 fn error(e: hyper_util::client::legacy::Error) -> Error {
     let kind = if e.is_connect() { ErrorKind::Connect } else { ErrorKind::Closed };
-    Error { kind, cause: Cause::Hyper(e) }
+    Error { kind, cause: Cause::Hyper(Box::new(e)) }
 }

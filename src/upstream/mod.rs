@@ -142,7 +142,9 @@ enum Cause {
     /// EOF before any byte of a response.
     Closed,
     Invalid(&'static str),
-    Hyper(hyper_util::client::legacy::Error),
+    /// Boxed: hyper's error is large, and every result of the request path carries the room
+    /// for an error.
+    Hyper(Box<hyper_util::client::legacy::Error>),
 }
 
 impl Error {
@@ -181,7 +183,7 @@ impl fmt::Display for Error {
             Cause::Invalid(why) => write!(f, "invalid response: {why}"),
             Cause::Hyper(e) => {
                 // The innermost error: "Connection refused", not "client error (Connect)".
-                let mut cause: &(dyn std::error::Error + 'static) = e;
+                let mut cause: &(dyn std::error::Error + 'static) = &**e;
                 while let Some(source) = cause.source() {
                     cause = source;
                 }
@@ -195,7 +197,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.cause {
             Cause::Io(e) => Some(e),
-            Cause::Hyper(e) => Some(e),
+            Cause::Hyper(e) => Some(&**e),
             Cause::Closed | Cause::Invalid(_) => None,
         }
     }
