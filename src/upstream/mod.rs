@@ -148,6 +148,7 @@ enum Cause {
 }
 
 impl Error {
+    /// What failed: proxy decides retries and health from it.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
