@@ -6,19 +6,17 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::pool::InflightGuard;
 use crate::upstream;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The body of every response lb sends.
 pub enum Body {
-    /// A backend's response body read by lb's own client; the request counts as in flight
-    /// until it is dropped.
-    Own { body: upstream::ResponseBody, _inflight: InflightGuard },
-    /// A backend's response body read by hyper's client.
-    Upstream { body: Incoming, _inflight: InflightGuard },
+    /// A backend's response body, from either of [`upstream`]'s clients; the request counts as
+    /// in flight until it is dropped.
+    Backend { body: upstream::ResponseBody, _inflight: InflightGuard },
     /// A body lb wrote; `None` once sent.
     Full(Option<Bytes>),
 }
@@ -39,24 +37,21 @@ impl http_body::Body for Body {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Body::Own { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Body::Upstream { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Body::Backend { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Body::Own { body, .. } => body.is_end_stream(),
-            Body::Upstream { body, .. } => body.is_end_stream(),
+            Body::Backend { body, .. } => body.is_end_stream(),
             Body::Full(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Body::Own { body, .. } => body.size_hint(),
-            Body::Upstream { body, .. } => body.size_hint(),
+            Body::Backend { body, .. } => body.size_hint(),
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }

@@ -1,0 +1,70 @@
+//! The streaming path: requests whose body lb does not hold whole (still arriving from the
+//! client, or larger than [`MAX_BODY`](super::MAX_BODY)) go through hyper's pooled client,
+//! which reads the response while the request body is still being sent. It costs more per
+//! request than lb's own client (see the [module docs](super)); only these requests pay it.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use http::uri::{Scheme, Uri};
+use http::{Response, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustc_hash::FxHashMap;
+
+use super::{AttemptBody, Cause, Error, ErrorKind, Request, ResponseBody, Target};
+
+type Client = hyper_util::client::legacy::Client<HttpConnector, AttemptBody>;
+
+thread_local! {
+    /// Each worker thread's keep-alive clients, one per (connect, idle) timeouts in use. Per
+    /// thread, so workers never contend for one connection pool's lock.
+    static CLIENTS: RefCell<FxHashMap<(Duration, Duration), Client>> = RefCell::new(FxHashMap::default());
+}
+
+/// Sends `req` over this thread's pooled connections for `target`'s timeouts.
+pub(super) async fn send(target: Target, req: Request<'_>) -> Result<Response<ResponseBody>, Error> {
+    let request = request(&target, req);
+    let response = CLIENTS.with(|clients| {
+        let mut clients = clients.borrow_mut();
+        let client = clients.entry((target.connect_timeout, target.idle_timeout)).or_insert_with(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(target.connect_timeout));
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(target.idle_timeout)
+                .pool_timer(TokioTimer::new())
+                .build(connector)
+        });
+        client.request(request)
+    });
+    match response.await {
+        Ok(response) => Ok(response.map(ResponseBody::hyper)),
+        Err(e) => Err(error(e)),
+    }
+}
+
+/// The request for hyper's client: an absolute URI to the backend, HTTP/1.1. The target and the
+/// body are cheap clones (shared bytes, an `Arc`).
+fn request(target: &Target, req: Request<'_>) -> http::Request<AttemptBody> {
+    debug_assert_eq!(req.authority.as_str(), target.addr.to_string(), "hyper connects to the authority");
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(req.authority.clone());
+    uri.path_and_query = Some(req.target.clone());
+    let mut request = http::Request::new(req.body.clone());
+    *request.method_mut() = req.method.clone();
+    *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = req.headers.clone();
+    request
+}
+
+/// hyper's connect errors are [`ErrorKind::Connect`]; every other one is
+/// [`ErrorKind::Closed`], its parse errors included: through hyper, a head lb cannot forward
+/// has always counted against the backend's health (unlike [`ErrorKind::Invalid`]), and
+/// telling them apart would change that.
+fn error(e: hyper_util::client::legacy::Error) -> Error {
+    let kind = if e.is_connect() { ErrorKind::Connect } else { ErrorKind::Closed };
+    Error { kind, cause: Cause::Hyper(Box::new(e)) }
+}
