@@ -1,5 +1,5 @@
 //! Proxy mode: forward a request to a backend and stream the response back; on failure, try
-//! another backend when [`retry`](crate::retry) allows, or answer `502`, `504` or `408`.
+//! another backend when [`retry`] allows, or answer `502`, `504` or `408`.
 //!
 //! How a request reaches a backend (which client, which connection) is [`upstream`]'s; here is
 //! the loop around it: pick a backend, send, and on an error decide from its kind.

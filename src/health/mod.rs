@@ -9,7 +9,7 @@
 //! # Layout
 //! - `probe.rs`: the HTTP check itself.
 //! - `checks.rs`: the per-backend check tasks ([`Checks`]).
-//! - `state.rs`: [`observe`] and its [`Verdict`], and [`check_delay`].
+//! - `state.rs`: [`observe`] and the verdict it returns, and [`check_delay`].
 //! - `report.rs`: [`Observation`]s on their way to the health loop, and the data plane's
 //!   [`FailureReporter`].
 //!
@@ -24,4 +24,4 @@ mod state;
 pub use checks::Checks;
 pub use probe::Probe;
 pub use report::{FailureReporter, Observation, Source, OBSERVATION_QUEUE};
-pub use state::{check_delay, observe, Verdict};
+pub use state::{check_delay, observe};
