@@ -3,6 +3,11 @@
 //! Pools are named by their pattern in a `pattern` query parameter, since patterns hold
 //! slashes, hosts and spaces; backends by `ip` and `port` parameters next to it. Every error is
 //! `{"error": "..."}` with a 4xx status that says what kind of mistake it was.
+//!
+//! # Layout
+//! - `admin/guard.rs`: who may call it and in what form (token, `Host`, `Origin`, content
+//!   type, body size), checked before any handler runs.
+//! - this file: the routes and handlers, and lb-api's JSON shapes built from the live pools.
 
 use std::sync::Arc;
 
@@ -17,14 +22,18 @@ use lb_api::{BackendJson, BackendQuery, ErrorJson, HealthJson, NewBackend, Patte
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod guard;
+
+pub use guard::{open_to, Access, Token, MIN_TOKEN_LEN};
+
 use crate::control::{self, Applied, Change, ControlPlane, Removal};
 use crate::pool::{parse_addr, Backend, BackendChange, BackendConfig, Pool, PoolSettings};
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
 
-/// The admin API's routes.
-pub fn router(control: Arc<ControlPlane>) -> Router {
+/// The admin API's routes, behind the checks of [`Access`] (see `guard.rs`).
+pub fn router(control: Arc<ControlPlane>, access: Access) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/pools", get(list_pools).post(add_pool))
@@ -38,6 +47,7 @@ pub fn router(control: Arc<ControlPlane>) -> Router {
             ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".into())
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access), guard::guard))
         // No panic-catching layer: release builds abort on panic (Cargo.toml says why), so it
         // could never answer.
         .with_state(control)
@@ -72,7 +82,7 @@ fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-/// Parses a JSON body, whatever its content type says (curl's `-d` claims a form).
+/// Parses a JSON body (the guard made sure it says it is JSON).
 fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Answer<T> {
     let body = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))

@@ -35,9 +35,18 @@ pub struct Config {
     /// Address of the data port, where clients send requests.
     #[arg(long, env = "LB_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Address of the admin API (keep it on loopback or a private network).
+    /// Address of the admin API. Without a token only a loopback address is allowed.
     #[arg(long, env = "LB_ADMIN", default_value = "127.0.0.1:8081")]
     pub admin: SocketAddr,
+    /// File holding the admin API's bearer token (at least 16 visible ASCII characters);
+    /// LB_ADMIN_TOKEN may hold the token itself instead. Required for a non-loopback --admin.
+    #[arg(long, env = "LB_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// A host name the admin API also answers to (Host and Origin), e.g. behind a proxy;
+    /// NAME or NAME:PORT, repeatable. It always answers to its own ip:port (and localhost:port
+    /// on loopback).
+    #[arg(long = "admin-host", value_name = "NAME", value_parser = parse_host_name)]
+    pub admin_hosts: Vec<String>,
     /// Directory of the sled store holding pools and backends; created if missing.
     #[arg(long, env = "LB_DATA_DIR", default_value = "./lb-data")]
     pub data_dir: PathBuf,
@@ -56,6 +65,30 @@ pub struct Config {
 /// A Go-style duration (`500ms`, `10s`, `1m30s`) other than zero.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     Some(lb_api::duration::parse(s)?).filter(|d| !d.is_zero()).ok_or_else(|| "duration must be more than 0".into())
+}
+
+/// A name for `--admin-host`: what a `Host` header could carry.
+fn parse_host_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'));
+    ok.then(|| s.to_owned()).ok_or_else(|| format!("{s:?} is not a host name (letters, digits, . - _ and :PORT)"))
+}
+
+/// The admin token from `--admin-token-file` or `LB_ADMIN_TOKEN`, if any: never both.
+fn admin_token(config: &Config) -> Result<Option<admin::Token>, String> {
+    let from_env = std::env::var("LB_ADMIN_TOKEN").ok();
+    match (&config.admin_token_file, from_env) {
+        (Some(_), Some(_)) => {
+            Err("give the admin token either in --admin-token-file or in LB_ADMIN_TOKEN, not both".into())
+        }
+        (Some(file), None) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read admin token file {}: {e}", file.display()))?;
+            admin::Token::parse(&text).map(Some).map_err(|e| format!("{e} (in {})", file.display()))
+        }
+        (None, Some(text)) => admin::Token::parse(&text).map(Some).map_err(|e| format!("{e} (in LB_ADMIN_TOKEN)")),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Runs lb until SIGINT or SIGTERM: [`bind`], then [`serve`]. Once the signals are watched,
@@ -86,6 +119,7 @@ pub struct Bound {
     admin: std::net::TcpListener,
     data_addr: SocketAddr,
     admin_addr: SocketAddr,
+    access: admin::Access,
     control: Arc<ControlPlane>,
     threads: usize,
     limits: ClientLimits,
@@ -106,6 +140,15 @@ impl Bound {
 /// Binds the data port and the admin API and opens the store (running pending migrations).
 /// Nothing is served until [`serve`]; connections wait in the listeners' queues.
 pub fn bind(config: &Config) -> Result<Bound, String> {
+    // Before anything is bound: an admin API open to the network without a token is refused.
+    let token = admin_token(config)?;
+    if token.is_none() && !admin::open_to(config.admin.ip()) {
+        return Err(format!(
+            "--admin {} is not a loopback address: give the admin API a token (--admin-token-file FILE or \
+             LB_ADMIN_TOKEN), or keep it on 127.0.0.1",
+            config.admin
+        ));
+    }
     let bind = |addr: SocketAddr, what: &str| {
         let listener =
             std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
@@ -123,12 +166,14 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
     let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
     let (data_addr, admin_addr) = (local(&data)?, local(&admin)?);
     tracing::info!("data listener on {data_addr} ({threads} worker threads)");
-    tracing::info!("admin listener on {admin_addr}");
+    let access = admin::Access::new(admin_addr, token, &config.admin_hosts);
+    let auth = if access.has_token() { "bearer token required" } else { "no token: loopback only" };
+    tracing::info!("admin listener on {admin_addr} ({auth})");
     let limits = ClientLimits {
         header_read_timeout: config.header_read_timeout,
         max_header_bytes: config.max_header_bytes as usize,
     };
-    Ok(Bound { data, admin, data_addr, admin_addr, control, threads, limits })
+    Ok(Bound { data, admin, data_addr, admin_addr, access, control, threads, limits })
 }
 
 /// Serves `bound` until `shutdown` resolves, then stops taking connections, gives in-flight
@@ -141,9 +186,9 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
 /// the routing snapshot. `shutdown` is polled on worker 0, which tells the other threads when
 /// it resolves; it need not be `Send`, and may set itself up when first polled.
 pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    let Bound { data, admin, control, threads, limits, .. } = bound;
+    let Bound { data, admin, access, control, threads, limits, .. } = bound;
     let (stop, stopped) = watch::channel(false);
-    let admin_thread = spawn_admin(admin, control.clone(), stopped.clone())?;
+    let admin_thread = spawn_admin(admin, access, control.clone(), stopped.clone())?;
 
     let plane = Arc::new(DataPlane::new(control.routes(), control.failure_reporter(), limits));
     let (roster, inboxes) = Workers::new(threads);
@@ -195,6 +240,7 @@ pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), Str
 /// work (store flushes, health checks) never takes a worker from traffic.
 fn spawn_admin(
     listener: std::net::TcpListener,
+    access: admin::Access,
     control: Arc<ControlPlane>,
     stopped: watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
@@ -208,8 +254,11 @@ fn spawn_admin(
             runtime.block_on(async move {
                 tokio::spawn(control.clone().run_health());
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                let serve =
-                    axum::serve(listener, admin::router(control)).with_graceful_shutdown(wait_for(stopped.clone()));
+                let serve = axum::serve(
+                    listener,
+                    admin::router(control, access).into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(wait_for(stopped.clone()));
                 // Graceful, but bounded: an admin client that never finishes its request must
                 // not keep lb from exiting.
                 let deadline = async {

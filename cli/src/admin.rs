@@ -100,11 +100,18 @@ impl Admin {
         self.send(request.json(change)).await
     }
 
-    /// A request to `base + path`; `.query(...)` adds the parameters, percent-encoded.
+    /// A request to `base + path`; `.query(...)` adds the parameters, percent-encoded. Every
+    /// write says it is JSON, a `DELETE` without a body too: lb refuses writes that do not.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut url = self.base.clone();
         url.set_path(path);
-        self.client.request(method, url)
+        let write = method != Method::GET;
+        let request = self.client.request(method, url);
+        if write {
+            request.header(reqwest::header::CONTENT_TYPE, "application/json")
+        } else {
+            request
+        }
     }
 
     /// Sends the request and returns the JSON of a 2xx answer; anything else becomes an
