@@ -18,7 +18,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use lb_api::{BackendJson, BackendQuery, ErrorJson, HealthJson, NewBackend, PatternQuery, PoolJson};
+use lb_api::{BackendJson, BackendQuery, ErrorJson, HealthJson, NewBackend, Object, PatternQuery, PoolJson};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -82,10 +82,12 @@ fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-/// Parses a JSON body (the guard made sure it says it is JSON).
+/// Parses a JSON body (the guard made sure it says it is JSON), which must be an object:
+/// `[...]` where an object belongs is refused, though serde's derive would take it.
 fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Answer<T> {
     let body = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
-    serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+    let Object(body) = serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(body)
 }
 
 fn query<T: DeserializeOwned>(q: Result<Query<T>, QueryRejection>) -> Answer<T> {

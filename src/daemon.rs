@@ -158,13 +158,15 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
     let data = bind(config.listen, "data port")?;
     let admin = bind(config.admin, "admin API")?;
 
+    let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
+    let (data_addr, admin_addr) = (local(&data)?, local(&admin)?);
+
     let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
-    let control = Arc::new(ControlPlane::load(store).map_err(|e| e.to_string())?);
+    let control = ControlPlane::load(store).map_err(|e| e.to_string())?;
+    let control = Arc::new(control.with_listeners(vec![(data_addr, "data port"), (admin_addr, "admin API")]));
     tracing::info!("store {} opened", config.data_dir.display());
 
     let threads = config.threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
-    let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
-    let (data_addr, admin_addr) = (local(&data)?, local(&admin)?);
     tracing::info!("data listener on {data_addr} ({threads} worker threads)");
     let access = admin::Access::new(admin_addr, token, &config.admin_hosts);
     let auth = if access.has_token() { "bearer token required" } else { "no token: loopback only" };
