@@ -264,3 +264,34 @@ async fn healthz_is_open_to_monitors_under_any_name() {
         raw(lb.admin, "GET /v1/pools HTTP/1.1\r\nHost: monitor.example\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status, 421);
 }
+
+#[tokio::test]
+async fn lbctl_works_with_the_token_and_says_why_without_it() {
+    let token = token_file();
+    let lb = Lb::in_process_with(&["--admin-token-file", path(&token)]).unwrap();
+    let without = lb.lbctl(&["listPools"]);
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert_eq!(without.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr, "lbctl: error: this admin API needs a bearer token (lbctl --token) (401)\n");
+    let wrong = lb.lbctl(&["--token=not-the-token-at-all", "listPools"]);
+    assert_eq!(wrong.status.code(), Some(1));
+
+    let added = lb.lbctl(&["--token", TOKEN, "--pattern=/", "addPool"]);
+    assert_eq!(added.status.code(), Some(0), "{}", String::from_utf8_lossy(&added.stderr));
+    let listed = lb.lbctl(&["--token-file", path(&token), "listPools"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\n/  "), "{listed:?}");
+    let from_env = Command::new(bin("lbctl"))
+        .arg(format!("--lb={}", lb.admin))
+        .args(["--pattern=/", "removePool"])
+        .env("LB_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(from_env.status.code(), Some(0), "{}", String::from_utf8_lossy(&from_env.stderr));
+    assert_eq!(pool_count_with(&lb, TOKEN).await, 0);
+}
+
+async fn pool_count_with(lb: &Lb, token: &str) -> usize {
+    let r = client().get(lb.admin_url("/v1/pools")).bearer_auth(token).send().await.unwrap();
+    r.json::<Value>().await.unwrap().as_array().unwrap().len()
+}
