@@ -7,6 +7,7 @@
 //! # Layout
 //! - `admin/guard.rs`: who may call it and in what form (token, `Host`, `Origin`, content
 //!   type, body size), checked before any handler runs.
+//! - `admin/listen.rs`: where it listens, a TCP address or a private unix socket.
 //! - this file: the routes and handlers, and lb-api's JSON shapes built from the live pools.
 
 use std::sync::Arc;
@@ -23,8 +24,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod guard;
+mod listen;
 
 pub use guard::{open_to, Access, Token, MIN_TOKEN_LEN};
+pub use listen::{AdminAddr, AdminListener};
 
 use crate::control::{self, Applied, Change, ControlPlane, Removal};
 use crate::pool::{parse_addr, Backend, BackendChange, BackendConfig, Pool, PoolSettings};

@@ -35,9 +35,10 @@ pub struct Config {
     /// Address of the data port, where clients send requests.
     #[arg(long, env = "LB_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Address of the admin API. Without a token only a loopback address is allowed.
-    #[arg(long, env = "LB_ADMIN", default_value = "127.0.0.1:8081")]
-    pub admin: SocketAddr,
+    /// Address of the admin API: ip:port, or unix:PATH for a socket only lb's user may use
+    /// (mode 0600). Without a token only a loopback address or a unix socket is allowed.
+    #[arg(long, env = "LB_ADMIN", default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub admin: admin::AdminAddr,
     /// File holding the admin API's bearer token (at least 16 visible ASCII characters);
     /// LB_ADMIN_TOKEN may hold the token itself instead. Required for a non-loopback --admin.
     #[arg(long, env = "LB_ADMIN_TOKEN_FILE", value_name = "FILE")]
@@ -98,7 +99,7 @@ fn admin_token(config: &Config) -> Result<Option<admin::Token>, String> {
 pub fn run(config: Config) -> Result<(), String> {
     raise_open_files_limit();
     let bound = bind(&config)?;
-    let (data, admin) = (bound.data_addr(), bound.admin_addr());
+    let (data, admin) = (bound.data_addr(), bound.admin_endpoint().clone());
     let mut unwatched = None;
     let served = serve(bound, async {
         match termination() {
@@ -116,9 +117,9 @@ pub fn run(config: Config) -> Result<(), String> {
 /// and [`serve`] runs.
 pub struct Bound {
     data: std::net::TcpListener,
-    admin: std::net::TcpListener,
+    admin: admin::AdminListener,
     data_addr: SocketAddr,
-    admin_addr: SocketAddr,
+    admin_addr: admin::AdminAddr,
     access: admin::Access,
     control: Arc<ControlPlane>,
     threads: usize,
@@ -131,9 +132,18 @@ impl Bound {
         self.data_addr
     }
 
-    /// The admin API's address (with the real port when `--admin` asked for port 0).
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
+    /// The admin API's TCP address (with the real port when `--admin` asked for port 0), or
+    /// `None` on a unix socket.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        match self.admin_addr {
+            admin::AdminAddr::Tcp(addr) => Some(addr),
+            admin::AdminAddr::Unix(_) => None,
+        }
+    }
+
+    /// Where the admin API listens, as `--admin` takes it (`ip:port` or `unix:PATH`).
+    pub fn admin_endpoint(&self) -> &admin::AdminAddr {
+        &self.admin_addr
     }
 }
 
@@ -142,7 +152,11 @@ impl Bound {
 pub fn bind(config: &Config) -> Result<Bound, String> {
     // Before anything is bound: an admin API open to the network without a token is refused.
     let token = admin_token(config)?;
-    if token.is_none() && !admin::open_to(config.admin.ip()) {
+    let open = match &config.admin {
+        admin::AdminAddr::Tcp(addr) => admin::open_to(addr.ip()),
+        admin::AdminAddr::Unix(_) => true,
+    };
+    if token.is_none() && !open {
         return Err(format!(
             "--admin {} is not a loopback address: give the admin API a token (--admin-token-file FILE or \
              LB_ADMIN_TOKEN), or keep it on 127.0.0.1",
@@ -156,20 +170,29 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         Ok::<_, String>(listener)
     };
     let data = bind(config.listen, "data port")?;
-    let admin = bind(config.admin, "admin API")?;
+    let admin = admin::AdminListener::bind(&config.admin)?;
 
-    let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
-    let (data_addr, admin_addr) = (local(&data)?, local(&admin)?);
+    let data_addr = data.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin.endpoint()?;
+    let mut listeners = vec![(data_addr, "data port")];
+    listeners.extend(admin.local_addr()?.map(|addr| (addr, "admin API")));
 
     let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
     let control = ControlPlane::load(store).map_err(|e| e.to_string())?;
-    let control = Arc::new(control.with_listeners(vec![(data_addr, "data port"), (admin_addr, "admin API")]));
+    let control = Arc::new(control.with_listeners(listeners));
     tracing::info!("store {} opened", config.data_dir.display());
 
     let threads = config.threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
     tracing::info!("data listener on {data_addr} ({threads} worker threads)");
-    let access = admin::Access::new(admin_addr, token, &config.admin_hosts);
-    let auth = if access.has_token() { "bearer token required" } else { "no token: loopback only" };
+    let access = match &admin_addr {
+        admin::AdminAddr::Tcp(addr) => admin::Access::new(*addr, token, &config.admin_hosts),
+        admin::AdminAddr::Unix(_) => admin::Access::unix(token),
+    };
+    let auth = match (access.has_token(), &admin_addr) {
+        (true, _) => "bearer token required",
+        (false, admin::AdminAddr::Unix(_)) => "no token: mode 0600",
+        (false, admin::AdminAddr::Tcp(_)) => "no token: loopback only",
+    };
     tracing::info!("admin listener on {admin_addr} ({auth})");
     let limits = ClientLimits {
         header_read_timeout: config.header_read_timeout,
@@ -241,7 +264,7 @@ pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), Str
 /// Starts the admin API and the health checks on a thread and runtime of their own, so admin
 /// work (store flushes, health checks) never takes a worker from traffic.
 fn spawn_admin(
-    listener: std::net::TcpListener,
+    listener: admin::AdminListener,
     access: admin::Access,
     control: Arc<ControlPlane>,
     stopped: watch::Receiver<bool>,
@@ -255,12 +278,7 @@ fn spawn_admin(
                 .map_err(|e| format!("cannot start admin runtime: {e}"))?;
             runtime.block_on(async move {
                 tokio::spawn(control.clone().run_health());
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                let serve = axum::serve(
-                    listener,
-                    admin::router(control, access).into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(wait_for(stopped.clone()));
+                let serve = listener.serve(admin::router(control, access), wait_for(stopped.clone()));
                 // Graceful, but bounded: an admin client that never finishes its request must
                 // not keep lb from exiting.
                 let deadline = async {
@@ -268,7 +286,7 @@ fn spawn_admin(
                     tokio::time::sleep(SHUTDOWN_GRACE).await;
                 };
                 tokio::select! {
-                    served = serve => served.map_err(|e| format!("admin API failed: {e}")),
+                    served = serve => served,
                     () = deadline => {
                         tracing::warn!("admin requests still open after {SHUTDOWN_GRACE:?}; closing them");
                         Ok(())
@@ -289,7 +307,7 @@ fn worker_runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Prints the bound addresses on stdout, for whoever started lb (as sample-web does). A reader
 /// that went away is no reason to stop serving.
-fn announce(data: SocketAddr, admin: SocketAddr) {
+fn announce(data: SocketAddr, admin: admin::AdminAddr) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "data listening on {data}");

@@ -295,3 +295,43 @@ async fn pool_count_with(lb: &Lb, token: &str) -> usize {
     let r = client().get(lb.admin_url("/v1/pools")).bearer_auth(token).send().await.unwrap();
     r.json::<Value>().await.unwrap().as_array().unwrap().len()
 }
+
+#[tokio::test]
+async fn a_unix_socket_admin_is_private_and_serves_lbctl() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("admin.sock");
+    let mut cmd = common::lb_command(&dir.path().join("data"));
+    cmd.arg("--admin").arg(format!("unix:{}", socket.display())).env_remove("LB_ADMIN_TOKEN");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    common::process::Lines::collect(child.stdout.take().unwrap(), Some(tx));
+    let stderr = common::process::Lines::collect(child.stderr.take().unwrap(), None);
+    let announced = common::process::wait_line(&rx, "the admin listening line", |l| {
+        l.strip_prefix("admin listening on ").map(str::to_owned)
+    });
+    assert_eq!(announced, format!("unix:{}", socket.display()));
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let lb = format!("--lb=unix:{}", socket.display());
+    let lbctl = |args: &[&str]| Command::new(bin("lbctl")).arg(&lb).args(args).env_remove("LB_TOKEN").output().unwrap();
+    let added = lbctl(&["--pattern=/", "addPool"]);
+    assert_eq!(added.status.code(), Some(0), "{}", String::from_utf8_lossy(&added.stderr));
+    let listed = lbctl(&["listPools"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\n/  "), "{listed:?}");
+
+    // No web page is its own: an Origin is still refused.
+    let mut conn = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    conn.write_all(
+        b"GET /v1/pools HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(DEADLINE, conn.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+
+    common::process::signal(&child, libc::SIGTERM);
+    assert!(wait_exit(&mut child).success(), "{}", stderr.text());
+    assert!(!socket.exists(), "the socket is removed at exit");
+}

@@ -46,6 +46,9 @@ impl Admin {
     /// send the request (and the token) to whatever listens there. `token`, if given, goes
     /// with every request as `Authorization: Bearer`.
     pub fn new(lb: &str, token: Option<&str>) -> Result<Admin, Error> {
+        if let Some(path) = lb.strip_prefix("unix:") {
+            return Admin::unix(lb, path, token);
+        }
         let addr = lb.strip_prefix("http://").unwrap_or(lb).trim_end_matches('/');
         let has_port = addr.rsplit_once(':').is_some_and(|(host, port)| {
             !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
@@ -59,22 +62,18 @@ impl Admin {
                 "--lb {lb:?} has no port: give HOST:PORT (lb's admin default is 127.0.0.1:8081)"
             )));
         }
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| Error::Usage("the token must be visible ASCII characters, without spaces".into()))?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        // The admin API is local infrastructure: an HTTP_PROXY meant for the internet must not
-        // reroute it.
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(TIMEOUT)
-            .no_proxy()
-            .build()
-            .map_err(|err| Error::Failed(format!("cannot build an HTTP client: {err}")))?;
+        let client = client(token, reqwest::Client::builder())?;
         Ok(Admin { client, addr: addr.to_owned(), base })
+    }
+
+    /// `--lb=unix:PATH`: lb's admin API on a unix socket.
+    fn unix(lb: &str, path: &str, token: Option<&str>) -> Result<Admin, Error> {
+        if path.is_empty() {
+            return Err(Error::Usage("--lb=unix: needs a path (e.g. --lb=unix:/run/lb/admin.sock)".into()));
+        }
+        let base = Url::parse("http://localhost/").expect("a valid URL");
+        let client = client(token, reqwest::Client::builder().unix_socket(path))?;
+        Ok(Admin { client, addr: lb.to_owned(), base })
     }
 
     pub async fn list_pools(&self) -> Result<Value, Error> {
@@ -156,6 +155,25 @@ impl Admin {
             format!("talking to lb admin at {addr}: {}", root_cause(err))
         })
     }
+}
+
+/// The HTTP client for lb's admin API, sending `token` with every request.
+fn client(token: Option<&str>, builder: reqwest::ClientBuilder) -> Result<reqwest::Client, Error> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::Usage("the token must be visible ASCII characters, without spaces".into()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    // The admin API is local infrastructure: an HTTP_PROXY meant for the internet must not
+    // reroute it.
+    builder
+        .default_headers(headers)
+        .timeout(TIMEOUT)
+        .no_proxy()
+        .build()
+        .map_err(|err| Error::Failed(format!("cannot build an HTTP client: {err}")))
 }
 
 /// The query naming the pool `pattern`.

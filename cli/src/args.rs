@@ -56,7 +56,7 @@ const HEALTH: &str = "Health check (addPool, setHealth)";
     after_help = EXAMPLES
 )]
 struct Cli {
-    /// Admin address of lb, HOST:PORT, http:// optional (e.g. --lb=127.0.0.1:8081)
+    /// Admin address of lb, HOST:PORT, http:// optional, or unix:PATH (e.g. --lb=127.0.0.1:8081)
     #[arg(long, global = true, env = "LB_ADMIN", default_value = "127.0.0.1:8081", value_name = "HOST:PORT")]
     lb: String,
     /// Pool pattern, ServeMux-style (e.g. --pattern=/ or --pattern=/api/)
@@ -69,8 +69,9 @@ struct Cli {
     /// or LB_TOKEN)
     #[arg(long, global = true, env = "LB_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
-    /// File holding the bearer token, as lb's --admin-token-file (e.g. --token-file=/etc/lb/token)
-    #[arg(long = "token-file", global = true, value_name = "FILE", conflicts_with = "token")]
+    /// File holding the bearer token, as lb's --admin-token-file; wins over --token and LB_TOKEN
+    /// (e.g. --token-file=/etc/lb/token)
+    #[arg(long = "token-file", global = true, value_name = "FILE")]
     token_file: Option<std::path::PathBuf>,
 
     /// Backend IP, for the backend commands (e.g. --ip=127.0.0.1)

@@ -79,6 +79,8 @@ pub struct Access {
     hosts: Vec<String>,
     /// Bound to `0.0.0.0` or `[::]`: any IP literal with this port is the listener.
     any_ip_port: Option<u16>,
+    /// On a unix socket: no browser or other machine reaches it, so `Host` is not checked.
+    unix: bool,
 }
 
 impl Access {
@@ -97,7 +99,13 @@ impl Access {
             hosts.push(format!("{name}:{port}"));
             hosts.push(name);
         }
-        Access { token, hosts, any_ip_port: ip.is_unspecified().then_some(port) }
+        Access { token, hosts, any_ip_port: ip.is_unspecified().then_some(port), unix: false }
+    }
+
+    /// The access rules of an admin API on a unix socket: the token, if any; every `Host`
+    /// (clients send `localhost` or nothing useful); no `Origin`.
+    pub fn unix(token: Option<Token>) -> Access {
+        Access { token, hosts: Vec::new(), any_ip_port: None, unix: true }
     }
 
     /// Whether a token is required.
@@ -137,6 +145,7 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
     let host =
         headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
     match host {
+        _ if access.unix => {}
         None => return refuse(StatusCode::MISDIRECTED_REQUEST, "the request has no Host header"),
         Some(host) if !access.host_allowed(host) => {
             let msg = format!("this admin API does not answer to host {host:?} (see lb --admin-host)");
@@ -158,7 +167,7 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
                 "admin: {} {} from {} refused: {why}",
                 req.method(),
                 req.uri().path(),
-                client.as_deref().unwrap_or("an unknown address")
+                client.as_deref().unwrap_or("a unix socket client")
             );
             let mut answer = refuse(StatusCode::UNAUTHORIZED, "this admin API needs a bearer token (lbctl --token)");
             answer.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -90,7 +90,7 @@ impl Lb {
         args.extend(extra.iter().map(OsString::from));
         let config = lb::daemon::Config::try_parse_from(args).map_err(|e| e.to_string())?;
         let bound = lb::daemon::bind(&config)?;
-        let (data, admin) = (bound.data_addr(), bound.admin_addr());
+        let (data, admin) = (bound.data_addr(), bound.admin_addr().expect("a TCP admin API"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The thread keeps the data dir until lb is done with it, even if the `Lb` goes first.
         let kept = dir.clone();
