@@ -85,6 +85,14 @@ fn admin_token(config: &Config) -> Result<Option<admin::Token>, String> {
         (Some(file), None) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| format!("cannot read admin token file {}: {e}", file.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "admin token file {} is readable by others (mode {mode:o}): chmod 600 it",
+                    file.display()
+                );
+            }
             admin::Token::parse(&text).map(Some).map_err(|e| format!("{e} (in {})", file.display()))
         }
         (None, Some(text)) => admin::Token::parse(&text).map(Some).map_err(|e| format!("{e} (in LB_ADMIN_TOKEN)")),

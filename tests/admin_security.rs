@@ -335,3 +335,17 @@ async fn a_unix_socket_admin_is_private_and_serves_lbctl() {
     assert!(wait_exit(&mut child).success(), "{}", stderr.text());
     assert!(!socket.exists(), "the socket is removed at exit");
 }
+
+#[tokio::test]
+async fn a_token_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let token = token_file();
+    let private = Lb::start_with(Arc::new(tempfile::tempdir().unwrap()), &["--admin-token-file", path(&token)]);
+    std::fs::set_permissions(token.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = Lb::start_with(Arc::new(tempfile::tempdir().unwrap()), &["--admin-token-file", path(&token)]);
+    common::eventually("the warning", || async { open.stderr.text().contains("readable by others").then_some(()) })
+        .await;
+    assert!(open.stderr.text().contains("(mode 644): chmod 600 it"), "{}", open.stderr.text());
+    // Both started: the lines before the listening lines are all there by now.
+    assert!(!private.stderr.text().contains("readable by others"), "{}", private.stderr.text());
+}
