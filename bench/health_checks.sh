@@ -30,7 +30,7 @@ pids+=($!); web_pid=$!
 pids+=($!); lb_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.1; done
 
-curl -sf "http://127.0.0.1:$admin_port/v1/pools" \
+curl -sf "http://127.0.0.1:$admin_port/v1/pools" -H 'Content-Type: application/json' \
   -d "{\"pattern\": \"/\", \"health_check\": {\"interval_ms\": $INTERVAL_MS, \"evict_after\": 0}}" >/dev/null
 
 echo "adding $N backends (one check and one fsync each)..."
@@ -42,7 +42,7 @@ admin, port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 def add(i):
     c = http.client.HTTPConnection("127.0.0.1", admin, timeout=60)
     body = json.dumps({"ip": f"127.0.{i // 250}.{i % 250 + 1}", "port": port})
-    c.request("POST", "/v1/pool/backends?pattern=/", body)
+    c.request("POST", "/v1/pool/backends?pattern=/", body, {"Content-Type": "application/json"})
     r = c.getresponse(); r.read()
     assert r.status == 201, (r.status, i)
 with ThreadPoolExecutor(32) as pool:

@@ -3,6 +3,12 @@
 //! Pools are named by their pattern in a `pattern` query parameter, since patterns hold
 //! slashes, hosts and spaces; backends by `ip` and `port` parameters next to it. Every error is
 //! `{"error": "..."}` with a 4xx status that says what kind of mistake it was.
+//!
+//! # Layout
+//! - `admin/guard.rs`: who may call it and in what form (token, `Host`, `Origin`, content
+//!   type, body size), checked before any handler runs.
+//! - `admin/listen.rs`: where it listens, a TCP address or a private unix socket.
+//! - this file: the routes and handlers, and lb-api's JSON shapes built from the live pools.
 
 use std::sync::Arc;
 
@@ -13,9 +19,15 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use lb_api::{BackendJson, BackendQuery, ErrorJson, HealthJson, NewBackend, PatternQuery, PoolJson};
+use lb_api::{BackendJson, BackendQuery, ErrorJson, HealthJson, NewBackend, Object, PatternQuery, PoolJson};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+mod guard;
+mod listen;
+
+pub use guard::{open_to, Access, Token, MIN_TOKEN_LEN};
+pub use listen::{AdminAddr, AdminListener};
 
 use crate::control::{self, Applied, Change, ControlPlane, Removal};
 use crate::pool::{parse_addr, Backend, BackendChange, BackendConfig, Pool, PoolSettings};
@@ -23,8 +35,8 @@ use crate::pool::{parse_addr, Backend, BackendChange, BackendConfig, Pool, PoolS
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
 
-/// The admin API's routes.
-pub fn router(control: Arc<ControlPlane>) -> Router {
+/// The admin API's routes, behind the checks of [`Access`] (see `guard.rs`).
+pub fn router(control: Arc<ControlPlane>, access: Access) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/pools", get(list_pools).post(add_pool))
@@ -38,6 +50,7 @@ pub fn router(control: Arc<ControlPlane>) -> Router {
             ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".into())
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access), guard::guard))
         // No panic-catching layer: release builds abort on panic (Cargo.toml says why), so it
         // could never answer.
         .with_state(control)
@@ -72,10 +85,12 @@ fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-/// Parses a JSON body, whatever its content type says (curl's `-d` claims a form).
+/// Parses a JSON body (the guard made sure it says it is JSON), which must be an object:
+/// `[...]` where an object belongs is refused, though serde's derive would take it.
 fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Answer<T> {
     let body = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
-    serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+    let Object(body) = serde_json::from_slice(&body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(body)
 }
 
 fn query<T: DeserializeOwned>(q: Result<Query<T>, QueryRejection>) -> Answer<T> {

@@ -35,9 +35,19 @@ pub struct Config {
     /// Address of the data port, where clients send requests.
     #[arg(long, env = "LB_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Address of the admin API (keep it on loopback or a private network).
-    #[arg(long, env = "LB_ADMIN", default_value = "127.0.0.1:8081")]
-    pub admin: SocketAddr,
+    /// Address of the admin API: ip:port, or unix:PATH for a socket only lb's user may use
+    /// (mode 0600). Without a token only a loopback address or a unix socket is allowed.
+    #[arg(long, env = "LB_ADMIN", default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub admin: admin::AdminAddr,
+    /// File holding the admin API's bearer token (at least 16 visible ASCII characters);
+    /// LB_ADMIN_TOKEN may hold the token itself instead. Required for a non-loopback --admin.
+    #[arg(long, env = "LB_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// A host name the admin API also answers to (Host and Origin), e.g. behind a proxy;
+    /// NAME or NAME:PORT, repeatable. It always answers to its own ip:port (and localhost:port
+    /// on loopback).
+    #[arg(long = "admin-host", value_name = "NAME", value_parser = parse_host_name)]
+    pub admin_hosts: Vec<String>,
     /// Directory of the sled store holding pools and backends; created if missing.
     #[arg(long, env = "LB_DATA_DIR", default_value = "./lb-data")]
     pub data_dir: PathBuf,
@@ -58,6 +68,38 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Some(lb_api::duration::parse(s)?).filter(|d| !d.is_zero()).ok_or_else(|| "duration must be more than 0".into())
 }
 
+/// A name for `--admin-host`: what a `Host` header could carry.
+fn parse_host_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'));
+    ok.then(|| s.to_owned()).ok_or_else(|| format!("{s:?} is not a host name (letters, digits, . - _ and :PORT)"))
+}
+
+/// The admin token from `--admin-token-file` or `LB_ADMIN_TOKEN`, if any: never both.
+fn admin_token(config: &Config) -> Result<Option<admin::Token>, String> {
+    let from_env = std::env::var("LB_ADMIN_TOKEN").ok();
+    match (&config.admin_token_file, from_env) {
+        (Some(_), Some(_)) => {
+            Err("give the admin token either in --admin-token-file or in LB_ADMIN_TOKEN, not both".into())
+        }
+        (Some(file), None) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read admin token file {}: {e}", file.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "admin token file {} is readable by others (mode {mode:o}): chmod 600 it",
+                    file.display()
+                );
+            }
+            admin::Token::parse(&text).map(Some).map_err(|e| format!("{e} (in {})", file.display()))
+        }
+        (None, Some(text)) => admin::Token::parse(&text).map(Some).map_err(|e| format!("{e} (in LB_ADMIN_TOKEN)")),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Runs lb until SIGINT or SIGTERM: [`bind`], then [`serve`]. Once the signals are watched,
 /// the bound addresses go to stdout, one line each (`data listening on ADDR`, `admin listening
 /// on ADDR`), so whoever started lb on port 0 learns them and may stop it from then on. An
@@ -65,7 +107,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn run(config: Config) -> Result<(), String> {
     raise_open_files_limit();
     let bound = bind(&config)?;
-    let (data, admin) = (bound.data_addr(), bound.admin_addr());
+    let (data, admin) = (bound.data_addr(), bound.admin_endpoint().clone());
     let mut unwatched = None;
     let served = serve(bound, async {
         match termination() {
@@ -83,9 +125,10 @@ pub fn run(config: Config) -> Result<(), String> {
 /// and [`serve`] runs.
 pub struct Bound {
     data: std::net::TcpListener,
-    admin: std::net::TcpListener,
+    admin: admin::AdminListener,
     data_addr: SocketAddr,
-    admin_addr: SocketAddr,
+    admin_addr: admin::AdminAddr,
+    access: admin::Access,
     control: Arc<ControlPlane>,
     threads: usize,
     limits: ClientLimits,
@@ -97,15 +140,37 @@ impl Bound {
         self.data_addr
     }
 
-    /// The admin API's address (with the real port when `--admin` asked for port 0).
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
+    /// The admin API's TCP address (with the real port when `--admin` asked for port 0), or
+    /// `None` on a unix socket.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        match self.admin_addr {
+            admin::AdminAddr::Tcp(addr) => Some(addr),
+            admin::AdminAddr::Unix(_) => None,
+        }
+    }
+
+    /// Where the admin API listens, as `--admin` takes it (`ip:port` or `unix:PATH`).
+    pub fn admin_endpoint(&self) -> &admin::AdminAddr {
+        &self.admin_addr
     }
 }
 
 /// Binds the data port and the admin API and opens the store (running pending migrations).
 /// Nothing is served until [`serve`]; connections wait in the listeners' queues.
 pub fn bind(config: &Config) -> Result<Bound, String> {
+    // Before anything is bound: an admin API open to the network without a token is refused.
+    let token = admin_token(config)?;
+    let open = match &config.admin {
+        admin::AdminAddr::Tcp(addr) => admin::open_to(addr.ip()),
+        admin::AdminAddr::Unix(_) => true,
+    };
+    if token.is_none() && !open {
+        return Err(format!(
+            "--admin {} is not a loopback address: give the admin API a token (--admin-token-file FILE or \
+             LB_ADMIN_TOKEN), or keep it on 127.0.0.1",
+            config.admin
+        ));
+    }
     let bind = |addr: SocketAddr, what: &str| {
         let listener =
             std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
@@ -113,22 +178,35 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         Ok::<_, String>(listener)
     };
     let data = bind(config.listen, "data port")?;
-    let admin = bind(config.admin, "admin API")?;
+    let admin = admin::AdminListener::bind(&config.admin)?;
+
+    let data_addr = data.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin.endpoint()?;
+    let mut listeners = vec![(data_addr, "data port")];
+    listeners.extend(admin.local_addr()?.map(|addr| (addr, "admin API")));
 
     let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
-    let control = Arc::new(ControlPlane::load(store).map_err(|e| e.to_string())?);
+    let control = ControlPlane::load(store).map_err(|e| e.to_string())?;
+    let control = Arc::new(control.with_listeners(listeners));
     tracing::info!("store {} opened", config.data_dir.display());
 
     let threads = config.threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
-    let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
-    let (data_addr, admin_addr) = (local(&data)?, local(&admin)?);
     tracing::info!("data listener on {data_addr} ({threads} worker threads)");
-    tracing::info!("admin listener on {admin_addr}");
+    let access = match &admin_addr {
+        admin::AdminAddr::Tcp(addr) => admin::Access::new(*addr, token, &config.admin_hosts),
+        admin::AdminAddr::Unix(_) => admin::Access::unix(token),
+    };
+    let auth = match (access.has_token(), &admin_addr) {
+        (true, _) => "bearer token required",
+        (false, admin::AdminAddr::Unix(_)) => "no token: mode 0600",
+        (false, admin::AdminAddr::Tcp(_)) => "no token: loopback only",
+    };
+    tracing::info!("admin listener on {admin_addr} ({auth})");
     let limits = ClientLimits {
         header_read_timeout: config.header_read_timeout,
         max_header_bytes: config.max_header_bytes as usize,
     };
-    Ok(Bound { data, admin, data_addr, admin_addr, control, threads, limits })
+    Ok(Bound { data, admin, data_addr, admin_addr, access, control, threads, limits })
 }
 
 /// Serves `bound` until `shutdown` resolves, then stops taking connections, gives in-flight
@@ -141,9 +219,9 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
 /// the routing snapshot. `shutdown` is polled on worker 0, which tells the other threads when
 /// it resolves; it need not be `Send`, and may set itself up when first polled.
 pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    let Bound { data, admin, control, threads, limits, .. } = bound;
+    let Bound { data, admin, access, control, threads, limits, .. } = bound;
     let (stop, stopped) = watch::channel(false);
-    let admin_thread = spawn_admin(admin, control.clone(), stopped.clone())?;
+    let admin_thread = spawn_admin(admin, access, control.clone(), stopped.clone())?;
 
     let plane = Arc::new(DataPlane::new(control.routes(), control.failure_reporter(), limits));
     let (roster, inboxes) = Workers::new(threads);
@@ -194,7 +272,8 @@ pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), Str
 /// Starts the admin API and the health checks on a thread and runtime of their own, so admin
 /// work (store flushes, health checks) never takes a worker from traffic.
 fn spawn_admin(
-    listener: std::net::TcpListener,
+    listener: admin::AdminListener,
+    access: admin::Access,
     control: Arc<ControlPlane>,
     stopped: watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
@@ -207,9 +286,7 @@ fn spawn_admin(
                 .map_err(|e| format!("cannot start admin runtime: {e}"))?;
             runtime.block_on(async move {
                 tokio::spawn(control.clone().run_health());
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                let serve =
-                    axum::serve(listener, admin::router(control)).with_graceful_shutdown(wait_for(stopped.clone()));
+                let serve = listener.serve(admin::router(control, access), wait_for(stopped.clone()));
                 // Graceful, but bounded: an admin client that never finishes its request must
                 // not keep lb from exiting.
                 let deadline = async {
@@ -217,7 +294,7 @@ fn spawn_admin(
                     tokio::time::sleep(SHUTDOWN_GRACE).await;
                 };
                 tokio::select! {
-                    served = serve => served.map_err(|e| format!("admin API failed: {e}")),
+                    served = serve => served,
                     () = deadline => {
                         tracing::warn!("admin requests still open after {SHUTDOWN_GRACE:?}; closing them");
                         Ok(())
@@ -238,7 +315,7 @@ fn worker_runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Prints the bound addresses on stdout, for whoever started lb (as sample-web does). A reader
 /// that went away is no reason to stop serving.
-fn announce(data: SocketAddr, admin: SocketAddr) {
+fn announce(data: SocketAddr, admin: admin::AdminAddr) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "data listening on {data}");

@@ -12,9 +12,13 @@ async fn call(
     query: &[(&str, &str)],
     body: Option<&str>,
 ) -> (u16, Value) {
+    let write = method != Method::GET;
     let mut req = client().request(method, lb.admin_url(path)).query(query);
     if let Some(body) = body {
-        req = req.body(body.to_owned()).header("content-type", "application/json");
+        req = req.body(body.to_owned());
+    }
+    if write {
+        req = req.header("content-type", "application/json");
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();

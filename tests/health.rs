@@ -80,7 +80,11 @@ async fn a_backend_killed_under_traffic_goes_sick_after_fall_failed_requests() {
 async fn a_sick_backend_returns_after_rise_passing_checks() {
     let lb = Lb::start();
     let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool("/", json!({"health_check": {"interval_ms": 100, "fall": 2, "rise": 3, "evict_after": 0}})).await;
+    lb.add_pool(
+        "/",
+        json!({"health_check": {"interval_ms": 100, "timeout_ms": 100, "fall": 2, "rise": 3, "evict_after": 0}}),
+    )
+    .await;
     lb.add_backend("/", &a, json!({})).await;
     lb.add_backend("/", &b, json!({})).await;
     let port = a.port();
@@ -103,7 +107,8 @@ async fn a_sick_backend_returns_after_rise_passing_checks() {
 async fn every_backend_sick_is_503_saying_so() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    lb.add_pool("/", json!({"health_check": {"interval_ms": 50, "fall": 1, "evict_after": 0}})).await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 100, "timeout_ms": 100, "fall": 1, "evict_after": 0}}))
+        .await;
     lb.add_backend("/", &a, json!({})).await;
     client().post(format!("http://{}/control/sick", a.addr)).send().await.unwrap();
     wait_status(&lb, &a, "BS_SICK").await;
@@ -117,7 +122,8 @@ async fn every_backend_sick_is_503_saying_so() {
 async fn a_backend_down_for_evict_after_checks_is_evicted_for_good() {
     let lb = Lb::start();
     let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool("/", json!({"health_check": {"interval_ms": 50, "fall": 1, "evict_after": 4}})).await;
+    lb.add_pool("/", json!({"health_check": {"interval_ms": 100, "timeout_ms": 100, "fall": 1, "evict_after": 4}}))
+        .await;
     lb.add_backend("/", &a, json!({})).await;
     lb.add_backend("/", &b, json!({})).await;
     a.kill();
@@ -183,7 +189,11 @@ async fn removing_a_backend_lets_its_in_flight_request_finish() {
 async fn statuses_survive_a_restart() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool("/", json!({"health_check": {"interval_ms": 50, "fall": 1, "rise": 1, "evict_after": 0}})).await;
+    lb.add_pool(
+        "/",
+        json!({"health_check": {"interval_ms": 100, "timeout_ms": 100, "fall": 1, "rise": 1, "evict_after": 0}}),
+    )
+    .await;
     lb.add_backend("/", &a, json!({})).await;
     lb.add_backend("/", &b, json!({})).await;
     client().post(format!("http://{}/control/sick", a.addr)).send().await.unwrap();

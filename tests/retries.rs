@@ -67,7 +67,11 @@ async fn a_post_whose_backend_resets_after_reading_it_is_not_retried() {
 async fn dead_and_live() -> (Lb, SampleWeb, SampleWeb) {
     let lb = Lb::start();
     let (mut dead, live) = (SampleWeb::start("dead"), SampleWeb::start("live"));
-    lb.add_pool("/", json!({"strategy": "round_robin", "health_check": {"interval_ms": 3_600_000, "fall": 100}})).await;
+    lb.add_pool(
+        "/",
+        json!({"strategy": "round_robin", "health_check": {"interval_ms": 3_600_000, "fall": 100, "evict_after": 0}}),
+    )
+    .await;
     lb.add_backend("/", &dead, json!({})).await;
     lb.add_backend("/", &live, json!({})).await;
     dead.kill();
@@ -140,7 +144,7 @@ async fn retries_stop_at_the_configured_count() {
         FaultyBackend::start(Fault::Reset).await,
         FaultyBackend::start(Fault::Reset).await,
     ];
-    lb.add_pool("/", json!({"retries": 1, "health_check": {"fall": 100}})).await;
+    lb.add_pool("/", json!({"retries": 1, "health_check": {"fall": 100, "evict_after": 0}})).await;
     for b in &backends {
         lb.add_backend("/", b, json!({})).await;
     }

@@ -18,6 +18,7 @@ pub mod response;
 
 pub use names::{HashKey, Mode, Strategy};
 pub use request::{
-    BackendChange, BackendQuery, HealthCheckChange, NewBackend, NewPool, PatternQuery, PoolSettings, TimeoutsChange,
+    BackendChange, BackendQuery, HealthCheckChange, NewBackend, NewPool, Object, PatternQuery, PoolSettings,
+    TimeoutsChange,
 };
 pub use response::{lenient, BackendJson, ErrorJson, HealthCheckSpec, HealthJson, PoolJson, Timeouts};

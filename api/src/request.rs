@@ -7,7 +7,11 @@
 //! `skip_serializing_if`, which only writing sees. serde names a struct in some errors
 //! (`expected struct PoolSettings`), so these names are part of lb's answers.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{HashKey, Mode, Strategy};
 
@@ -46,6 +50,33 @@ pub struct HealthCheckChange {
     pub evict_after: Option<u32>,
 }
 
+/// A `T` read only from a JSON object. serde's derived `Deserialize` for a struct also takes a
+/// sequence of its fields in order (`"timeouts": [1, 2, 3]` would set all three), which no
+/// admin means: lb reads every body and nested setting through this, so an array is a `400`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Only(PhantomData)).map(Object)
+    }
+}
+
+/// A nested setting that must be a JSON object (see [`Object`]).
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Object::deserialize(d).map(|Object(t)| Some(t))
+}
+
 /// Tells an explicit JSON `null` apart from a missing field.
 fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
@@ -72,9 +103,9 @@ pub struct PoolSettings<Key = HashKey> {
     pub retry_on_5xx: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_body_limit: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsChange>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckChange>,
 }
 
@@ -175,5 +206,21 @@ mod tests {
         assert_eq!(serde_json::from_str::<HealthCheckChange>("{}").unwrap().expected_status, None);
         let key: PoolSettings = serde_json::from_str(r#"{"hash_key": "header:X-User"}"#).unwrap();
         assert_eq!(key.hash_key.unwrap().to_string(), "header:x-user");
+    }
+
+    #[test]
+    fn structs_are_read_only_from_objects() {
+        // What serde's derive alone accepts: the fields in order, as an array.
+        assert!(serde_json::from_str::<TimeoutsChange>("[1, 2, 3]").is_ok());
+        let err = serde_json::from_str::<PoolSettings>(r#"{"timeouts": [1, 2, 3]}"#).unwrap_err().to_string();
+        assert!(err.starts_with("invalid type: sequence, expected a JSON object"), "{err}");
+        let err = serde_json::from_str::<PoolSettings>(r#"{"health_check": ["/x"]}"#).unwrap_err().to_string();
+        assert!(err.starts_with("invalid type: sequence, expected a JSON object"), "{err}");
+        let err = serde_json::from_str::<Object<NewBackend>>(r#"["127.0.0.1", 80]"#).unwrap_err().to_string();
+        assert!(err.starts_with("invalid type: sequence, expected a JSON object"), "{err}");
+        let err = serde_json::from_str::<PoolSettings>(r#"{"retries": {"n": 1}}"#).unwrap_err().to_string();
+        assert!(err.starts_with("invalid type: map, expected u32"), "{err}");
+        let ok: Object<PoolSettings> = serde_json::from_str(r#"{"timeouts": {"idle_ms": 5}}"#).unwrap();
+        assert_eq!(ok.0.timeouts.unwrap().idle_ms, Some(5));
     }
 }

@@ -41,21 +41,39 @@ pub fn address(backend: &lb_api::lenient::BackendJson) -> String {
 }
 
 impl Admin {
-    /// Accepts `host:port` with or without `http://`, as the Go tool's users wrote it.
-    pub fn new(lb: &str) -> Result<Admin, Error> {
+    /// Accepts `host:port` with or without `http://`, as the Go tool's users wrote it. The
+    /// port is required: lb's admin API is never on port 80 by default, and a silent 80 would
+    /// send the request (and the token) to whatever listens there. `token`, if given, goes
+    /// with every request as `Authorization: Bearer`.
+    pub fn new(lb: &str, token: Option<&str>) -> Result<Admin, Error> {
+        if let Some(path) = lb.strip_prefix("unix:") {
+            return Admin::unix(lb, path, token);
+        }
         let addr = lb.strip_prefix("http://").unwrap_or(lb).trim_end_matches('/');
+        let has_port = addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        });
         let base = Url::parse(&format!("http://{addr}"))
             .ok()
             .filter(|_| !addr.is_empty() && !addr.contains('/'))
             .ok_or_else(|| Error::Usage(format!("--lb wants HOST:PORT, optionally after http://, not {lb:?}")))?;
-        // The admin API is local infrastructure: an HTTP_PROXY meant for the internet must not
-        // reroute it.
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .no_proxy()
-            .build()
-            .map_err(|err| Error::Failed(format!("cannot build an HTTP client: {err}")))?;
+        if !has_port {
+            return Err(Error::Usage(format!(
+                "--lb {lb:?} has no port: give HOST:PORT (lb's admin default is 127.0.0.1:8081)"
+            )));
+        }
+        let client = client(token, reqwest::Client::builder())?;
         Ok(Admin { client, addr: addr.to_owned(), base })
+    }
+
+    /// `--lb=unix:PATH`: lb's admin API on a unix socket.
+    fn unix(lb: &str, path: &str, token: Option<&str>) -> Result<Admin, Error> {
+        if path.is_empty() {
+            return Err(Error::Usage("--lb=unix: needs a path (e.g. --lb=unix:/run/lb/admin.sock)".into()));
+        }
+        let base = Url::parse("http://localhost/").expect("a valid URL");
+        let client = client(token, reqwest::Client::builder().unix_socket(path))?;
+        Ok(Admin { client, addr: lb.to_owned(), base })
     }
 
     pub async fn list_pools(&self) -> Result<Value, Error> {
@@ -100,11 +118,18 @@ impl Admin {
         self.send(request.json(change)).await
     }
 
-    /// A request to `base + path`; `.query(...)` adds the parameters, percent-encoded.
+    /// A request to `base + path`; `.query(...)` adds the parameters, percent-encoded. Every
+    /// write says it is JSON, a `DELETE` without a body too: lb refuses writes that do not.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut url = self.base.clone();
         url.set_path(path);
-        self.client.request(method, url)
+        let write = method != Method::GET;
+        let request = self.client.request(method, url);
+        if write {
+            request.header(reqwest::header::CONTENT_TYPE, "application/json")
+        } else {
+            request
+        }
     }
 
     /// Sends the request and returns the JSON of a 2xx answer; anything else becomes an
@@ -130,6 +155,25 @@ impl Admin {
             format!("talking to lb admin at {addr}: {}", root_cause(err))
         })
     }
+}
+
+/// The HTTP client for lb's admin API, sending `token` with every request.
+fn client(token: Option<&str>, builder: reqwest::ClientBuilder) -> Result<reqwest::Client, Error> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Error::Usage("the token must be visible ASCII characters, without spaces".into()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    // The admin API is local infrastructure: an HTTP_PROXY meant for the internet must not
+    // reroute it.
+    builder
+        .default_headers(headers)
+        .timeout(TIMEOUT)
+        .no_proxy()
+        .build()
+        .map_err(|err| Error::Failed(format!("cannot build an HTTP client: {err}")))
 }
 
 /// The query naming the pool `pattern`.
@@ -178,7 +222,7 @@ mod tests {
     #[test]
     fn lb_accepts_host_port_with_or_without_http() {
         for lb in ["127.0.0.1:8081", "http://127.0.0.1:8081", "http://127.0.0.1:8081/"] {
-            let admin = Admin::new(lb).unwrap();
+            let admin = Admin::new(lb, None).unwrap();
             assert_eq!(admin.base.as_str(), "http://127.0.0.1:8081/");
             assert_eq!(admin.addr, "127.0.0.1:8081");
         }
@@ -187,7 +231,20 @@ mod tests {
     #[test]
     fn lb_rejects_other_schemes_and_paths() {
         for lb in ["https://127.0.0.1:8081", "127.0.0.1:8081/admin", "", "a b:1"] {
-            assert!(matches!(Admin::new(lb), Err(Error::Usage(_))), "{lb:?}");
+            assert!(matches!(Admin::new(lb, None), Err(Error::Usage(_))), "{lb:?}");
+        }
+    }
+
+    #[test]
+    fn lb_needs_a_port() {
+        for lb in ["localhost", "http://127.0.0.1", "127.0.0.1:", "[::1]", ":8081", "host:80x"] {
+            match Admin::new(lb, None) {
+                Err(Error::Usage(message)) => assert!(message.contains("--lb"), "{lb:?}: {message}"),
+                other => panic!("{lb:?}: {:?}", other.map(|a| a.addr)),
+            }
+        }
+        for lb in ["localhost:80", "[::1]:8081", "http://lb.internal:8081/"] {
+            assert!(Admin::new(lb, None).is_ok(), "{lb:?}");
         }
     }
 

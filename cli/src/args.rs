@@ -30,6 +30,7 @@ Examples:
   lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8082 removeBackend
   lbctl --lb=127.0.0.1:8081 --pattern=/ removePool
   lbctl --json --pattern=/ poolHealth
+  lbctl --token-file=/etc/lb/admin-token listPools          # an lb started with --admin-token-file
 
 Durations are Go-style (500ms, 2s, 1m30s, 1h); sizes are bytes, KiB or MiB (65536, 64KiB, 1MiB).
 
@@ -55,7 +56,7 @@ const HEALTH: &str = "Health check (addPool, setHealth)";
     after_help = EXAMPLES
 )]
 struct Cli {
-    /// Admin address of lb, HOST:PORT, http:// optional (e.g. --lb=127.0.0.1:8081)
+    /// Admin address of lb, HOST:PORT, http:// optional, or unix:PATH (e.g. --lb=127.0.0.1:8081)
     #[arg(long, global = true, env = "LB_ADMIN", default_value = "127.0.0.1:8081", value_name = "HOST:PORT")]
     lb: String,
     /// Pool pattern, ServeMux-style (e.g. --pattern=/ or --pattern=/api/)
@@ -64,6 +65,14 @@ struct Cli {
     /// Print the admin API's JSON answer instead of the human summary (e.g. --json listPools)
     #[arg(long, global = true)]
     json: bool,
+    /// Bearer token of an lb started with an admin token (visible in ps: prefer --token-file
+    /// or LB_TOKEN)
+    #[arg(long, global = true, env = "LB_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// File holding the bearer token, as lb's --admin-token-file; wins over --token and LB_TOKEN
+    /// (e.g. --token-file=/etc/lb/token)
+    #[arg(long = "token-file", global = true, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
 
     /// Backend IP, for the backend commands (e.g. --ip=127.0.0.1)
     #[arg(long, global = true, help_heading = BACKEND)]
@@ -224,6 +233,8 @@ enum RetryOn {
 pub struct Invocation {
     pub lb: String,
     pub json: bool,
+    /// The admin token, if given.
+    pub token: Option<String>,
     pub request: Request,
 }
 
@@ -285,7 +296,9 @@ pub enum Request {
 /// Parses the process arguments. `--help` and `--version` print and exit 0 here, as clap does;
 /// every other problem comes back as a one-line [`Error::Usage`].
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Error> {
-    let cli = match Cli::try_parse_from(go_style(args)) {
+    let args = go_style(args);
+    missing_value(&args)?;
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
         // Bare `lbctl`: name the commands instead of printing the whole help as an error.
@@ -309,6 +322,30 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Err
 /// scripts keep working. Only a single dash followed by a letter and at least one more character
 /// is rewritten: `-h` stays clap's short help, values like `-1` stay values, and nothing after a
 /// `--` separator is touched.
+/// Refuses a flag whose value would be a command: `lbctl --pattern addPool` means a
+/// forgotten value, not the pattern `addPool` (patterns hold a `/`, addresses and numbers are
+/// no command names either), and clap would only say that no command was given.
+fn missing_value(args: &[OsString]) -> Result<(), Error> {
+    let command = Cli::command();
+    let commands: Vec<&str> = command.get_subcommands().map(|sub| sub.get_name()).collect();
+    let takes_value =
+        |long: &str| command.get_arguments().any(|arg| arg.get_long() == Some(long) && arg.get_action().takes_values());
+    let texts: Vec<Option<&str>> = args.iter().map(|arg| arg.to_str()).collect();
+    for pair in texts.windows(2) {
+        let (Some(flag), Some(next)) = (pair[0], pair[1]) else { continue };
+        if flag == "--" {
+            break;
+        }
+        let Some(long) = flag.strip_prefix("--").filter(|long| !long.contains('=')) else { continue };
+        if takes_value(long) && commands.contains(&next) {
+            return Err(Error::Usage(format!(
+                "--{long} needs a value: {next} is a command (write --{long}=VALUE {next}; see lbctl --help)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn go_style(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut past_separator = false;
     args.into_iter()
@@ -398,7 +435,11 @@ impl Cli {
                 weight: self.weight.ok_or_else(|| needs("--weight"))?,
             },
         };
-        Ok(Invocation { lb: self.lb, json: self.json, request })
+        let token = match (self.token, &self.token_file) {
+            (_, Some(file)) => Some(read_token(file)?),
+            (token, None) => token,
+        };
+        Ok(Invocation { lb: self.lb, json: self.json, token, request })
     }
 
     /// The pool settings flags given, health check aside.
@@ -450,6 +491,20 @@ impl Cli {
 }
 
 /// `--a, --b, ...`: the flags under a `--help` heading, in the order `--help` lists them.
+/// The token in `file`, surrounding whitespace (a final newline) dropped, as lb reads it.
+fn read_token(file: &std::path::Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|err| Error::Usage(format!("--token-file: cannot read {}: {err}", file.display())))?;
+    let token = text.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Usage(format!(
+            "--token-file: {} holds no token (visible ASCII, no spaces)",
+            file.display()
+        )));
+    }
+    Ok(token.to_owned())
+}
+
 fn flags_under(heading: &str) -> String {
     let flags: Vec<String> = Cli::command()
         .get_arguments()
@@ -525,6 +580,7 @@ mod tests {
             Invocation {
                 lb: "10.0.0.1:9000".into(),
                 json: false,
+                token: None,
                 request: Request::AddBackend {
                     pattern: "/api/".into(),
                     ip: "127.0.0.1".into(),
@@ -534,6 +590,22 @@ mod tests {
                 },
             }
         );
+    }
+
+    #[test]
+    fn a_flag_without_its_value_is_named() {
+        for (args, flag) in [
+            (&["lbctl", "--pattern", "addPool"][..], "--pattern needs a value: addPool is a command"),
+            (&["lbctl", "-pattern", "addPool"], "--pattern needs a value: addPool is a command"),
+            (&["lbctl", "--pattern=/", "--ip", "removeBackend", "--port=1"], "--ip needs a value"),
+        ] {
+            match parse_strs(args) {
+                Err(Error::Usage(message)) => assert!(message.starts_with(flag), "{args:?}: {message}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        assert!(parse_strs(&["lbctl", "--json", "listPools"]).is_ok(), "a switch takes no value");
+        assert!(parse_strs(&["lbctl", "--pattern", "/", "addPool"]).is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::{
 /// typed it and take the rest (mode, backend address) from lb's answer, which has the defaults
 /// lb applied.
 pub async fn run(invocation: Invocation) -> Result<String, Error> {
-    let admin = Admin::new(&invocation.lb)?;
+    let admin = Admin::new(&invocation.lb, invocation.token.as_deref())?;
     let json = invocation.json;
     match &invocation.request {
         Request::ListPools => render(json, admin.list_pools().await?, pools_table),
@@ -92,14 +92,52 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
     }
 }
 
-/// Prints `reply` pretty with `--json`; otherwise decodes it as `T` and lets `human` word it.
-fn render<T: DeserializeOwned>(json: bool, reply: Value, human: impl FnOnce(T) -> String) -> Result<String, Error> {
+/// One of lb's answers, recognisable by the fields every lb has sent: the lenient twins take
+/// any JSON object (every field is optional, so that older and newer lbs work), and a `200`
+/// from something else on that port must not pass for lb's "done".
+trait Answer: DeserializeOwned {
+    fn is_lbs(&self) -> bool;
+}
+
+impl Answer for PoolJson {
+    fn is_lbs(&self) -> bool {
+        self.pattern.is_some() && self.backends.as_ref().is_some_and(|b| b.iter().all(Answer::is_lbs))
+    }
+}
+
+impl Answer for BackendJson {
+    fn is_lbs(&self) -> bool {
+        self.address.is_some() || (self.ip.is_some() && self.port.is_some())
+    }
+}
+
+impl Answer for HealthJson {
+    fn is_lbs(&self) -> bool {
+        self.pattern.is_some()
+            && self.status.is_some()
+            && self.backends.as_ref().is_some_and(|b| b.iter().all(Answer::is_lbs))
+    }
+}
+
+impl Answer for Vec<PoolJson> {
+    fn is_lbs(&self) -> bool {
+        self.iter().all(Answer::is_lbs)
+    }
+}
+
+/// Checks that `reply` is lb's answer, then prints it pretty with `--json`, or decoded as `T`
+/// and worded by `human`.
+fn render<T: Answer>(json: bool, reply: Value, human: impl FnOnce(T) -> String) -> Result<String, Error> {
+    let not_lbs =
+        |why: String| Error::Failed(format!("the answer is not lb's ({why}): is --lb the admin API of an lb?"));
+    let decoded: T = serde_json::from_value(reply.clone()).map_err(|err| not_lbs(err.to_string()))?;
+    if !decoded.is_lbs() {
+        return Err(not_lbs("fields lb always sends are missing".into()));
+    }
     if json {
         return Ok(format!("{reply:#}\n"));
     }
-    serde_json::from_value(reply)
-        .map(human)
-        .map_err(|err| Error::Failed(format!("unexpected answer from lb admin: {err}")))
+    Ok(human(decoded))
 }
 
 fn pools_table(pools: Vec<PoolJson>) -> String {
@@ -222,9 +260,32 @@ mod tests {
 
     #[test]
     fn json_output_is_lbs_answer_pretty() {
-        let reply = serde_json::json!({"pattern": "/"});
+        let reply = serde_json::json!({"pattern": "/", "backends": []});
         let out = render(true, reply, |_: PoolJson| unreachable!()).unwrap();
-        assert_eq!(out, "{\n  \"pattern\": \"/\"\n}\n");
+        assert_eq!(out, "{\n  \"backends\": [],\n  \"pattern\": \"/\"\n}\n");
+    }
+
+    #[test]
+    fn an_answer_that_is_not_lbs_is_an_error_with_json_too() {
+        use serde_json::json;
+        for json in [false, true] {
+            for reply in [
+                json!({}),
+                json!({"status": "ok"}),
+                json!({"pattern": "/"}),
+                json!({"pattern": "/", "backends": [{"weight": 1}]}),
+                json!([1, 2]),
+                json!("ok"),
+            ] {
+                let err = render(json, reply.clone(), |_: PoolJson| String::new()).unwrap_err();
+                assert!(err.to_string().starts_with("the answer is not lb's"), "{reply}: {err}");
+            }
+            let err = render(json, json!([{"mode": "proxy"}]), |_: Vec<PoolJson>| String::new()).unwrap_err();
+            assert!(err.to_string().starts_with("the answer is not lb's"), "{err}");
+            let err = render(json, json!({"pattern": "/", "backends": []}), |_: HealthJson| String::new()).unwrap_err();
+            assert!(err.to_string().starts_with("the answer is not lb's"), "{err}");
+            assert!(render(json, json!({"status": "BS_HEALTHY"}), |_: BackendJson| String::new()).is_err());
+        }
     }
 
     fn check(json: &str) -> HealthCheckSpec {

@@ -29,8 +29,10 @@ use error::Error;
 
 fn main() -> ExitCode {
     let printed = run().and_then(|output| {
+        // Whatever a sentence quotes (a pattern, lb's words) prints escaped; lines stay lines.
+        let output: Vec<_> = output.split('\n').map(table::escape).collect();
         std::io::stdout()
-            .write_all(output.as_bytes())
+            .write_all(output.join("\n").as_bytes())
             .map_err(|err| Error::Failed(format!("cannot write output: {err}")))
     });
     match printed {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line whatever the message holds, so scripts can log it as one record.
             let message = err.to_string().replace(['\r', '\n'], " ");
+            let message = table::escape(&message);
             eprintln!("lbctl: error: {message}");
             err.exit_code()
         }

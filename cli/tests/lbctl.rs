@@ -692,3 +692,66 @@ async fn new_commands_print_lbs_json_with_json() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(serde_json::from_slice::<Value>(&output.stdout).unwrap(), reply);
 }
+
+#[tokio::test]
+async fn a_200_that_is_not_lbs_answer_is_an_error() {
+    for (reply, args) in [
+        (json!({"ok": true}), &["listPools"][..]),
+        (json!([{"name": "x"}]), &["listPools"]),
+        (json!({}), &["--pattern=/", "addPool"]),
+        (json!({"status": "ok"}), &["--pattern=/", "poolHealth"]),
+        (json!({"result": "done"}), &["--pattern=/", "--ip=127.0.0.1", "--port=8082", "removeBackend"]),
+    ] {
+        let admin = StubAdmin::start(200, reply.clone()).await;
+        for json in [false, true] {
+            let mut all = vec![admin.lb()];
+            all.extend(args.iter().map(|a| a.to_string()));
+            if json {
+                all.push("--json".into());
+            }
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            let stderr = assert_one_error_line(&lbctl(&all).await, 1);
+            assert!(stderr.starts_with("lbctl: error: the answer is not lb's"), "{reply} {args:?}: {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tables_and_errors_escape_control_characters() {
+    let reply = json!([{"pattern": "/a\u{1b}[31m", "mode": "proxy", "strategy": "p2c", "status": "PS_EMPTY",
+                        "backends": []}]);
+    let admin = StubAdmin::start(200, reply).await;
+    let output = lbctl(&[&admin.lb(), "listPools"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "Pattern     Mode   Strategy  Backends  Status\n\
+         /a\\x1b[31m  proxy  p2c       0         PS_EMPTY\n"
+    );
+    let admin = StubAdmin::start(409, json!({"error": "pool \"/\u{1b}[2J\" already exists"})).await;
+    let stderr = assert_one_error_line(&lbctl(&[&admin.lb(), "--pattern=/x", "addPool"]).await, 1);
+    assert_eq!(stderr, "lbctl: error: pool \"/\\x1b[2J\" already exists (409)\n");
+}
+
+#[tokio::test]
+async fn lb_without_a_port_and_flags_without_values_are_usage_errors() {
+    for (args, says) in [
+        (&["--lb=127.0.0.1", "listPools"][..], "--lb \"127.0.0.1\" has no port"),
+        (&["--lb=http://localhost/", "listPools"], "--lb \"http://localhost/\" has no port"),
+        (&["--lb=127.0.0.1:8081", "--pattern", "addPool"], "--pattern needs a value: addPool is a command"),
+        (&["-lb=127.0.0.1:8081", "-pattern", "addPool"], "--pattern needs a value: addPool is a command"),
+        (&["--lb", "listPools"], "--lb needs a value: listPools is a command"),
+    ] {
+        let stderr = assert_one_error_line(&lbctl(args).await, 2);
+        assert!(stderr.starts_with(&format!("lbctl: error: {says}")), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn help_shows_the_token_flags() {
+    let output = lbctl(&["--help"]).await;
+    let help = stdout(&output);
+    for flag in ["--token <TOKEN>", "LB_TOKEN", "--token-file <FILE>"] {
+        assert!(help.contains(flag), "no {flag} in\n{help}");
+    }
+}

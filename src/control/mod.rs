@@ -21,7 +21,7 @@ mod change;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -31,7 +31,7 @@ use tokio::task::AbortHandle;
 pub use change::{Applied, Change, Error, Removal};
 
 use crate::health::{self, Checks, FailureReporter, Observation, Source, OBSERVATION_QUEUE};
-use crate::pool::{Backend, BackendState, Pool, PoolConfig};
+use crate::pool::{canonical_addr, Backend, BackendState, Pool, PoolConfig};
 use crate::retry::RetryBudget;
 use crate::routing::{Pattern, Routes};
 use crate::store::{Store, StoreError};
@@ -71,6 +71,8 @@ pub struct ControlPlane {
     observations: mpsc::Sender<Observation>,
     /// Taken by [`ControlPlane::run_health`].
     observed: std::sync::Mutex<Option<mpsc::Receiver<Observation>>>,
+    /// lb's own listeners, with what each is: no backend may be one of them.
+    listeners: Vec<(SocketAddr, &'static str)>,
 }
 
 impl ControlPlane {
@@ -86,11 +88,14 @@ impl ControlPlane {
             pools: Mutex::new(BTreeMap::new()),
             observations,
             observed: std::sync::Mutex::new(Some(observed)),
+            listeners: Vec::new(),
         };
         {
             let mut pools = control.pools.try_lock().expect("nobody else holds the lock yet");
             for (config, backends) in control.store.load()? {
-                let pattern = Pattern::parse(&config.pattern).map_err(|e| StoreError::Corrupt {
+                // Go's grammar only: an older lb may have stored what a new pool may not be named
+                // (a control character); it keeps loading, and can be listed and removed.
+                let pattern = Pattern::parse_as_go(&config.pattern).map_err(|e| StoreError::Corrupt {
                     tree: lb_migrations::POOLS,
                     key: config.pattern.clone(),
                     reason: e.to_string(),
@@ -101,6 +106,31 @@ impl ControlPlane {
             control.publish(&pools);
         }
         Ok(control)
+    }
+
+    /// Tells the control plane lb's bound listeners (`(address, "data port")`, ...), so that it
+    /// refuses them as backends: lb's admin port behind a pool would publish the admin API on
+    /// the data port, and its data port would send requests round in a loop.
+    pub fn with_listeners(mut self, listeners: Vec<(SocketAddr, &'static str)>) -> Self {
+        self.listeners = listeners;
+        self
+    }
+
+    /// Refuses `addr` if it reaches one of lb's own listeners: the same port on the listener's
+    /// address, on any loopback address for a loopback listener, or on any address of this
+    /// machine for a listener on `0.0.0.0`/`[::]`.
+    fn refuse_own_listener(&self, addr: SocketAddr) -> Result<(), Error> {
+        for &(listener, what) in &self.listeners {
+            if listener.port() != addr.port() {
+                continue;
+            }
+            let (l, ip) = (listener.ip().to_canonical(), addr.ip());
+            let reaches = l == ip || (l.is_loopback() && ip.is_loopback()) || (l.is_unspecified() && is_local(ip));
+            if reaches {
+                return Err(Error::Invalid(format!("backend {addr} is lb's own {what} ({listener})")));
+            }
+        }
+        Ok(())
     }
 
     /// The snapshot handle the data plane reads.
@@ -199,7 +229,8 @@ impl ControlPlane {
                 Applied::PoolRemoved(entry.pool)
             }
             Change::AddBackend { pattern, backend: config } => {
-                config.validate().map_err(Error::Invalid)?;
+                config.validate_new().map_err(Error::Invalid)?;
+                self.refuse_own_listener(config.addr)?;
                 let key = canonical(&pattern)?;
                 let entry = find(&pools, &key)?;
                 ensure_absent(&entry.pool, config.addr)?;
@@ -229,6 +260,7 @@ impl ControlPlane {
                 let key = canonical(&pattern)?;
                 let entry = find_mut(&mut pools, &key)?;
                 let old = find_backend(&entry.pool, addr)?.clone();
+                let addr = old.addr();
                 let mut state = old.state();
                 state.draining = change.draining.unwrap_or(state.draining);
                 let mut config = old.config.clone();
@@ -258,6 +290,8 @@ impl ControlPlane {
                 let key = canonical(&pattern)?;
                 let entry = find_mut(&mut pools, &key)?;
                 let backend = find_backend(&entry.pool, addr)?.clone();
+                // As stored: an older lb may have kept an IPv4-mapped address.
+                let addr = backend.addr();
                 self.store.remove_backend(&key, addr).await?;
                 let backends = entry.pool.backends.iter().filter(|b| !Arc::ptr_eq(b, &backend)).cloned().collect();
                 entry.rebuild(entry.pool.config.clone(), backends);
@@ -333,9 +367,10 @@ fn log(applied: &Applied) {
     }
 }
 
-/// The store key of a pattern as an admin typed it (`Example.com/` is `example.com/`).
+/// The store key of a pattern as an admin typed it (`Example.com/` is `example.com/`). Go's
+/// grammar only, so that a pool an older lb accepted can still be named.
 fn canonical(pattern: &str) -> Result<String, Error> {
-    Pattern::parse(pattern).map(|p| p.to_string()).map_err(|e| Error::Invalid(e.to_string()))
+    Pattern::parse_as_go(pattern).map(|p| p.to_string()).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 fn find<'a>(pools: &'a Pools, key: &str) -> Result<&'a Entry, Error> {
@@ -346,15 +381,27 @@ fn find_mut<'a>(pools: &'a mut Pools, key: &str) -> Result<&'a mut Entry, Error>
     pools.get_mut(key).ok_or_else(|| Error::NotFound(format!("no pool {key:?}")))
 }
 
+/// Whether `ip` is an address of this machine: one a socket can be bound to. Binding sends
+/// nothing anywhere.
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// Whether `a` and `b` name one backend: IPv4-mapped IPv6 is its IPv4 address (an older lb may
+/// have stored either).
+fn same_backend(a: SocketAddr, b: SocketAddr) -> bool {
+    canonical_addr(a) == canonical_addr(b)
+}
+
 fn find_backend(pool: &Pool, addr: SocketAddr) -> Result<&Arc<Backend>, Error> {
     pool.backends
         .iter()
-        .find(|b| b.addr() == addr)
+        .find(|b| same_backend(b.addr(), addr))
         .ok_or_else(|| Error::NotFound(format!("pool {:?} has no backend {addr}", pool.config.pattern)))
 }
 
 fn ensure_absent(pool: &Pool, addr: SocketAddr) -> Result<(), Error> {
-    if pool.backends.iter().any(|b| b.addr() == addr) {
+    if pool.backends.iter().any(|b| same_backend(b.addr(), addr)) {
         return Err(Error::Conflict(format!("pool {:?} already has backend {addr}", pool.config.pattern)));
     }
     Ok(())

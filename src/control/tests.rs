@@ -334,7 +334,7 @@ async fn a_backend_is_checked_without_the_lock_and_its_pool_looked_up_again_afte
     let dir = tempfile::tempdir().unwrap();
     let mut web = Responder::start(true).await;
     let control = Arc::new(open(dir.path()).await);
-    let slow_check = settings(json!({"health_check": {"timeout_ms": 60_000}}));
+    let slow_check = settings(json!({"health_check": {"timeout_ms": 60_000, "interval_ms": 60_000}}));
     control.apply(Change::AddPool { pattern: "/".into(), settings: slow_check }).await.unwrap();
 
     let (control2, addr) = (control.clone(), web.addr);
@@ -377,4 +377,44 @@ async fn of_two_adds_of_one_backend_checked_at_once_one_is_refused() {
     assert_eq!(outcomes, [Ok("added"), Err("Conflict")]);
     assert_eq!(published(&control, "/").unwrap().backends.len(), 1);
     assert_eq!(control.store.load().unwrap()[0].1.len(), 1);
+}
+
+#[tokio::test]
+async fn what_an_older_lb_stored_keeps_loading_and_can_be_changed_or_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // As an lb without today's bounds wrote them: a 50 ms interval, a control character in
+        // a pattern, an IPv4-mapped backend address.
+        let store = reopen(dir.path()).await;
+        let mut legacy = PoolConfig::new("/old\x1b[31m".into());
+        legacy.health_check.interval_ms = 50;
+        store.put_pool(&legacy).await.unwrap();
+        let mapped = BackendConfig { addr: "[::ffff:127.0.0.1]:9".parse().unwrap(), url_path: "/".into(), weight: 1 };
+        store.put_backend(&legacy.pattern, &mapped, &Default::default()).await.unwrap();
+        store.flush().unwrap();
+    }
+    let control = open(dir.path()).await;
+    let pool = control.pool("/old\x1b[31m").await.unwrap();
+    assert_eq!(pool.config.health_check.interval_ms, 50);
+    // Changes that leave its check alone go through; one that touches it meets the bounds.
+    let mode = settings(json!({"mode": "redirect"}));
+    control.apply(Change::UpdatePool { pattern: "/old\x1b[31m".into(), settings: mode }).await.unwrap();
+    let fall = settings(json!({"health_check": {"fall": 2}}));
+    let e = control.apply(Change::UpdatePool { pattern: "/old\x1b[31m".into(), settings: fall }).await.unwrap_err();
+    assert!(e.to_string().contains("interval_ms must be at least 100, not 50"), "{e}");
+    // The mapped backend answers to its IPv4 name.
+    let drain = Change::UpdateBackend {
+        pattern: "/old\x1b[31m".into(),
+        addr: "127.0.0.1:9".parse().unwrap(),
+        change: BackendChange { draining: Some(true), weight: None },
+    };
+    control.apply(drain).await.unwrap();
+    let removal = Change::RemoveBackend {
+        pattern: "/old\x1b[31m".into(),
+        addr: "127.0.0.1:9".parse().unwrap(),
+        reason: Removal::Admin,
+    };
+    control.apply(removal).await.unwrap();
+    control.apply(Change::RemovePool { pattern: "/old\x1b[31m".into() }).await.unwrap();
+    assert_eq!(stored_after_reopen(control, dir.path()).await, vec![]);
 }

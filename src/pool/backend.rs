@@ -24,7 +24,20 @@ pub struct BackendConfig {
 }
 
 impl BackendConfig {
-    /// Refuses a url_path that could not prefix a request path.
+    /// What a new backend is held to, beyond [`validate`](Self::validate): a canonical address
+    /// (IPv4-mapped IPv6 is IPv4, so one backend has one name) and a `url_path` that is
+    /// absolute, clean (no `.` or `..` segment, also as `%2e`, no `//`) and percent-encoded
+    /// ASCII, so lb never forwards a path a backend could read as "go up". A store written
+    /// before these rules keeps loading.
+    pub fn validate_new(&self) -> Result<(), String> {
+        self.validate()?;
+        if canonical_addr(self.addr) != self.addr {
+            return Err(format!("ip {} is IPv4-mapped: give it as {}", self.addr.ip(), self.addr.ip().to_canonical()));
+        }
+        clean_url_path(&self.url_path)
+    }
+
+    /// Refuses a url_path that could not prefix a request path (also when loading the store).
     pub fn validate(&self) -> Result<(), String> {
         let p = &self.url_path;
         if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -247,8 +260,45 @@ impl Drop for InflightGuard {
 
 /// Parses `ip` and `port` as an admin gives them into a socket address.
 pub fn parse_addr(ip: &str, port: u16) -> Result<SocketAddr, String> {
-    let ip: IpAddr = ip.trim().parse().map_err(|_| format!("ip {ip:?} is not an IPv4 or IPv6 address"))?;
-    Ok(SocketAddr::new(ip, port))
+    // `[::1]` as lb prints it in `ip:port` is accepted too.
+    let bare = ip.trim();
+    let bare = bare.strip_prefix('[').and_then(|b| b.strip_suffix(']')).unwrap_or(bare);
+    let parsed: IpAddr = bare.parse().map_err(|_| format!("ip {ip:?} is not an IPv4 or IPv6 address"))?;
+    Ok(canonical_addr(SocketAddr::new(parsed, port)))
+}
+
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) as the IPv4 address it is.
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Refuses a `url_path` that is not absolute, clean and percent-encoded ASCII.
+fn clean_url_path(path: &str) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("url_path {path:?} {why}"));
+    if !path.starts_with('/') {
+        return refuse("must start with /");
+    }
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let allowed = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b);
+        if !allowed {
+            return refuse("must be percent-encoded ASCII (no spaces, ?, #, quotes or other characters)");
+        }
+        if b == b'%' && !bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+            return refuse("has a % not followed by two hex digits");
+        }
+    }
+    if path.contains("//") {
+        return refuse("must not hold an empty segment (//)");
+    }
+    let dots = |seg: &str| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    };
+    if path.split('/').any(dots) {
+        return refuse("must be clean: no . or .. segment");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,6 +310,43 @@ mod tests {
             BackendConfig { addr: "127.0.0.1:9".parse().unwrap(), url_path: url_path.into(), weight: 1 },
             BackendState::default(),
         )
+    }
+
+    #[test]
+    fn new_url_paths_are_absolute_clean_and_encoded() {
+        for ok in ["/", "/v2", "/v2/", "/a%20b/", "/a-b_c.d~e/f:g@h!$&'()*+,;=", "/.well-known/", "/a..b"] {
+            assert_eq!(clean_url_path(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("v2", "start with /"),
+            ("/../../secret/", "no . or .."),
+            ("/a/./b", "no . or .."),
+            ("/a/..", "no . or .."),
+            ("/a/%2E%2e/b", "no . or .."),
+            ("/a//b", "(//)"),
+            ("/é", "percent-encoded ASCII"),
+            ("/a b", "percent-encoded ASCII"),
+            ("/a?b", "percent-encoded ASCII"),
+            ("/a\0", "percent-encoded ASCII"),
+            ("/a%2", "two hex digits"),
+            ("/a%zz", "two hex digits"),
+        ] {
+            let err = clean_url_path(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_canonical() {
+        let v4: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(parse_addr("::ffff:127.0.0.1", 80), Ok(v4));
+        assert_eq!(parse_addr("127.0.0.1", 80), Ok(v4));
+        assert_eq!(parse_addr("[::1]", 80), Ok("[::1]:80".parse().unwrap()));
+        assert_eq!(parse_addr("::1", 80), Ok("[::1]:80".parse().unwrap()));
+        assert!(parse_addr("[127.0.0.1]x", 80).is_err());
+        let mapped = BackendConfig { addr: "[::ffff:127.0.0.1]:80".parse().unwrap(), url_path: "/".into(), weight: 1 };
+        assert!(mapped.validate().is_ok(), "a store may hold it");
+        assert!(mapped.validate_new().unwrap_err().contains("give it as 127.0.0.1"));
     }
 
     #[test]

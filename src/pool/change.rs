@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 pub use lb_api::{BackendChange, HealthCheckChange, TimeoutsChange};
 
-use super::config::{HealthCheckSpec, PoolConfig, Timeouts};
+use super::config::{check_health_bounds, HealthCheckSpec, PoolConfig, Timeouts};
 
 /// The settings of `POST /v1/pools` and `PATCH /v1/pool`: [`lb_api::PoolSettings`], read as it
 /// reads itself (strictly, with serde's messages), plus what lb does with them. A wrapper
@@ -20,7 +20,8 @@ impl PoolSettings {
         self.0.is_empty()
     }
 
-    /// `config` with these settings applied, validated.
+    /// `config` with these settings applied, validated; a health check setting given is also
+    /// held to [`check_health_bounds`], the whole check as it ends up.
     pub fn apply(self, mut config: PoolConfig) -> Result<PoolConfig, String> {
         let lb_api::PoolSettings {
             mode,
@@ -41,10 +42,14 @@ impl PoolSettings {
         if let Some(t) = timeouts {
             config.timeouts = apply_timeouts(t, config.timeouts);
         }
+        let health_changed = health_check.is_some();
         if let Some(h) = health_check {
             config.health_check = apply_health_check(h, config.health_check);
         }
         config.validate()?;
+        if health_changed {
+            check_health_bounds(&config.health_check)?;
+        }
         Ok(config)
     }
 }

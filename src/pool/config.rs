@@ -45,6 +45,33 @@ impl Validate for HealthCheckSpec {
     }
 }
 
+/// Shortest interval between two checks of a backend a new setting may ask for.
+pub const MIN_INTERVAL_MS: u64 = 100;
+
+/// The bounds a health check setting must keep when an admin sets it, beyond what
+/// [`Validate`] asks of every stored spec: checks at most every 100 ms, a check's timeout no
+/// longer than the interval (or checks would pile up), and `evict_after` 0 (never) or at least
+/// `fall` (a backend is sick before it is evicted). Only new settings are held to them: a store
+/// written before these bounds keeps loading as it is.
+pub fn check_health_bounds(spec: &HealthCheckSpec) -> Result<(), String> {
+    if spec.interval_ms < MIN_INTERVAL_MS {
+        return Err(format!("health_check.interval_ms must be at least {MIN_INTERVAL_MS}, not {}", spec.interval_ms));
+    }
+    if spec.timeout_ms > spec.interval_ms {
+        return Err(format!(
+            "health_check.timeout_ms ({}) must not be above interval_ms ({})",
+            spec.timeout_ms, spec.interval_ms
+        ));
+    }
+    if spec.evict_after != 0 && spec.evict_after < spec.fall {
+        return Err(format!(
+            "health_check.evict_after must be 0 (never) or at least fall ({}), not {}",
+            spec.fall, spec.evict_after
+        ));
+    }
+    Ok(())
+}
+
 /// A pool as the admin defined it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -78,7 +105,7 @@ impl PoolConfig {
         }
     }
 
-    /// Refuses settings lb could not run with.
+    /// Refuses settings lb could not run with (also when loading the store).
     pub fn validate(&self) -> Result<(), String> {
         self.health_check.validate()?;
         if self.retries > MAX_RETRIES {

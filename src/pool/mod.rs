@@ -18,10 +18,14 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 pub use backend::{
-    parse_addr, Backend, BackendConfig, BackendState, BackendStatus, HealthRecord, InflightGuard, MAX_WEIGHT,
+    canonical_addr, parse_addr, Backend, BackendConfig, BackendState, BackendStatus, HealthRecord, InflightGuard,
+    MAX_WEIGHT,
 };
 pub use change::{BackendChange, HealthCheckChange, PoolSettings, TimeoutsChange};
-pub use config::{HashKey, HealthCheckSpec, Mode, PoolConfig, Strategy, Timeouts, Validate, MAX_RETRY_BODY};
+pub use config::{
+    check_health_bounds, HashKey, HealthCheckSpec, Mode, PoolConfig, Strategy, Timeouts, Validate, MAX_RETRY_BODY,
+    MIN_INTERVAL_MS,
+};
 
 use crate::retry::{RetryBudget, Tried};
 use crate::selection::{hash_bytes, Pick, Selector};

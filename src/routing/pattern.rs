@@ -62,12 +62,34 @@ impl std::error::Error for PatternError {}
 impl Pattern {
     /// Parses `raw` as Go's `parsePattern` does, refusing what Go refuses with Go's reason
     /// (`at offset 1: bad wildcard segment (must end with '}')`).
+    ///
+    /// lb also refuses control characters (see below): what a new pool may be named.
     pub fn parse(raw: &str) -> Result<Pattern, PatternError> {
+        Self::parse_checked(raw, true)
+    }
+
+    /// [`Pattern::parse`] without lb's refusal of control characters: Go's grammar alone, as
+    /// lb checked patterns before. For the patterns an older lb stored, and for naming them so
+    /// they can still be listed and removed.
+    pub fn parse_as_go(raw: &str) -> Result<Pattern, PatternError> {
+        Self::parse_checked(raw, false)
+    }
+
+    fn parse_checked(raw: &str, printable: bool) -> Result<Pattern, PatternError> {
         let fail = |offset: usize, reason: &str| {
             Err(PatternError { pattern: raw.to_owned(), reason: format!("at offset {offset}: {reason}") })
         };
         if raw.is_empty() {
             return Err(PatternError { pattern: raw.to_owned(), reason: "empty pattern".to_owned() });
+        }
+        // Not Go's rule but lb's: a pattern is printed in logs and tables and names store keys,
+        // so it holds no NUL, CR, LF or other control character; a tab only in the blanks after
+        // the method, where Go's grammar has it.
+        let after_method =
+            raw.find([' ', '\t']).map_or(0, |i| i + 1 + (raw[i + 1..].len() - raw[i + 1..].trim_start().len()));
+        let control = |&(i, c): &(usize, char)| c.is_control() && (c != '\t' || i >= after_method);
+        if let Some((i, c)) = raw.char_indices().find(control).filter(|_| printable) {
+            return fail(i, &format!("control character U+{:04X} not allowed", u32::from(c)));
         }
         // A method ends at the first space or tab; any run of blanks may follow it.
         let (method, rest) = match raw.find([' ', '\t']) {
@@ -314,6 +336,23 @@ mod tests {
             assert_eq!(err.reason, reason, "{raw:?}");
             assert_eq!(err.to_string(), format!("invalid pattern {raw:?}: {reason}"));
         }
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        for (raw, reason) in [
+            ("/d\0z", "at offset 2: control character U+0000 not allowed"),
+            ("/a\r\nHost: x", "at offset 2: control character U+000D not allowed"),
+            ("/a\x1b[31m", "at offset 2: control character U+001B not allowed"),
+            ("/a\u{85}", "at offset 2: control character U+0085 not allowed"),
+            ("GET /a\tb", "at offset 6: control character U+0009 not allowed"),
+            ("GET /a\n", "at offset 6: control character U+000A not allowed"),
+            ("\0GET /", "at offset 0: control character U+0000 not allowed"),
+        ] {
+            let err = Pattern::parse(raw).unwrap_err();
+            assert_eq!(err.to_string(), format!("invalid pattern {raw:?}: {reason}"));
+        }
+        assert_eq!(Pattern::parse("GET \t /x").unwrap().to_string(), "GET /x");
     }
 
     #[test]

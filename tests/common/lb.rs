@@ -78,12 +78,19 @@ impl Lb {
     /// 0, then `daemon::serve` on a thread of its own (which becomes worker 0) until
     /// [`Lb::stop`] or drop.
     pub fn in_process() -> Lb {
+        Self::in_process_with(&[]).unwrap_or_else(|e| panic!("lb: error: {e}"))
+    }
+
+    /// [`Lb::in_process`] with extra command-line arguments (later ones win), or the error
+    /// `daemon::bind` refused them with.
+    pub fn in_process_with(extra: &[&str]) -> Result<Lb, String> {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut args: Vec<OsString> = ["lb"].iter().chain(&FLAGS).map(OsString::from).collect();
         args.extend([OsString::from("--data-dir"), dir.path().into()]);
-        let config = lb::daemon::Config::try_parse_from(args).unwrap();
-        let bound = lb::daemon::bind(&config).unwrap_or_else(|e| panic!("lb: error: {e}"));
-        let (data, admin) = (bound.data_addr(), bound.admin_addr());
+        args.extend(extra.iter().map(OsString::from));
+        let config = lb::daemon::Config::try_parse_from(args).map_err(|e| e.to_string())?;
+        let bound = lb::daemon::bind(&config)?;
+        let (data, admin) = (bound.data_addr(), bound.admin_addr().expect("a TCP admin API"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The thread keeps the data dir until lb is done with it, even if the `Lb` goes first.
         let kept = dir.clone();
@@ -98,7 +105,7 @@ impl Lb {
             })
             .unwrap();
         let running = Some(Running::InProcess { stop, serving });
-        Lb { data, admin, dir, stderr: Lines::default(), running }
+        Ok(Lb { data, admin, dir, stderr: Lines::default(), running })
     }
 
     /// Stops lb gracefully (a process with SIGTERM, in-process with its shutdown future) and
@@ -203,6 +210,7 @@ impl Lb {
         let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
         let r = client()
             .delete(self.admin_url("/v1/pool/backends"))
+            .header("content-type", "application/json")
             .query(&[("pattern", pattern), ("ip", ip.as_str()), ("port", port.as_str())])
             .send()
             .await
