@@ -26,7 +26,7 @@ use serde::Serialize;
 mod guard;
 mod listen;
 
-pub use guard::{open_to, Access, Token, MIN_TOKEN_LEN};
+pub use guard::{open_to, Access, Token};
 pub use listen::{AdminAddr, AdminListener};
 
 use crate::control::{self, Applied, Change, ControlPlane, Removal};
