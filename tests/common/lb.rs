@@ -137,6 +137,12 @@ impl Lb {
         Lb::start_in(self.dir.clone())
     }
 
+    /// The lb process's id.
+    pub fn pid(&self) -> u32 {
+        let Some(Running::Process(child)) = &self.running else { panic!("only an lb process has a pid") };
+        child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.data)
     }
