@@ -365,3 +365,34 @@ async fn at_the_connection_limit_lb_waits_without_spinning_and_recovers() {
     let (status, _) = common::get(&lb.url("/")).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn out_of_file_descriptors_lb_backs_off_instead_of_spinning_and_recovers() {
+    let lb = Lb::start_with_open_files(&["--max-connections", "10000", "--header-read-timeout", "30s"], 128);
+    let _web = proxying_to_sample_web(&lb).await;
+    let pid = lb.pid();
+    // Silent clients, more than lb has file descriptors for: its accepts fail.
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(TcpStream::connect(lb.data).await.unwrap());
+    }
+    let failures = || lb.stderr.text().matches("accept failed").count();
+    eventually("accept to fail", || async { (failures() > 0).then_some(()) }).await;
+    let (cpu, wall, logged) = (cpu_time(pid), Instant::now(), failures());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_time(pid) - cpu;
+    let share = used.as_secs_f64() / wall.elapsed().as_secs_f64();
+    assert!(share < 0.2, "lb used {used:?} of CPU in a second out of file descriptors");
+    assert!(failures() - logged <= 3, "accept failures logged again and again:\n{}", lb.stderr.text());
+
+    // Once the clients go, lb accepts again.
+    drop(silent);
+    eventually("lb to answer again", || async {
+        let mut conn = TcpStream::connect(lb.data).await.ok()?;
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.ok()?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut answer)).await.ok()?.ok()?;
+        answer.starts_with(b"HTTP/1.1 ").then_some(())
+    })
+    .await;
+}
