@@ -148,7 +148,7 @@ pub struct Workers {
     inboxes: Vec<Option<mpsc::UnboundedSender<Handed>>>,
     load: Vec<AtomicUsize>,
     /// A connection ended: the acceptor, if waiting at the connection limit, looks again.
-    ended: Notify,
+    gone: Notify,
 }
 
 impl Workers {
@@ -162,7 +162,7 @@ impl Workers {
             receivers.push(rx);
         }
         let load = (0..n.max(1)).map(|_| AtomicUsize::new(0)).collect();
-        (Arc::new(Workers { inboxes, load, ended: Notify::new() }), receivers)
+        (Arc::new(Workers { inboxes, load, gone: Notify::new() }), receivers)
     }
 
     /// Client connections served by all workers.
@@ -173,7 +173,7 @@ impl Workers {
     /// A connection of worker `index` ended.
     fn ended(&self, index: usize) {
         self.load[index].fetch_sub(1, Ordering::Relaxed);
-        self.ended.notify_one();
+        self.gone.notify_one();
     }
 
     /// Asks every worker to close up to `n` of its idle connections; the acceptor, which has
@@ -264,7 +264,7 @@ impl DataPlane {
                         tokio::select! {
                             biased;
                             () = &mut shutdown => break,
-                            () = workers.ended.notified() => {}
+                            () = workers.gone.notified() => {}
                             () = tokio::time::sleep(AT_LIMIT_RECHECK) => {}
                         }
                         continue;

@@ -396,3 +396,21 @@ async fn out_of_file_descriptors_lb_backs_off_instead_of_spinning_and_recovers()
     })
     .await;
 }
+
+#[tokio::test]
+async fn bad_limit_flags_are_one_line_errors() {
+    let bad = [
+        ["--keep-alive-timeout", "soon"],
+        ["--h2-idle-timeout", "0"],
+        ["--send-timeout", "1 minute"],
+        ["--max-connections", "0"],
+        ["--max-connections", "many"],
+    ];
+    for args in bad {
+        let dir = tempfile::tempdir().unwrap();
+        let out = common::lb_command(dir.path()).args(args).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("error:") && stderr.contains(args[0]), "{args:?}: {stderr}");
+    }
+}
