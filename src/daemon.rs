@@ -25,6 +25,12 @@ use crate::control::ControlPlane;
 use crate::data_plane::{ClientLimits, DataPlane, Source, Worker, Workers};
 use crate::store::Store;
 
+/// Connections the kernel queues on the data port while lb is not accepting them (a burst, or
+/// lb at `--max-connections`); the kernel caps it at `net.core.somaxconn`. The standard
+/// library's 128 overflows with a burst of a few hundred connects, whose clients then wait for
+/// SYN-ACK retransmissions (seconds) before lb even sees them.
+const DATA_BACKLOG: i32 = 4096;
+
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -54,9 +60,25 @@ pub struct Config {
     /// Worker threads of the data plane [default: number of CPUs].
     #[arg(long, env = "LB_THREADS")]
     pub threads: Option<NonZeroUsize>,
-    /// How long a client may take to send a request's headers (e.g. 500ms, 10s, 1m).
+    /// How long a client may take to send a request head (e.g. 500ms, 10s, 1m): the first one
+    /// counted from accept (nothing sent at all, or part of an HTTP/2 preface, is closed then),
+    /// each later one from its first byte.
     #[arg(long, env = "LB_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1 connection may stay idle between requests before lb closes it.
+    #[arg(long, env = "LB_KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
+    /// How long an HTTP/2 connection may have no open stream before lb closes it (GOAWAY).
+    #[arg(long, env = "LB_H2_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub h2_idle_timeout: Duration,
+    /// How long a write to a client may make no progress (a client that stopped reading)
+    /// before lb closes the connection.
+    #[arg(long, env = "LB_SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+    /// Most client connections lb holds; at the limit it stops accepting and closes idle
+    /// keep-alive connections first [default: (open-files limit - 128) / 2].
+    #[arg(long, env = "LB_MAX_CONNECTIONS")]
+    pub max_connections: Option<NonZeroUsize>,
     /// Largest request head (request line and headers) a client may send, in bytes.
     #[arg(long, env = "LB_MAX_HEADER_BYTES", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u32).range(8192..=16 << 20))]
@@ -178,6 +200,11 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         Ok::<_, String>(listener)
     };
     let data = bind(config.listen, "data port")?;
+    // A deeper backlog than the standard library's 128: a burst of connects must not overflow
+    // it, or the kernel drops handshakes and clients wait seconds for its retry.
+    socket2::SockRef::from(&data)
+        .listen(DATA_BACKLOG)
+        .map_err(|e| format!("cannot listen on {} (data port): {e}", config.listen))?;
     let admin = admin::AdminListener::bind(&config.admin)?;
 
     let data_addr = data.local_addr().map_err(|e| e.to_string())?;
@@ -202,9 +229,15 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         (false, admin::AdminAddr::Tcp(_)) => "no token: loopback only",
     };
     tracing::info!("admin listener on {admin_addr} ({auth})");
+    let max_connections = config.max_connections.map_or_else(default_max_connections, NonZeroUsize::get);
+    tracing::info!("at most {max_connections} client connections");
     let limits = ClientLimits {
         header_read_timeout: config.header_read_timeout,
         max_header_bytes: config.max_header_bytes as usize,
+        keep_alive_timeout: config.keep_alive_timeout,
+        h2_idle_timeout: config.h2_idle_timeout,
+        send_timeout: config.send_timeout,
+        max_connections,
     };
     Ok(Bound { data, admin, data_addr, admin_addr, access, control, threads, limits })
 }
@@ -321,6 +354,20 @@ fn announce(data: SocketAddr, admin: admin::AdminAddr) {
     let _ = writeln!(stdout, "data listening on {data}");
     let _ = writeln!(stdout, "admin listening on {admin}");
     let _ = stdout.flush();
+}
+
+/// Files lb keeps for itself besides client and backend connections: the store, listeners,
+/// admin connections, health checks.
+const RESERVED_FILES: u64 = 128;
+
+/// `(open-files limit - 128) / 2`, at least 1: each client connection may need a backend
+/// connection too.
+fn default_max_connections() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit with a valid pointer to an rlimit we own.
+    let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 };
+    let connections = files.saturating_sub(RESERVED_FILES) / 2;
+    usize::try_from(connections).unwrap_or(usize::MAX).max(1)
 }
 
 /// Raises the soft limit on open files to the hard one, as Go programs do: each client and each

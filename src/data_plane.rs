@@ -1,27 +1,36 @@
 //! The data port: accept connections, route each request through the current snapshot, and hand
 //! it to its pool's mode. Reads routing snapshots only; never waits on the control plane.
+//!
+//! At `--max-connections` the acceptor stops accepting (the listener's backlog holds the rest),
+//! asks every worker to close its oldest idle connections ([`conn`](crate::conn)), and resumes
+//! as connections end. Accept errors (out of file descriptors) back off, doubling up to a
+//! second, instead of spinning.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::body::Body;
+use crate::conn::detect::Undetected;
+use crate::conn::h2::{IdleTimer, Streams, Tracked};
+use crate::conn::head::HeadTimer;
+use crate::conn::{detect, ClientIo, Protocol};
 use crate::forwarded::Peer;
 use crate::health::FailureReporter;
 use crate::pool::Mode;
@@ -30,13 +39,39 @@ use crate::redirect;
 use crate::response::{answer, moved, not_allowed};
 use crate::routing::{Route, Routes};
 
-/// What a client connection may take from lb.
+/// What a client connection may take from lb; the README's "Security and limits" lists them.
 #[derive(Debug, Clone)]
 pub struct ClientLimits {
-    /// Slow clients cannot hold a connection (and its memory) by trickling headers.
+    /// From accept to the end of the first request head (protocol detection included), and
+    /// from the first byte of each later head to its end: slow clients cannot hold a connection
+    /// (and its memory) by sending nothing or trickling headers.
     pub header_read_timeout: Duration,
     /// Larger request heads are refused with `431`.
     pub max_header_bytes: usize,
+    /// How long an HTTP/1 connection may wait for its next request.
+    pub keep_alive_timeout: Duration,
+    /// How long an HTTP/2 connection may go without an open stream before its GOAWAY.
+    pub h2_idle_timeout: Duration,
+    /// How long a write to a client may make no progress (a client that stops reading).
+    pub send_timeout: Duration,
+    /// Client connections lb holds at most; at the limit it stops accepting.
+    pub max_connections: usize,
+}
+
+/// How many idle connections each worker closes when the acceptor is at the connection limit.
+const CLOSE_IDLE_BATCH: usize = 16;
+/// How often the acceptor, waiting at the connection limit, asks again for idle connections to
+/// close (connections that were busy may have gone idle since).
+const AT_LIMIT_RECHECK: Duration = Duration::from_millis(250);
+/// The longest back-off after a failed accept.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the acceptor sends a worker.
+pub enum Handed {
+    /// A connection for it to serve.
+    Connection(std::net::TcpStream, SocketAddr),
+    /// Close up to this many idle client connections: lb is at its connection limit.
+    CloseIdle(usize),
 }
 
 /// Where a worker's connections come from.
@@ -44,13 +79,13 @@ pub enum Source {
     /// The listening socket (non-blocking): this worker accepts for all.
     Listener(std::net::TcpListener),
     /// Connections the accepting worker handed over.
-    Inbox(mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+    Inbox(mpsc::UnboundedReceiver<Handed>),
 }
 
 /// A [`Source`] registered with the worker's event loop.
 enum Connections {
     Listener(TcpListener),
-    Inbox(mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>),
+    Inbox(mpsc::UnboundedReceiver<Handed>),
 }
 
 /// One data-plane thread and what it keeps for itself, shared with no other worker (so nothing
@@ -110,13 +145,15 @@ impl Worker {
 /// racing to accept on one shared socket leave it to whichever wakes first (measured: all 64
 /// of wrk's connections on one of two workers).
 pub struct Workers {
-    inboxes: Vec<Option<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>>,
+    inboxes: Vec<Option<mpsc::UnboundedSender<Handed>>>,
     load: Vec<AtomicUsize>,
+    /// A connection ended: the acceptor, if waiting at the connection limit, looks again.
+    gone: Notify,
 }
 
 impl Workers {
     /// `n` workers: worker 0 accepts (its source is the listener), the others get an inbox.
-    pub fn new(n: usize) -> (Arc<Workers>, Vec<mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>>) {
+    pub fn new(n: usize) -> (Arc<Workers>, Vec<mpsc::UnboundedReceiver<Handed>>) {
         let mut inboxes = vec![None];
         let mut receivers = Vec::with_capacity(n.saturating_sub(1));
         for _ in 1..n {
@@ -125,7 +162,27 @@ impl Workers {
             receivers.push(rx);
         }
         let load = (0..n.max(1)).map(|_| AtomicUsize::new(0)).collect();
-        (Arc::new(Workers { inboxes, load }), receivers)
+        (Arc::new(Workers { inboxes, load, gone: Notify::new() }), receivers)
+    }
+
+    /// Client connections served by all workers.
+    fn connections(&self) -> usize {
+        self.load.iter().map(|l| l.load(Ordering::Relaxed)).sum()
+    }
+
+    /// A connection of worker `index` ended.
+    fn ended(&self, index: usize) {
+        self.load[index].fetch_sub(1, Ordering::Relaxed);
+        self.gone.notify_one();
+    }
+
+    /// Asks every worker to close up to `n` of its idle connections; the acceptor, which has
+    /// no inbox and calls this, does it at once.
+    fn close_idle(&self, n: usize) {
+        for inbox in self.inboxes.iter().flatten() {
+            let _ = inbox.send(Handed::CloseIdle(n));
+        }
+        crate::timer::close_idle(n);
     }
 
     /// Gives a newly accepted connection to the least loaded worker; returns it if that is the
@@ -143,10 +200,13 @@ impl Workers {
         };
         // Leaves this worker's event loop; the receiving worker registers it with its own.
         let unsent = match stream.into_std() {
-            Ok(stream) => match inbox.send((stream, client)) {
+            Ok(stream) => match inbox.send(Handed::Connection(stream, client)) {
                 Ok(()) => return None,
                 // That worker is gone (lb is stopping): serve it here.
-                Err(mpsc::error::SendError((stream, _))) => TcpStream::from_std(stream),
+                Err(mpsc::error::SendError(handed)) => {
+                    let Handed::Connection(stream, _) = handed else { return None };
+                    TcpStream::from_std(stream)
+                }
             },
             Err(e) => Err(e),
         };
@@ -169,11 +229,18 @@ pub struct DataPlane {
     routes: Arc<ArcSwap<Routes>>,
     proxy: Proxy,
     limits: ClientLimits,
+    /// Each connection's copy gets its own [`HeadTimer`].
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl DataPlane {
     pub fn new(routes: Arc<ArcSwap<Routes>>, failures: FailureReporter, limits: ClientLimits) -> Self {
-        DataPlane { routes, proxy: Proxy::new(failures), limits }
+        let mut http1 = http1::Builder::new();
+        http1.header_read_timeout(limits.header_read_timeout).max_buf_size(limits.max_header_bytes.max(8192));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
+        DataPlane { routes, proxy: Proxy::new(failures), limits, http1, http2 }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].
@@ -185,42 +252,64 @@ impl DataPlane {
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(crate::timer::HyperTimer)
-            .header_read_timeout(self.limits.header_read_timeout)
-            .max_buf_size(self.limits.max_header_bytes.max(8192));
-        builder.http2().timer(TokioTimer::new()).max_header_list_size(self.limits.max_header_bytes as u32);
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
+        let (stop, stopped) = watch::channel(false);
+        let mut shutdown = pin!(shutdown);
+        let mut backoff = Duration::ZERO;
         loop {
             let (stream, client) = match &mut source {
-                Connections::Listener(listener) => tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, client)) => match workers.hand_over(index, stream, client) {
-                            Some(mine) => mine,
-                            None => continue,
-                        },
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
+                Connections::Listener(listener) => {
+                    if workers.connections() >= self.limits.max_connections {
+                        tracing::debug!("at the connection limit ({}): closing idle ones", self.limits.max_connections);
+                        workers.close_idle(CLOSE_IDLE_BATCH);
+                        tokio::select! {
+                            biased;
+                            () = &mut shutdown => break,
+                            () = workers.gone.notified() => {}
+                            () = tokio::time::sleep(AT_LIMIT_RECHECK) => {}
                         }
-                    },
-                    () = &mut shutdown => break,
-                },
+                        continue;
+                    }
+                    tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, client)) => {
+                                backoff = Duration::ZERO;
+                                match workers.hand_over(index, stream, client) {
+                                    Some(mine) => mine,
+                                    None => continue,
+                                }
+                            }
+                            Err(e) => {
+                                // Out of file descriptors and the like: back off instead of
+                                // spinning, and make room.
+                                if backoff.is_zero() {
+                                    tracing::warn!("accept failed: {e}; backing off");
+                                }
+                                backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                                workers.close_idle(CLOSE_IDLE_BATCH);
+                                tokio::select! {
+                                    () = &mut shutdown => break,
+                                    () = tokio::time::sleep(backoff) => {}
+                                }
+                                continue;
+                            }
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
                 Connections::Inbox(inbox) => tokio::select! {
                     handed = inbox.recv() => match handed {
-                        Some((stream, client)) => match TcpStream::from_std(stream) {
+                        Some(Handed::Connection(stream, client)) => match TcpStream::from_std(stream) {
                             Ok(stream) => (stream, client),
                             Err(e) => {
-                                workers.load[index].fetch_sub(1, Ordering::Relaxed);
+                                workers.ended(index);
                                 tracing::warn!(%client, "cannot take over a connection: {e}");
                                 continue;
                             }
                         },
+                        Some(Handed::CloseIdle(n)) => {
+                            crate::timer::close_idle(n);
+                            continue;
+                        }
                         // The acceptor is gone: lb is stopping.
                         None => {
                             shutdown.as_mut().await;
@@ -231,24 +320,99 @@ impl DataPlane {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let conn = Arc::new((self.clone(), Peer::new(client)));
-            let service = service_fn(move |req| {
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-            let conn = graceful.watch(conn);
-            let workers = workers.clone();
+            let first_deadline = Instant::now() + self.limits.header_read_timeout;
+            let io = ClientIo::new(stream, self.limits.send_timeout);
+            let (plane, workers, stopped) = (self.clone(), workers.clone(), stopped.clone());
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%client, "connection ended: {e}");
-                }
-                workers.load[index].fetch_sub(1, Ordering::Relaxed);
+                plane.connection(io, client, first_deadline, stopped).await;
+                workers.ended(index);
             });
         }
         drop(source);
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        drop(stopped);
+        let _ = stop.send(true);
+        if tokio::time::timeout(grace, stop.closed()).await.is_err() {
             tracing::warn!("requests still in flight after {grace:?}; closing them");
+        }
+    }
+
+    /// Serves one client connection until it ends, or until `stopped` turns true and its
+    /// requests in flight are done.
+    async fn connection(
+        self: Arc<Self>,
+        mut io: ClientIo,
+        client: SocketAddr,
+        first_deadline: Instant,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let detected = tokio::select! {
+            biased;
+            detected = detect(&mut io, first_deadline) => detected,
+            _ = stopped.wait_for(|&s| s) => return,
+        };
+        let protocol = match detected {
+            Ok(protocol) => protocol,
+            Err(Undetected::Timeout) => {
+                return tracing::debug!(%client, "closed: no request within the header-read timeout");
+            }
+            Err(Undetected::Closed) => return,
+            Err(Undetected::Io(e)) => return tracing::debug!(%client, "connection ended: {e}"),
+        };
+        // Borrows `stopped`, which lives until the connection ends: the worker waits for every
+        // receiver to go.
+        let mut stopping = pin!(async {
+            let _ = stopped.wait_for(|&s| s).await;
+        });
+        let conn = Arc::new((self.clone(), Peer::new(client)));
+        let served = match protocol {
+            Protocol::Http1 => {
+                let timer = HeadTimer::new(
+                    io.reads(),
+                    first_deadline,
+                    self.limits.keep_alive_timeout,
+                    self.limits.header_read_timeout,
+                );
+                let service = service_fn(move |req| {
+                    let conn = conn.clone();
+                    async move { Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await) }
+                });
+                let mut http1 = self.http1.clone();
+                let mut served = pin!(http1.timer(timer).serve_connection(TokioIo::new(io), service));
+                let mut closing = false;
+                std::future::poll_fn(|cx| {
+                    if !closing && stopping.as_mut().poll(cx).is_ready() {
+                        closing = true;
+                        served.as_mut().graceful_shutdown();
+                    }
+                    served.as_mut().poll(cx)
+                })
+                .await
+            }
+            Protocol::Http2 => {
+                let streams = Streams::new(first_deadline - self.limits.header_read_timeout);
+                let mut idle = IdleTimer::new(streams.clone(), self.limits.h2_idle_timeout);
+                let service = service_fn(move |req| {
+                    let conn = conn.clone();
+                    let open = streams.open();
+                    async move {
+                        let response = conn.0.handle(req, &conn.1).await;
+                        Ok::<_, Infallible>(response.map(|body| Tracked { body, _open: open }))
+                    }
+                });
+                let mut served = pin!(self.http2.serve_connection(TokioIo::new(io), service));
+                let mut closing = false;
+                std::future::poll_fn(|cx| {
+                    if !closing && (stopping.as_mut().poll(cx).is_ready() || idle.poll_idle(cx).is_ready()) {
+                        closing = true;
+                        served.as_mut().graceful_shutdown();
+                    }
+                    served.as_mut().poll(cx)
+                })
+                .await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(%client, "connection ended: {e}");
         }
     }
 
@@ -316,7 +480,7 @@ mod tests {
         assert_eq!(kept, 2, "the acceptor keeps its share");
         for inbox in &mut inboxes {
             for _ in 0..2 {
-                let (stream, addr) = inbox.try_recv().expect("a handed-over connection");
+                let Ok(Handed::Connection(stream, addr)) = inbox.try_recv() else { panic!("a handed-over connection") };
                 assert_eq!(stream.peer_addr().unwrap(), addr);
             }
             assert!(inbox.try_recv().is_err());

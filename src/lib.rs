@@ -20,8 +20,9 @@
 //!   for streaming ones) and its errors; [`body`]: the body of every response lb sends;
 //!   [`response`]: the answers lb writes itself.
 //! - [`health`]: checks, the status state machine, and failure reports from the data path.
-//! - [`redirect`] and [`proxy`]: the two modes; [`data_plane`]: workers, the accept loop and
-//!   per-request dispatch.
+//! - [`conn`]: a client connection's protocol detection and its deadlines in every phase.
+//! - [`redirect`] and [`proxy`]: the two modes; [`data_plane`]: workers, the accept loop, the
+//!   connection limit and per-request dispatch.
 //! - [`control`]: the only writer, through one `apply(Change)`: store first, then a new
 //!   routing snapshot.
 //! - [`admin`]: the JSON admin API; [`daemon`]: flags, binding, serving and shutdown.
@@ -32,6 +33,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod body;
+pub(crate) mod conn;
 pub(crate) mod control;
 pub mod daemon;
 pub(crate) mod data_plane;

@@ -12,6 +12,12 @@
 //! the earliest deadline it knows of and sweeping at most once per [`TICK`]. A deadline fires
 //! no earlier than asked and at most about one `TICK` later. Anywhere else (other threads,
 //! other runtimes, tests) it is a tokio sleep.
+//!
+//! A deadline may be marked *idle* ([`Deadline::idle_at`]): it guards a client connection that
+//! is only waiting for the client (keep-alive between requests, an HTTP/2 connection with no
+//! stream). [`close_idle`] expires the oldest of those on this thread at once, which is how lb
+//! makes room for new clients at its connection limit; it scans the slab, which is fine for
+//! something that happens only at the limit.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -59,6 +65,8 @@ impl std::error::Error for Elapsed {}
 pub struct Deadline {
     at: Instant,
     state: State,
+    /// [`close_idle`] may expire it early.
+    idle: bool,
 }
 
 enum State {
@@ -82,10 +90,17 @@ impl Deadline {
     }
 
     pub fn at(at: Instant) -> Self {
-        Deadline { at, state: State::Unarmed }
+        Deadline { at, state: State::Unarmed, idle: false }
+    }
+
+    /// A deadline of a connection that waits only for its client: [`close_idle`] may expire it
+    /// before `at`.
+    pub fn idle_at(at: Instant) -> Self {
+        Deadline { at, state: State::Unarmed, idle: true }
     }
 
     /// Moves the deadline; it is armed again when next polled.
+    #[allow(dead_code)] // for the body inactivity deadlines, which the proxy arms next
     pub fn reset(&mut self, at: Instant) {
         self.disarm();
         self.at = at;
@@ -118,7 +133,7 @@ impl Future for Deadline {
                 State::Expired => return Poll::Ready(()),
                 State::Tokio(sleep) => return sleep.as_mut().poll(cx),
                 State::Unarmed => {
-                    let armed = WHEEL.with(|w| w.borrow_mut().as_mut().map(|w| w.arm(this.at, cx.waker())));
+                    let armed = WHEEL.with(|w| w.borrow_mut().as_mut().map(|w| w.arm(this.at, this.idle, cx.waker())));
                     match armed {
                         Some((state, sweeper)) => {
                             this.state = state;
@@ -151,33 +166,14 @@ impl Future for Deadline {
     }
 }
 
-/// For hyper's header-read timeout on client connections.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct HyperTimer;
-
-impl hyper::rt::Timer for HyperTimer {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(Deadline::after(duration))
-    }
-
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(Deadline::at(deadline))
-    }
-
-    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: Instant) {
-        match sleep.as_mut().downcast_mut_pin::<Deadline>() {
-            Some(deadline) => deadline.get_mut().reset(new_deadline),
-            None => *sleep = self.sleep_until(new_deadline),
-        }
-    }
-}
-
+/// hyper sleeps on deadlines too ([`crate::conn`]'s header timer hands them out).
 impl hyper::rt::Sleep for Deadline {}
 
 // ---- the per-thread wheel ----
 
 struct Slot {
     at: Instant,
+    idle: bool,
     waker: Option<Waker>,
     /// Bumped each time the slot is released, so that a stale handle cannot touch its next
     /// occupant.
@@ -207,17 +203,18 @@ struct Wheel {
 impl Wheel {
     /// Arms a slot; also returns the sweeper's waker when it must wake (nothing was armed, or
     /// this deadline is earlier than any it knows of).
-    fn arm(&mut self, at: Instant, waker: &Waker) -> (State, Option<Waker>) {
+    fn arm(&mut self, at: Instant, idle: bool, waker: &Waker) -> (State, Option<Waker>) {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
                 let now = Instant::now();
-                self.slots.push(Slot { at: now, waker: None, generation: 0, state: SlotState::Free });
+                self.slots.push(Slot { at: now, idle: false, waker: None, generation: 0, state: SlotState::Free });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 deadlines")
             }
         };
         let slot = &mut self.slots[index as usize];
         slot.at = at;
+        slot.idle = idle;
         slot.waker = Some(waker.clone());
         slot.state = SlotState::Armed;
         let state = State::Armed { wheel: self.id, index, generation: slot.generation };
@@ -284,6 +281,39 @@ impl Wheel {
         }
         self.next_due = next_due;
     }
+
+    /// Expires up to `n` armed idle deadlines, those due first; returns the wakers to wake.
+    fn expire_idle(&mut self, n: usize, woken: &mut Vec<Waker>) {
+        let mut idle: Vec<(Instant, usize)> = (self.slots.iter().enumerate())
+            .filter(|(_, slot)| slot.idle && slot.state == SlotState::Armed)
+            .map(|(i, slot)| (slot.at, i))
+            .collect();
+        if idle.len() > n {
+            idle.select_nth_unstable(n);
+            idle.truncate(n);
+        }
+        for (_, i) in idle {
+            let slot = &mut self.slots[i];
+            slot.state = SlotState::Expired;
+            self.armed -= 1;
+            woken.extend(slot.waker.take());
+        }
+    }
+}
+
+/// Expires at once up to `n` of this thread's idle deadlines ([`Deadline::idle_at`]), those that
+/// would fire first, and returns how many it expired; none on a thread without a wheel.
+pub fn close_idle(n: usize) -> usize {
+    let mut woken = Vec::new();
+    let _ = WHEEL.try_with(|w| {
+        if let Some(w) = w.borrow_mut().as_mut() {
+            w.expire_idle(n, &mut woken);
+        }
+    });
+    let closed = woken.len();
+    // Woken outside the borrow, as the sweeper does.
+    woken.into_iter().for_each(Waker::wake);
+    closed
 }
 
 thread_local! {
@@ -533,20 +563,6 @@ mod tests {
     }
 
     #[test]
-    fn hyper_timer_resets_in_place() {
-        use hyper::rt::Timer;
-        on_worker(|| async {
-            let timer = HyperTimer;
-            let mut sleep = timer.sleep(Duration::from_secs(60));
-            let start = Instant::now();
-            timer.reset(&mut sleep, start + Duration::from_millis(15));
-            sleep.as_mut().await;
-            assert!(start.elapsed() >= Duration::from_millis(15));
-            assert!(sleep.as_mut().downcast_mut_pin::<Deadline>().is_some());
-        });
-    }
-
-    #[test]
     fn without_a_wheel_it_is_a_tokio_sleep() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         runtime.block_on(async {
@@ -615,6 +631,35 @@ mod tests {
         });
         let panicked = rx.recv_timeout(Duration::from_secs(30)).expect("no hang");
         assert!(panicked, "tokio's own panic about timers being disabled");
+    }
+
+    #[test]
+    fn close_idle_expires_the_oldest_idle_deadlines_only() {
+        on_worker(|| async {
+            let now = Instant::now();
+            let mut busy = Deadline::at(now + Duration::from_secs(1));
+            let mut idle: Vec<Deadline> =
+                (0..4).map(|i| Deadline::idle_at(now + Duration::from_secs(60 - i))).collect();
+            assert!(pending(&mut busy).await);
+            for d in &mut idle {
+                assert!(pending(d).await);
+            }
+            assert_eq!(close_idle(2), 2);
+            let fired: Vec<bool> = join_results(&mut idle).await;
+            assert_eq!(fired, [false, false, true, true], "the two due first");
+            assert!(pending(&mut busy).await, "a deadline not marked idle stays");
+            assert_eq!(close_idle(10), 2);
+            assert_eq!(close_idle(10), 0);
+            assert_eq!(armed(), 1);
+        });
+    }
+
+    async fn join_results(deadlines: &mut [Deadline]) -> Vec<bool> {
+        let mut fired = Vec::new();
+        for d in deadlines {
+            fired.push(!pending(d).await);
+        }
+        fired
     }
 
     /// Runs the futures concurrently on this task (no extra crate for `join_all`).

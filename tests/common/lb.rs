@@ -56,6 +56,27 @@ impl Lb {
         Self::spawn(cmd, dir)
     }
 
+    /// Starts lb with extra command-line arguments and at most `files` open files (soft and
+    /// hard limit, so that lb cannot raise it).
+    pub fn start_with_open_files(args: &[&str], files: u64) -> Lb {
+        use std::os::unix::process::CommandExt;
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut cmd = lb_command(dir.path());
+        cmd.args(args);
+        // SAFETY: between fork and exec the closure only calls setrlimit (async-signal-safe)
+        // and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: files, rlim_max: files };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(cmd, dir)
+    }
+
     /// Starts lb logging with this `LB_LOG` filter.
     pub fn start_logging(filter: &str) -> Lb {
         let dir = Arc::new(tempfile::tempdir().unwrap());
@@ -142,6 +163,12 @@ impl Lb {
         assert!(matches!(self.running, Some(Running::Process(_))), "only an lb process restarts");
         self.stop();
         Lb::start_in(self.dir.clone())
+    }
+
+    /// The lb process's id.
+    pub fn pid(&self) -> u32 {
+        let Some(Running::Process(child)) = &self.running else { panic!("only an lb process has a pid") };
+        child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
