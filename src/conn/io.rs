@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::timer::Deadline;
 
-/// Room for what [`detect`](super::detect) reads before handing the connection to hyper: the
+/// Room for what [`detect`](fn@super::detect) reads before handing the connection to hyper: the
 /// HTTP/2 preface (24 bytes), the first frame's header (9) and a SETTINGS payload of up to 16
 /// settings.
 pub const PREFIX: usize = 24 + 9 + 16 * 6;

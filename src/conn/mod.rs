@@ -3,7 +3,7 @@
 //!
 //! - [`io`]: [`ClientIo`], the client's socket as hyper sees it: hands back the bytes
 //!   detection read, and closes a connection whose client stops reading (`--send-timeout`).
-//! - [`detect`]: HTTP/1 or HTTP/2 (prior knowledge), read with a deadline: a client that sends
+//! - [`detect`](mod@detect): HTTP/1 or HTTP/2 (prior knowledge), read with a deadline: a client that sends
 //!   nothing, or part of the HTTP/2 preface, is closed at `--header-read-timeout`.
 //! - [`head`]: HTTP/1's deadlines between and for request heads: `--keep-alive-timeout` while
 //!   idle, `--header-read-timeout` from the first byte of a head.
