@@ -25,7 +25,7 @@ use crate::body::Body;
 use crate::forwarded::Peer;
 use crate::health::FailureReporter;
 use crate::pool::Mode;
-use crate::proxy::Proxy;
+use crate::proxy::{BodyTimeouts, Proxy};
 use crate::redirect;
 use crate::response::{answer, moved, not_allowed};
 use crate::routing::{Route, Routes};
@@ -37,6 +37,8 @@ pub struct ClientLimits {
     pub header_read_timeout: Duration,
     /// Larger request heads are refused with `431`.
     pub max_header_bytes: usize,
+    /// How long either side may pause in the middle of a proxied body.
+    pub body_timeouts: BodyTimeouts,
 }
 
 /// Where a worker's connections come from.
@@ -173,7 +175,7 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub fn new(routes: Arc<ArcSwap<Routes>>, failures: FailureReporter, limits: ClientLimits) -> Self {
-        DataPlane { routes, proxy: Proxy::new(failures), limits }
+        DataPlane { routes, proxy: Proxy::new(failures, limits.body_timeouts), limits }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].
