@@ -405,3 +405,32 @@ async fn read_response(conn: &mut TcpStream) -> String {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+#[tokio::test]
+async fn lb_answers_expect_100_continue_itself_and_never_forwards_expect() {
+    let lb = Lb::start();
+    let backend = Backend::answering("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &backend, json!({})).await;
+    // Held (small) and streamed (larger than retry_body_limit) bodies.
+    for length in [5usize, 100_000] {
+        let mut conn = TcpStream::connect(lb.data).await.unwrap();
+        let head = format!(
+            "PUT /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut interim = [0u8; 25];
+        tokio::time::timeout(DEADLINE, conn.read_exact(&mut interim)).await.unwrap().unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n", "length {length}");
+        conn.write_all(&vec![b'x'; length]).await.unwrap();
+        let answer = read_all(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "length {length}: {answer:?}");
+    }
+    let requests = backend.raw_requests();
+    let puts: Vec<_> = requests.iter().filter(|r| r.starts_with(b"PUT")).collect();
+    assert_eq!(puts.len(), 2);
+    for raw in puts {
+        let head = String::from_utf8_lossy(&raw[..common::raw_backend::find(raw, b"\r\n\r\n").unwrap()]).to_lowercase();
+        assert!(!head.contains("expect:"), "Expect forwarded: {head}");
+    }
+}
