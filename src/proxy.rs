@@ -35,7 +35,7 @@ use crate::health::FailureReporter;
 use crate::pool::{Backend, Pool};
 use crate::response::{answer, no_backend};
 use crate::retry::{self, Failure, Tried};
-use crate::timer::{self, Deadline, Elapsed};
+use crate::timer::{Deadline, Elapsed};
 use crate::upstream::{self, ClientFault, ErrorKind, RequestBody, Upload};
 
 /// How long either side may pause in the middle of a body.
@@ -191,15 +191,18 @@ impl Proxy {
 /// give times out too. A client that stalls is the stream's to cut off (the attempt then fails
 /// with [`ErrorKind::ClientBody`]).
 async fn respond_within<F: Future>(timeout: Duration, body: &RequestBody, send: F) -> Result<F::Output, Elapsed> {
-    if body.replayable() {
-        return timer::timeout(timeout, send).await;
-    }
+    // One async layer for both cases, as `timer::timeout` is: the send future is large, and
+    // each layer moves it once more.
     let mut send = pin!(send);
     let mut deadline = Deadline::after(timeout);
+    let streamed = !body.replayable();
     let mut ended = false;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = send.as_mut().poll(cx) {
             return Poll::Ready(Ok(output));
+        }
+        if !streamed {
+            return std::pin::Pin::new(&mut deadline).poll(cx).map(|()| Err(Elapsed));
         }
         loop {
             match body.upload(cx.waker()) {
