@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::admin;
 use crate::control::ControlPlane;
 use crate::data_plane::{ClientLimits, DataPlane, Source, Worker, Workers};
+use crate::proxy::BodyTimeouts;
 use crate::store::Store;
 
 /// Connections the kernel queues on the data port while lb is not accepting them (a burst, or
@@ -83,6 +84,14 @@ pub struct Config {
     #[arg(long, env = "LB_MAX_HEADER_BYTES", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u32).range(8192..=16 << 20))]
     pub max_header_bytes: u32,
+    /// How long a client may pause while sending a request body before lb closes the
+    /// connection (408); a body that keeps coming may take as long as it needs.
+    #[arg(long, env = "LB_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub client_body_timeout: Duration,
+    /// How long a backend may pause while sending a response body before lb closes the client's
+    /// connection (and counts it against the backend).
+    #[arg(long, env = "LB_BACKEND_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub backend_body_timeout: Duration,
 }
 
 /// A Go-style duration (`500ms`, `10s`, `1m30s`) other than zero.
@@ -238,6 +247,7 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         h2_idle_timeout: config.h2_idle_timeout,
         send_timeout: config.send_timeout,
         max_connections,
+        body_timeouts: BodyTimeouts { client: config.client_body_timeout, backend: config.backend_body_timeout },
     };
     Ok(Bound { data, admin, data_addr, admin_addr, access, control, threads, limits })
 }

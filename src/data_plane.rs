@@ -34,7 +34,7 @@ use crate::conn::{detect, ClientIo, Protocol};
 use crate::forwarded::Peer;
 use crate::health::FailureReporter;
 use crate::pool::Mode;
-use crate::proxy::Proxy;
+use crate::proxy::{BodyTimeouts, Proxy};
 use crate::redirect;
 use crate::response::{answer, moved, not_allowed};
 use crate::routing::{Route, Routes};
@@ -56,6 +56,8 @@ pub struct ClientLimits {
     pub send_timeout: Duration,
     /// Client connections lb holds at most; at the limit it stops accepting.
     pub max_connections: usize,
+    /// How long either side may pause in the middle of a proxied body.
+    pub body_timeouts: BodyTimeouts,
 }
 
 /// How many idle connections each worker closes when the acceptor is at the connection limit.
@@ -240,7 +242,7 @@ impl DataPlane {
         http1.header_read_timeout(limits.header_read_timeout).max_buf_size(limits.max_header_bytes.max(8192));
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2.timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
-        DataPlane { routes, proxy: Proxy::new(failures), limits, http1, http2 }
+        DataPlane { routes, proxy: Proxy::new(failures, limits.body_timeouts), limits, http1, http2 }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].

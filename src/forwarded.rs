@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::Version;
+use http::{StatusCode, Version};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -153,6 +153,19 @@ pub fn response(headers: &mut HeaderMap, version: Version, server: &HeaderValue)
     headers.insert(X_FORWARDED_SERVER.clone(), server.clone());
 }
 
+/// [`response`] for a response of `status`: a `426 Upgrade Required` keeps its `Upgrade`
+/// header, which says what the client must upgrade to (RFC 9110 section 15.5.22).
+pub fn response_for(status: StatusCode, headers: &mut HeaderMap, version: Version, server: &HeaderValue) {
+    if status != StatusCode::UPGRADE_REQUIRED {
+        return response(headers, version, server);
+    }
+    let upgrade: Vec<HeaderValue> = headers.get_all(header::UPGRADE).iter().cloned().collect();
+    response(headers, version, server);
+    for value in upgrade {
+        headers.append(header::UPGRADE, value);
+    }
+}
+
 /// Appends the client to `X-Forwarded-For`, folding earlier values into one header as Go does.
 fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
     if !headers.contains_key(&X_FORWARDED_FOR) {
@@ -279,6 +292,18 @@ mod tests {
         let mut h = headers(&[("connection", "Keep-Alive"), ("keep-alive", "timeout=5"), ("x-kept", "yes")]);
         remove_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn a_426_keeps_its_upgrade_header() {
+        let server = HeaderValue::from_static("10.0.0.1:80");
+        let mut h = headers(&[("upgrade", "TLS/1.3"), ("connection", "upgrade")]);
+        response_for(StatusCode::UPGRADE_REQUIRED, &mut h, Version::HTTP_11, &server);
+        assert_eq!(h["upgrade"], "TLS/1.3");
+        assert!(!h.contains_key("connection"));
+        let mut h = headers(&[("upgrade", "TLS/1.3")]);
+        response_for(StatusCode::OK, &mut h, Version::HTTP_11, &server);
+        assert!(!h.contains_key("upgrade"), "only a 426 keeps it");
     }
 
     #[test]

@@ -3,33 +3,59 @@
 //!
 //! How a request reaches a backend (which client, which connection) is [`upstream`]'s; here is
 //! the loop around it: pick a backend, send, and on an error decide from its kind.
+//!
+//! Blame: a failure counts against a backend's health only when the backend is at fault (it
+//! refused or reset the connection, or sent no response head within `response_ms`, or stopped
+//! sending its body). A client whose body is malformed gets `400`, one that stops sending it
+//! `408`, one that goes away a closed connection: none of it counts. Answers lb writes itself
+//! name neither the backend nor what failed; the debug log does.
+//!
+//! Deadlines: the client's body may pause up to the client body timeout between reads,
+//! however long it takes in all; `response_ms` runs from the end of the body (from sending,
+//! for a body lb holds) to the response head, and while a body streams it also bounds how long
+//! the backend may leave it unread; the backend's body may pause up to the backend body
+//! timeout.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
+use http::header::HeaderValue;
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
-use crate::body::Body;
+use crate::body::{Body, Stall};
 use crate::forwarded;
 use crate::forwarded::Peer;
 use crate::health::FailureReporter;
 use crate::pool::{Backend, Pool};
 use crate::response::{answer, no_backend};
 use crate::retry::{self, Failure, Tried};
-use crate::timer;
-use crate::upstream::{self, ErrorKind, RequestBody};
+use crate::timer::{Deadline, Elapsed};
+use crate::upstream::{self, ClientFault, ErrorKind, RequestBody, Upload};
+
+/// How long either side may pause in the middle of a body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeouts {
+    /// Between reads of a client's request body (`--client-body-timeout`).
+    pub client: Duration,
+    /// Between reads of a backend's response body (`--backend-body-timeout`).
+    pub backend: Duration,
+}
 
 /// Forwards requests; one per data plane.
 pub struct Proxy {
     failures: FailureReporter,
+    timeouts: BodyTimeouts,
 }
 
 impl Proxy {
-    pub fn new(failures: FailureReporter) -> Self {
-        Proxy { failures }
+    pub fn new(failures: FailureReporter, timeouts: BodyTimeouts) -> Self {
+        Proxy { failures, timeouts }
     }
 
     /// Sends `req` to a backend of `pool`, retrying on others as the pool allows, and answers
@@ -43,11 +69,14 @@ impl Proxy {
         };
         let config = &pool.config;
         let response_timeout = Duration::from_millis(config.timeouts.response_ms);
-        let body = match RequestBody::new(incoming, config.retry_body_limit, response_timeout).await {
+        let body = match RequestBody::new(incoming, config.retry_body_limit, self.timeouts.client).await {
             Ok(body) => body,
-            Err(status) => return answer(status, format!("{status}: could not read the request body\n")),
+            Err(fault) => return client_failed(fault),
         };
         let client_version = parts.version;
+        // hyper's server keeps an HTTP/1.0 connection open only if the response says so.
+        let keep_alive_10 = client_version == Version::HTTP_10
+            && forwarded::tokens(&parts.headers, &header::CONNECTION).any(|t| t.eq_ignore_ascii_case("keep-alive"));
         let host = match parts.headers.get(header::HOST) {
             Some(host) => Some(host.clone()),
             None => parts.uri.authority().and_then(|a| a.as_str().parse().ok()),
@@ -79,7 +108,7 @@ impl Proxy {
                 connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
                 idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
             };
-            let (failure, next) = match timer::timeout(response_timeout, upstream::send(to, req)).await {
+            let (failure, next) = match respond_within(response_timeout, &body, upstream::send(to, req)).await {
                 Ok(Ok(response)) => {
                     let failure = Failure::Status(response.status());
                     let retry = config.retry_on_5xx
@@ -89,13 +118,12 @@ impl Proxy {
                     // really there to try.
                     match retry.then(|| next_attempt(pool, key, &tried)).flatten() {
                         Some(next) => (failure, next),
-                        None => {
-                            let mut response = response.map(|body| Body::Backend { body, _inflight: inflight });
-                            *response.version_mut() = client_version;
-                            forwarded::response(response.headers_mut(), client_version, &backend.server_header);
-                            return response;
-                        }
+                        None => return self.respond(response, backend, inflight, client_version, keep_alive_10, pool),
                     }
+                }
+                Ok(Err(e)) if e.kind() == ErrorKind::ClientBody => {
+                    tracing::debug!("pool {} backend {}: {e}", config.pattern, backend.addr());
+                    return client_failed(e.client_fault().unwrap_or(ClientFault::Gone));
                 }
                 Ok(Err(e)) => {
                     let cause = e.to_string();
@@ -111,16 +139,7 @@ impl Proxy {
                         None => return bad_gateway(backend, &cause),
                     }
                 }
-                Err(_elapsed) if body.waiting_on_client() => {
-                    // The backend is waiting for the body as much as lb is: the client's fault.
-                    tracing::debug!(
-                        "pool {}: {} body still coming after {response_timeout:?}",
-                        config.pattern,
-                        parts.uri
-                    );
-                    return request_timeout(response_timeout);
-                }
-                Err(_elapsed) => {
+                Err(Elapsed) => {
                     let cause = format!("no response within {response_timeout:?}");
                     self.failures.report(&config.pattern, backend, cause.clone());
                     return gateway_timeout(backend, &cause);
@@ -134,6 +153,101 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// The backend's response as it goes to the client: headers for the client, lb's status
+    /// line (HTTP/1.1), and a body watched for a backend that stops sending it.
+    fn respond(
+        &self,
+        response: http::Response<upstream::ResponseBody>,
+        backend: &Arc<Backend>,
+        inflight: crate::pool::InflightGuard,
+        client_version: Version,
+        keep_alive_10: bool,
+        pool: &Pool,
+    ) -> Response<Body> {
+        let stall = (!response.body().is_buffered()).then(|| {
+            let (failures, pattern, backend) = (self.failures.clone(), pool.config.pattern.clone(), backend.clone());
+            let timeout = self.timeouts.backend;
+            Stall::new(timeout, move || {
+                let cause = format!("response body stalled for {timeout:?}");
+                tracing::debug!("pool {pattern} backend {}: {cause}", backend.addr());
+                failures.report(&pattern, &backend, cause);
+            })
+        });
+        let mut response = response.map(|body| Body::Backend { body, _inflight: inflight, stall });
+        *response.version_mut() = Version::HTTP_11;
+        let status = response.status();
+        forwarded::response_for(status, response.headers_mut(), client_version, &backend.server_header);
+        if keep_alive_10 {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        }
+        response
+    }
+}
+
+/// Waits for `send`'s response head, `timeout` after the request body went out: for a body
+/// lb holds, from now; for a streamed one, from its end. While it streams, the backend must
+/// also read it: a backend that leaves it unread for `timeout` while the client has more to
+/// give times out too. A client that stalls is the stream's to cut off (the attempt then fails
+/// with [`ErrorKind::ClientBody`]).
+async fn respond_within<F: Future>(timeout: Duration, body: &RequestBody, send: F) -> Result<F::Output, Elapsed> {
+    // One async layer for both cases, as `timer::timeout` is: the send future is large, and
+    // each layer moves it once more.
+    let mut send = pin!(send);
+    let mut deadline = Deadline::after(timeout);
+    let streamed = !body.replayable();
+    let mut ended = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = send.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if !streamed {
+            return std::pin::Pin::new(&mut deadline).poll(cx).map(|()| Err(Elapsed));
+        }
+        loop {
+            match body.upload(cx.waker()) {
+                // The attempt fails with the client's fault soon.
+                Some(Upload::Failed(_)) => return Poll::Pending,
+                Some(Upload::Done(at)) if !ended => {
+                    ended = true;
+                    deadline.reset(at + timeout);
+                }
+                _ => {}
+            }
+            if std::pin::Pin::new(&mut deadline).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match body.upload(cx.waker()) {
+                Some(Upload::Sending(last_read)) => {
+                    let now = Instant::now();
+                    let next = if body.waiting_on_client() { now + timeout } else { last_read + timeout };
+                    if next <= now {
+                        return Poll::Ready(Err(Elapsed));
+                    }
+                    deadline.reset(next);
+                }
+                Some(Upload::Failed(_)) => return Poll::Pending,
+                Some(Upload::Done(_)) if !ended => {}
+                _ => return Poll::Ready(Err(Elapsed)),
+            }
+        }
+    })
+    .await
+}
+
+/// The answer to a client whose body failed: `408` for one that stopped sending it, `400`
+/// otherwise (a client that went away reads no answer). The connection closes after it: what
+/// is left of the body cannot be told from the next request.
+fn client_failed(fault: ClientFault) -> Response<Body> {
+    let mut response = match fault {
+        ClientFault::Stalled => answer(StatusCode::REQUEST_TIMEOUT, "408 request timeout: the request body stopped\n"),
+        ClientFault::Malformed => answer(StatusCode::BAD_REQUEST, "400 bad request: malformed request body\n"),
+        ClientFault::Gone => answer(StatusCode::BAD_REQUEST, "400 bad request: incomplete request body\n"),
+    };
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// The backend for a retry: one this request has not tried, if the pool's budget allows.
 fn next_attempt<'p>(pool: &'p Pool, key: u64, tried: &Tried) -> Option<(usize, &'p Arc<Backend>)> {
     pool.pick(key, tried).filter(|_| pool.budget.try_retry())
@@ -144,7 +258,7 @@ fn next_attempt<'p>(pool: &'p Pool, key: u64, tried: &Tried) -> Option<(usize, &
 fn failure(kind: ErrorKind) -> Failure {
     match kind {
         ErrorKind::Connect => Failure::Connect,
-        ErrorKind::Closed | ErrorKind::Invalid => Failure::BeforeResponse,
+        ErrorKind::Closed | ErrorKind::Invalid | ErrorKind::ClientBody => Failure::BeforeResponse,
     }
 }
 
@@ -154,7 +268,7 @@ fn failure(kind: ErrorKind) -> Failure {
 fn counts_against_backend(kind: ErrorKind) -> bool {
     match kind {
         ErrorKind::Connect | ErrorKind::Closed => true,
-        ErrorKind::Invalid => false,
+        ErrorKind::Invalid | ErrorKind::ClientBody => false,
     }
 }
 
@@ -175,23 +289,18 @@ fn upstream_target(parts: &Parts, backend: &Backend) -> Option<PathAndQuery> {
     PathAndQuery::try_from(backend.upstream_path(pq.as_str())).ok()
 }
 
+/// `502`: the cause goes to the log, not to the client.
 fn bad_gateway(backend: &Backend, cause: &str) -> Response<Body> {
-    let mut response =
-        answer(StatusCode::BAD_GATEWAY, format!("502 bad gateway: backend {} failed: {cause}\n", backend.addr()));
+    tracing::debug!("backend {}: 502: {cause}", backend.addr());
+    let mut response = answer(StatusCode::BAD_GATEWAY, "502 bad gateway\n");
     response.headers_mut().insert(&forwarded::X_FORWARDED_SERVER, backend.server_header.clone());
     response
 }
 
+/// `504`: the cause goes to the log, not to the client.
 fn gateway_timeout(backend: &Backend, cause: &str) -> Response<Body> {
-    let mut response =
-        answer(StatusCode::GATEWAY_TIMEOUT, format!("504 gateway timeout: backend {} sent {cause}\n", backend.addr()));
+    tracing::debug!("backend {}: 504: {cause}", backend.addr());
+    let mut response = answer(StatusCode::GATEWAY_TIMEOUT, "504 gateway timeout\n");
     response.headers_mut().insert(&forwarded::X_FORWARDED_SERVER, backend.server_header.clone());
     response
-}
-
-fn request_timeout(timeout: Duration) -> Response<Body> {
-    answer(
-        StatusCode::REQUEST_TIMEOUT,
-        format!("408 request timeout: the request body did not arrive within {timeout:?}\n"),
-    )
 }

@@ -100,7 +100,6 @@ impl Deadline {
     }
 
     /// Moves the deadline; it is armed again when next polled.
-    #[allow(dead_code)] // for the body inactivity deadlines, which the proxy arms next
     pub fn reset(&mut self, at: Instant) {
         self.disarm();
         self.at = at;

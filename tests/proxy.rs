@@ -82,8 +82,8 @@ async fn dead_backend_answers_502() {
     let r = client().get(lb.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["x-forwarded-server"], a.addr.to_string().as_str());
-    let body = r.text().await.unwrap();
-    assert!(body.starts_with("502 bad gateway") && body.lines().count() == 1, "{body}");
+    // Neither the backend nor what failed: the log says that.
+    assert_eq!(r.text().await.unwrap(), "502 bad gateway\n");
 }
 
 #[tokio::test]

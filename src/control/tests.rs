@@ -250,16 +250,25 @@ async fn the_health_loop_evicts_through_the_write_path() {
     let web = Responder::healthy().await;
     let control = Arc::new(open(dir.path()).await);
     tokio::spawn(control.clone().run_health());
-    // Checks a day apart: only the reported failures count.
+    // Checks a day apart: only the failures sent here count.
     let spec = settings(json!({"health_check": {"interval_ms": 86_400_000, "fall": 1, "evict_after": 2}}));
     control.apply(Change::AddPool { pattern: "/".into(), settings: spec }).await.unwrap();
     let Applied::BackendAdded { backend, .. } = control.apply(add_backend("/", web.addr)).await.unwrap() else {
         panic!("not a backend")
     };
 
+    // Failed requests count up to `fall` (1), and a failed check takes it to `evict_after`.
     let failures = control.failure_reporter();
-    failures.report("/", &backend, "connection reset".into());
-    failures.report("/", &backend, "connection reset".into());
+    for _ in 0..5 {
+        failures.report("/", &backend, "connection reset".into());
+    }
+    let check = |error: &str| crate::health::Observation {
+        pattern: "/".into(),
+        backend: backend.clone(),
+        result: Err(error.into()),
+        source: crate::health::Source::Check,
+    };
+    failures.0.send(check("connection refused")).await.unwrap();
     let end = Instant::now() + DEADLINE;
     while !published(&control, "/").unwrap().backends.is_empty() {
         assert!(Instant::now() < end, "not evicted within {DEADLINE:?}");

@@ -28,6 +28,9 @@ impl Verdict {
 ///   sick one after `rise` passes in a row.
 /// - A failure resets the pass count; after `fall` failures in a row the backend is sick (a
 ///   never-checked one too), and after `evict_after` (if not 0) it is to be evicted.
+/// - Passive detection may make a backend sick, but only active checks evict: a failed request
+///   ([`Source::Request`]) counts only up to `fall`, and only a failed check evicts. Requests
+///   fail for reasons a client can provoke; a check is lb's own, on its own schedule.
 pub fn observe(
     health: &mut HealthRecord,
     spec: &HealthCheckSpec,
@@ -49,14 +52,18 @@ pub fn observe(
         }
         Err(error) => {
             health.consecutive_passes = 0;
-            health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+            let failures = health.consecutive_failures.saturating_add(1);
+            health.consecutive_failures = match source {
+                Source::Check => failures,
+                Source::Request => failures.min(spec.fall.max(1)).max(health.consecutive_failures),
+            };
             health.last_error = Some(error);
             if health.consecutive_failures >= spec.fall {
                 health.status = BackendStatus::Sick;
             }
         }
     }
-    let evict = spec.evict_after > 0 && health.consecutive_failures >= spec.evict_after;
+    let evict = source == Source::Check && spec.evict_after > 0 && health.consecutive_failures >= spec.evict_after;
     Verdict { from, to: health.status, evict }
 }
 
@@ -125,13 +132,36 @@ mod tests {
     fn eviction_after_evict_after_failures_and_never_at_zero() {
         let mut h = HealthRecord { status: Healthy, ..HealthRecord::default() };
         let evictions: Vec<bool> =
-            (0..6).map(|_| observe(&mut h, &spec(), Err("x".into()), Source::Request).evict).collect();
+            (0..6).map(|_| observe(&mut h, &spec(), Err("x".into()), Source::Check).evict).collect();
         assert_eq!(evictions, [false, false, false, false, true, true]);
         assert_eq!(h.last_error.as_deref(), Some("x"));
-        assert_eq!(h.last_check_ms, None, "a failed request is not a check");
         let never = HealthCheckSpec { evict_after: 0, ..spec() };
         let mut h = HealthRecord::default();
         assert!((0..100).all(|_| !observe(&mut h, &never, Err("x".into()), Source::Check).evict));
+    }
+
+    #[test]
+    fn failed_requests_make_a_backend_sick_but_never_evict_it() {
+        let mut h = HealthRecord { status: Healthy, ..HealthRecord::default() };
+        let verdicts: Vec<Verdict> =
+            (0..100).map(|_| observe(&mut h, &spec(), Err("x".into()), Source::Request)).collect();
+        assert!(verdicts.iter().all(|v| !v.evict), "a request evicted");
+        assert_eq!(h.status, Sick, "fall failed requests make it sick");
+        assert_eq!(h.consecutive_failures, spec().fall, "requests count up to fall only");
+        assert_eq!(h.last_check_ms, None, "a failed request is not a check");
+        // Failed checks take it on to eviction: evict_after failures in a row in all.
+        let evictions: Vec<bool> =
+            (0..2).map(|_| observe(&mut h, &spec(), Err("x".into()), Source::Check).evict).collect();
+        assert_eq!(evictions, [false, true]);
+        // A pass in between starts over.
+        let mut h = HealthRecord { status: Healthy, ..HealthRecord::default() };
+        for _ in 0..10 {
+            observe(&mut h, &spec(), Err("x".into()), Source::Request);
+        }
+        observe(&mut h, &spec(), Ok(()), Source::Check);
+        observe(&mut h, &spec(), Ok(()), Source::Check);
+        assert_eq!(h.status, Healthy);
+        assert!(!observe(&mut h, &spec(), Err("x".into()), Source::Check).evict);
     }
 
     #[test]

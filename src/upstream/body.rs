@@ -33,6 +33,14 @@ impl ResponseBody {
     pub(super) fn hyper(body: Incoming) -> Self {
         ResponseBody(Inner::Hyper(body))
     }
+
+    /// Did the whole body come with the head (nothing more to wait for from the backend)?
+    pub fn is_buffered(&self) -> bool {
+        match &self.0 {
+            Inner::Own(body) => body.conn.is_none(),
+            Inner::Hyper(body) => http_body::Body::is_end_stream(body),
+        }
+    }
 }
 
 impl http_body::Body for ResponseBody {

@@ -2,8 +2,10 @@
 //! parsed with the framing of the body that follows it.
 //!
 //! Framing follows RFC 9112: a response to `HEAD`, a `1xx` (skipped, except `101`), `204` and
-//! `304` have no body; then `Transfer-Encoding` (chunked last, else read until close), then
-//! `Content-Length` (conflicting values are an error), else read until close. A connection goes
+//! `304` have no body; then `Transfer-Encoding`, which must be a single `chunked` (any other
+//! coding is one lb does not decode, and its framing bytes must not reach the client: the
+//! response is invalid), then `Content-Length` (conflicting values are an error), else read
+//! until close. A connection goes
 //! back to the pool only after a complete, keep-alive response with nothing after it.
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -160,12 +162,10 @@ fn framing(headers: &HeaderMap, seen: &Seen, status: StatusCode, head_request: b
         return Ok(Framing::Length(0));
     }
     if seen.transfer_encoding {
-        let last = headers.get_all(header::TRANSFER_ENCODING).iter().next_back();
-        let chunked = last
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
-        return Ok(if chunked { Framing::Chunked } else { Framing::UntilClose });
+        if !transfer_coding_ok(headers) {
+            return Err(Error::invalid("a transfer coding lb does not decode"));
+        }
+        return Ok(Framing::Chunked);
     }
     if !seen.content_length {
         return Ok(Framing::UntilClose);
@@ -185,6 +185,17 @@ fn framing(headers: &HeaderMap, seen: &Seen, status: StatusCode, head_request: b
         }
     }
     Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+/// Is the response's `Transfer-Encoding` (if any) the one coding lb decodes, a single
+/// `chunked`? Anything else (`gzip`, `gzip, chunked`, `chunked, chunked`) would reach the client
+/// with lb's framing instead of the backend's coding.
+pub(super) fn transfer_coding_ok(headers: &HeaderMap) -> bool {
+    let mut codings = forwarded::tokens(headers, &header::TRANSFER_ENCODING);
+    match codings.next() {
+        None => !headers.contains_key(header::TRANSFER_ENCODING),
+        Some(first) => first.eq_ignore_ascii_case("chunked") && codings.next().is_none(),
+    }
 }
 
 #[cfg(test)]
@@ -210,10 +221,16 @@ mod tests {
         assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true), Framing::Length(0));
         assert_eq!(framing("HTTP/1.1 204 No Content\r\n\r\n", false), Framing::Length(0));
         assert_eq!(framing("HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n", false), Framing::Length(0));
-        let both = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: gzip, chunked\r\n\r\n";
+        let both = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n";
         assert_eq!(framing(both, false), Framing::Chunked, "transfer-encoding wins over content-length");
         assert!(!head(both, false).unwrap().unwrap().headers.contains_key(header::CONTENT_LENGTH));
-        assert_eq!(framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false), Framing::UntilClose);
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n", false), Framing::Chunked);
+        for codings in ["gzip", "gzip, chunked", "chunked, chunked", "chunked, gzip", "", ","] {
+            let text = format!("HTTP/1.1 200 OK\r\ntransfer-encoding: {codings}\r\n\r\n");
+            assert!(invalid(&text), "transfer-encoding: {codings}");
+        }
+        let split = "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n";
+        assert!(invalid(split), "codings over two headers");
         assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n", false), Framing::UntilClose);
         assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 7, 7\r\n\r\n", false), Framing::Length(7));
         assert!(invalid("HTTP/1.1 200 OK\r\ncontent-length: 7, 8\r\n\r\n"));

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
+use http::header::{self, HeaderValue};
 use http::uri::{Scheme, Uri};
 use http::{Response, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -39,8 +40,16 @@ pub(super) async fn send(target: Target, req: Request<'_>) -> Result<Response<Re
         client.request(request)
     });
     match response.await {
+        Ok(response) if !super::codec::transfer_coding_ok(response.headers()) => {
+            Err(Error::invalid("a transfer coding lb does not decode"))
+        }
         Ok(response) => Ok(response.map(ResponseBody::hyper)),
-        Err(e) => Err(error(e)),
+        // When the client's body failed, hyper's client gave up the request (and its connection)
+        // because of it.
+        Err(e) => Err(match req.body.client_fault() {
+            Some(fault) => Error::client(fault),
+            None => error(e),
+        }),
     }
 }
 
@@ -56,7 +65,16 @@ fn request(target: &Target, req: Request<'_>) -> http::Request<AttemptBody> {
     *request.method_mut() = req.method.clone();
     *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
     *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = req.headers.clone();
+    let headers = request.headers_mut();
+    *headers = req.headers.clone();
+    // lb has answered any `Expect: 100-continue` itself (hyper's server sends its `100 Continue`
+    // when the body is first read): the backend must not be asked again.
+    headers.remove(header::EXPECT);
+    // Without a framing header hyper's client sends a GET's (or HEAD's) body of unknown length
+    // as no body at all: the client's chunked body must stay chunked.
+    if req.body.unknown_length() && !headers.contains_key(header::CONTENT_LENGTH) {
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
     request
 }
 

@@ -41,7 +41,7 @@ mod request;
 mod tests;
 
 pub use body::{BodyError, ResponseBody};
-pub use request::{AttemptBody, RequestBody, Stream};
+pub use request::{AttemptBody, ClientBodyError, ClientFault, RequestBody, Stream, Upload};
 
 /// Largest held body lb's client sends; it writes the request whole before reading the
 /// response, so larger ones go through hyper's client, which reads while it writes.
@@ -133,6 +133,10 @@ pub enum ErrorKind {
     Closed,
     /// The backend answered with a response head lb cannot forward.
     Invalid,
+    /// The client's request body failed while it streamed to the backend (see
+    /// [`Error::client_fault`]): the client's fault, not the backend's. The backend connection
+    /// that carried part of it is closed, never reused.
+    ClientBody,
 }
 
 /// What to tell a person.
@@ -142,6 +146,7 @@ enum Cause {
     /// EOF before any byte of a response.
     Closed,
     Invalid(&'static str),
+    Client(ClientFault),
     /// Boxed: hyper's error is large, and every result of the request path carries the room
     /// for an error.
     Hyper(Box<hyper_util::client::legacy::Error>),
@@ -157,6 +162,18 @@ impl Error {
     /// connection that could not be made.
     pub fn sent(&self) -> bool {
         self.kind != ErrorKind::Connect
+    }
+
+    /// How the client's body failed, for an [`ErrorKind::ClientBody`].
+    pub fn client_fault(&self) -> Option<ClientFault> {
+        match self.cause {
+            Cause::Client(fault) => Some(fault),
+            _ => None,
+        }
+    }
+
+    fn client(fault: ClientFault) -> Self {
+        Error { kind: ErrorKind::ClientBody, cause: Cause::Client(fault) }
     }
 
     fn connect(e: io::Error) -> Self {
@@ -182,6 +199,7 @@ impl fmt::Display for Error {
             Cause::Io(e) => write!(f, "{e}"),
             Cause::Closed => f.write_str("connection closed before the response"),
             Cause::Invalid(why) => write!(f, "invalid response: {why}"),
+            Cause::Client(fault) => write!(f, "{fault}"),
             Cause::Hyper(e) => {
                 // The innermost error: "Connection refused", not "client error (Connect)".
                 let mut cause: &(dyn std::error::Error + 'static) = &**e;
@@ -199,7 +217,7 @@ impl std::error::Error for Error {
         match &self.cause {
             Cause::Io(e) => Some(e),
             Cause::Hyper(e) => Some(&**e),
-            Cause::Closed | Cause::Invalid(_) => None,
+            Cause::Closed | Cause::Invalid(_) | Cause::Client(_) => None,
         }
     }
 }
