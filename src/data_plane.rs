@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::header;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -22,11 +21,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::body::Body;
-use crate::forwarded::Peer;
+use crate::forwarded::{Peer, Via};
 use crate::health::FailureReporter;
 use crate::pool::Mode;
 use crate::proxy::Proxy;
 use crate::redirect;
+use crate::request;
 use crate::response::{answer, moved, not_allowed};
 use crate::routing::{Route, Routes};
 
@@ -169,11 +169,15 @@ pub struct DataPlane {
     routes: Arc<ArcSwap<Routes>>,
     proxy: Proxy,
     limits: ClientLimits,
+    /// This instance's name in `Via`, to tell a request that looped back.
+    via: Arc<Via>,
 }
 
 impl DataPlane {
     pub fn new(routes: Arc<ArcSwap<Routes>>, failures: FailureReporter, limits: ClientLimits) -> Self {
-        DataPlane { routes, proxy: Proxy::new(failures), limits }
+        let via = Arc::new(Via::new());
+        tracing::debug!("Via pseudonym {}", via.pseudonym());
+        DataPlane { routes, proxy: Proxy::new(failures, via.clone()), limits, via }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].
@@ -252,14 +256,18 @@ impl DataPlane {
         }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>, client: &Peer) -> Response<Body> {
+    /// Answers one request: lb's own answer to one it refuses ([`request::check`]), else its
+    /// pool's.
+    pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer) -> Response<Body> {
+        if req.uri().authority().is_some() {
+            request::host_from_target(&mut req);
+        }
         let pool = {
-            let routes = self.routes.load();
-            let host = match req.headers().get(header::HOST) {
-                Some(h) => h.to_str().unwrap_or(""),
-                None => req.uri().host().unwrap_or(""),
+            let host = match request::check(&req, &self.via) {
+                Ok(checked) => checked.host,
+                Err(refused) => return refused.response(),
             };
+            let routes = self.routes.load();
             match routes.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
                 Route::Matched { value: pool, params } => {
                     if tracing::enabled!(tracing::Level::DEBUG) {

@@ -9,7 +9,8 @@
 //! - [`routing`]: patterns and the immutable `RoutingTable` that picks a pool.
 //! - [`selection`]: how a pool picks a backend (`p2c`, `round_robin`, `random`, `least_conn`,
 //!   `consistent_hash`); [`retry`] decides when a failed attempt is tried on another.
-//! - [`data_plane`]: the accept loop and per-request dispatch; [`proxy`] and [`redirect`] are
+//! - [`data_plane`]: the accept loop and per-request dispatch; [`request`] what a request must
+//!   be before it is routed; [`proxy`] and [`redirect`] are
 //!   the two modes, [`forwarded`] owns the headers that cross the proxy, [`body`] the response
 //!   body type; [`upstream`] is lb's own HTTP/1.1 client to backends, [`timer`] the request
 //!   path's deadlines.
@@ -29,6 +30,7 @@ pub mod health;
 pub mod pool;
 pub mod proxy;
 pub mod redirect;
+pub mod request;
 pub mod response;
 pub mod retry;
 pub mod routing;

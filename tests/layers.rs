@@ -20,6 +20,7 @@ const LAYERS: &[&str] = &[
     "upstream",
     "body",
     "response",
+    "request",
     "health",
     "redirect",
     "proxy",
