@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::header;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -31,11 +30,12 @@ use crate::conn::detect::Undetected;
 use crate::conn::h2::{IdleTimer, Streams, Tracked};
 use crate::conn::head::HeadTimer;
 use crate::conn::{detect, ClientIo, Protocol};
-use crate::forwarded::Peer;
+use crate::forwarded::{Peer, Via};
 use crate::health::FailureReporter;
 use crate::pool::Mode;
 use crate::proxy::{BodyTimeouts, Proxy};
 use crate::redirect;
+use crate::request;
 use crate::response::{answer, moved, not_allowed};
 use crate::routing::{Route, Routes};
 
@@ -234,6 +234,8 @@ pub struct DataPlane {
     /// Each connection's copy gets its own [`HeadTimer`].
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// This instance's name in `Via`, to tell a request that looped back.
+    via: Arc<Via>,
 }
 
 impl DataPlane {
@@ -242,7 +244,9 @@ impl DataPlane {
         http1.header_read_timeout(limits.header_read_timeout).max_buf_size(limits.max_header_bytes.max(8192));
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2.timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
-        DataPlane { routes, proxy: Proxy::new(failures, limits.body_timeouts), limits, http1, http2 }
+        let via = Arc::new(Via::new());
+        tracing::debug!("Via pseudonym {}", via.pseudonym());
+        DataPlane { routes, proxy: Proxy::new(failures, limits.body_timeouts, via.clone()), limits, http1, http2, via }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].
@@ -418,14 +422,18 @@ impl DataPlane {
         }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>, client: &Peer) -> Response<Body> {
+    /// Answers one request: lb's own answer to one it refuses ([`request::check`]), else its
+    /// pool's.
+    pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer) -> Response<Body> {
+        if req.uri().authority().is_some() {
+            request::host_from_target(&mut req);
+        }
         let pool = {
-            let routes = self.routes.load();
-            let host = match req.headers().get(header::HOST) {
-                Some(h) => h.to_str().unwrap_or(""),
-                None => req.uri().host().unwrap_or(""),
+            let host = match request::check(&req, &self.via) {
+                Ok(checked) => checked.host,
+                Err(refused) => return refused.response(),
             };
+            let routes = self.routes.load();
             match routes.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
                 Route::Matched { value: pool, params } => {
                     if tracing::enabled!(tracing::Level::DEBUG) {

@@ -130,10 +130,66 @@ fn via(version: Version) -> HeaderValue {
     })
 }
 
+/// This lb instance's name in the `Via` headers of the requests it forwards,
+/// `lb-<8 random hex digits>`, drawn at start. A request whose `Via` already carries it went
+/// through this instance before: a loop (a backend that is lb itself, or two lbs pointing at
+/// each other), which the data plane answers `508` instead of forwarding again.
+pub struct Via {
+    pseudonym: String,
+    /// `<version> <pseudonym>` for HTTP/1.0, 1.1 and 2, built once.
+    values: [HeaderValue; 3],
+}
+
+impl Via {
+    /// A fresh pseudonym.
+    pub fn new() -> Via {
+        Via::named(format!("lb-{:08x}", fastrand::u32(..)))
+    }
+
+    /// `pseudonym` must be a token (it is one of lb's own making).
+    fn named(pseudonym: String) -> Via {
+        let value = |v: &str| HeaderValue::try_from(format!("{v} {pseudonym}")).expect("a token is a valid header");
+        Via { values: [value("1.0"), value("1.1"), value("2")], pseudonym }
+    }
+
+    pub fn pseudonym(&self) -> &str {
+        &self.pseudonym
+    }
+
+    /// The `Via` element lb appends to a request it received as `version`.
+    fn value(&self, version: Version) -> HeaderValue {
+        let i = match version {
+            Version::HTTP_09 | Version::HTTP_10 => 0,
+            Version::HTTP_2 | Version::HTTP_3 => 2,
+            _ => 1,
+        };
+        self.values[i].clone()
+    }
+
+    /// Does a `Via` header name this instance as one that received the message? Each element
+    /// is `protocol received-by [comment]` (RFC 9110 7.6.3).
+    pub fn seen_in(&self, headers: &HeaderMap) -> bool {
+        tokens(headers, &header::VIA)
+            .any(|element| element.split([' ', '\t']).filter(|w| !w.is_empty()).nth(1) == Some(self.pseudonym.as_str()))
+    }
+}
+
+impl Default for Via {
+    fn default() -> Self {
+        Via::new()
+    }
+}
+
 /// Prepares a client's request headers for the backend. `client_ip` is the client's address
 /// as a header value; `host` is the host the client asked for (its `Host` header, or the URI
-/// authority in HTTP/2), passed through unchanged.
-pub fn request(headers: &mut HeaderMap, version: Version, client_ip: &HeaderValue, host: Option<HeaderValue>) {
+/// authority in HTTP/2), passed through unchanged; `via` is this lb's own [`Via`].
+pub fn request(
+    headers: &mut HeaderMap,
+    version: Version,
+    client_ip: &HeaderValue,
+    host: Option<HeaderValue>,
+    via: &Via,
+) {
     remove_hop_by_hop(headers);
     append_forwarded_for(headers, client_ip);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
@@ -143,7 +199,7 @@ pub fn request(headers: &mut HeaderMap, version: Version, client_ip: &HeaderValu
         }
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
-    headers.append(header::VIA, via(version));
+    headers.append(header::VIA, via.value(version));
 }
 
 /// Prepares a backend's response headers for the client.
@@ -214,23 +270,43 @@ mod tests {
     #[test]
     fn sets_forwarded_headers() {
         let mut h = headers(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2"), ("host", "a.com")]);
+        let via = Via::named("lb-0000abcd".into());
         request(
             &mut h,
             Version::HTTP_11,
             &HeaderValue::from_static("127.0.0.9"),
             Some(HeaderValue::from_static("a.com")),
+            &via,
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.com");
         assert_eq!(h["host"], "a.com");
-        assert_eq!(h["via"], "1.1 lb");
+        assert_eq!(h["via"], "1.1 lb-0000abcd");
+    }
+
+    #[test]
+    fn via_finds_this_instance_only_as_a_receiver() {
+        let via = Via::named("lb-0000abcd".into());
+        for (values, seen) in [
+            (&["1.1 lb-0000abcd"][..], true),
+            (&["1.0 proxy, 1.1  lb-0000abcd (lb)"], true),
+            (&["1.1 other", "2 lb-0000abcd"], true),
+            (&["1.1 lb-0000abce"], false),
+            (&["1.1 other (lb-0000abcd)"], false),
+            (&["lb-0000abcd"], false),
+            (&["1.1 lb"], false),
+        ] {
+            let pairs: Vec<(&str, &str)> = values.iter().map(|v| ("via", *v)).collect();
+            assert_eq!(via.seen_in(&headers(&pairs)), seen, "{values:?}");
+        }
+        assert_ne!(Via::new().pseudonym(), Via::new().pseudonym());
     }
 
     #[test]
     fn forwarded_for_is_the_client_when_nobody_forwarded_before() {
         let mut h = headers(&[("host", "a.com")]);
-        request(&mut h, Version::HTTP_11, &HeaderValue::from_static("::1"), None);
+        request(&mut h, Version::HTTP_11, &HeaderValue::from_static("::1"), None, &Via::new());
         assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["::1"]);
     }
 

@@ -20,6 +20,7 @@
 //!   for streaming ones) and its errors; [`body`]: the body of every response lb sends;
 //!   [`response`]: the answers lb writes itself.
 //! - [`health`]: checks, the status state machine, and failure reports from the data path.
+//! - [`request`]: what a request must be before lb routes it (Host, framing, methods, loops).
 //! - [`conn`]: a client connection's protocol detection and its deadlines in every phase.
 //! - [`redirect`] and [`proxy`]: the two modes; [`data_plane`]: workers, the accept loop, the
 //!   connection limit and per-request dispatch.
@@ -42,6 +43,7 @@ pub(crate) mod health;
 pub mod pool;
 pub(crate) mod proxy;
 pub(crate) mod redirect;
+pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod retry;
 pub mod routing;

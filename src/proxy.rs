@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 
 use crate::body::{Body, Stall};
 use crate::forwarded;
-use crate::forwarded::Peer;
+use crate::forwarded::{Peer, Via};
 use crate::health::FailureReporter;
 use crate::pool::{Backend, Pool};
 use crate::response::{answer, no_backend};
@@ -51,11 +51,12 @@ pub struct BodyTimeouts {
 pub struct Proxy {
     failures: FailureReporter,
     timeouts: BodyTimeouts,
+    via: Arc<Via>,
 }
 
 impl Proxy {
-    pub fn new(failures: FailureReporter, timeouts: BodyTimeouts) -> Self {
-        Proxy { failures, timeouts }
+    pub fn new(failures: FailureReporter, timeouts: BodyTimeouts, via: Arc<Via>) -> Self {
+        Proxy { failures, timeouts, via }
     }
 
     /// Sends `req` to a backend of `pool`, retrying on others as the pool allows, and answers
@@ -81,7 +82,7 @@ impl Proxy {
             Some(host) => Some(host.clone()),
             None => parts.uri.authority().and_then(|a| a.as_str().parse().ok()),
         };
-        forwarded::request(&mut parts.headers, client_version, &client.forwarded_for, host);
+        forwarded::request(&mut parts.headers, client_version, &client.forwarded_for, host, &self.via);
         if config.retries > 0 {
             pool.budget.record_request();
         }
@@ -278,7 +279,8 @@ fn upstream_target(parts: &Parts, backend: &Backend) -> Option<PathAndQuery> {
     let pq = match parts.uri.path_and_query() {
         // `http://host?x=1` and an HTTP/2 `:path` of `?x=1` have an empty path: the
         // origin-form target is `/?x=1`.
-        Some(pq) if pq.as_str().starts_with('?') => PathAndQuery::try_from(format!("/{pq}")).ok()?,
+        // (`PathAndQuery`'s `Display` already writes that `/`: format its text.)
+        Some(pq) if pq.as_str().starts_with('?') => PathAndQuery::try_from(format!("/{}", pq.as_str())).ok()?,
         // The common case: a cheap clone of what hyper parsed.
         Some(pq) => pq.clone(),
         None => PathAndQuery::from_static("/"),

@@ -1,5 +1,5 @@
 //! The answers lb writes itself rather than a backend: short plain-text errors, `503` for a pool
-//! with no usable backend, `405` with `Allow`, and the router's `301`s. Used by the data plane
+//! with no usable backend, `405` with `Allow`, and the router's `307`s. Used by the data plane
 //! and both modes, so they sit below all three.
 
 use http::header::{self, HeaderValue, LOCATION, RETRY_AFTER};
@@ -35,8 +35,11 @@ pub fn not_allowed(allow: String) -> Response<Body> {
     response
 }
 
+/// The router's redirect (to add a trailing slash, or to the cleaned path): `307`, as Go 1.27's
+/// `ServeMux` answers, so the method and body survive. `location` comes from the router, which
+/// escapes it and never starts it with `//`.
 pub fn moved(location: String) -> Response<Body> {
-    let mut response = answer(StatusCode::MOVED_PERMANENTLY, "");
+    let mut response = answer(StatusCode::TEMPORARY_REDIRECT, "");
     if let Ok(location) = HeaderValue::try_from(location) {
         response.headers_mut().insert(LOCATION, location);
     }

@@ -20,6 +20,7 @@ const LAYERS: &[&str] = &[
     "upstream",
     "body",
     "response",
+    "request",
     "conn",
     "health",
     "redirect",

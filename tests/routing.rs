@@ -49,7 +49,7 @@ async fn longest_pattern_and_host_patterns_win() {
 async fn tree_without_slash_is_redirected_to_the_subtree() {
     let (lb, _backends) = lb_with_pools().await;
     let r = client().get(lb.url("/tree?x=1")).send().await.unwrap();
-    assert_eq!(r.status(), 301);
+    assert_eq!(r.status(), 307);
     assert_eq!(r.headers()["location"], "/tree/?x=1");
     assert_eq!(served_by(&lb, "h", "/tree/").await, (200, "/tree/".to_owned()));
 }
@@ -58,7 +58,7 @@ async fn tree_without_slash_is_redirected_to_the_subtree() {
 async fn unclean_paths_are_redirected_to_the_clean_one() {
     let (lb, _backends) = lb_with_pools().await;
     let r = client().get(lb.url("/api//users/./x/../y")).send().await.unwrap();
-    assert_eq!(r.status(), 301);
+    assert_eq!(r.status(), 307);
     assert_eq!(r.headers()["location"], "/api/users/y");
 }
 

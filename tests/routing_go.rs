@@ -26,9 +26,11 @@ async fn answer(lb: &Lb, patterns: &[&str], web: &SampleWeb, method: &str, host:
     let method = Method::from_bytes(method.as_bytes()).unwrap();
     let r = client().request(method, lb.url(path)).header("Host", host).send().await.unwrap();
     let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let location = header("location");
     match r.status().as_u16() {
+        // The router's own redirects are paths; redirect mode's go to the backend.
+        307 if location.starts_with('/') => format!("307 {location}"),
         307 => {
-            let location = header("location");
             let rest = location.strip_prefix(&format!("http://{}/p", web.addr)).unwrap_or_else(|| panic!("{location}"));
             let (i, sent) = rest.split_once('/').unwrap();
             let pattern = patterns[i.parse::<usize>().unwrap()];
@@ -36,7 +38,6 @@ async fn answer(lb: &Lb, patterns: &[&str], web: &SampleWeb, method: &str, host:
             assert_eq!(format!("/{sent}"), path, "{pattern} rewrote the path");
             pattern.to_owned()
         }
-        301 => format!("301 {}", header("location")),
         405 => format!("405 {}", header("allow")),
         status => status.to_string(),
     }
@@ -83,9 +84,9 @@ async fn requests_go_where_go_sends_them() {
         // Segments are matched unescaped: %2F stays inside its segment.
         ("GET", "h", "/posts/a%2Fb", "/posts/{id}"),
         // /tree to /tree/, query kept; unclean paths to the clean one.
-        ("GET", "h", "/tree", "301 /tree/"),
-        ("GET", "h", "/tree?x=1", "301 /tree/?x=1"),
-        ("GET", "h", "/a//b/./c/../d", "301 /a/b/d"),
+        ("GET", "h", "/tree", "307 /tree/"),
+        ("GET", "h", "/tree?x=1", "307 /tree/?x=1"),
+        ("GET", "h", "/a//b/./c/../d", "307 /a/b/d"),
     ] {
         assert_eq!(answer(&lb, &patterns, &web, method, host, path).await, want, "{method} {host}{path}");
     }

@@ -12,7 +12,9 @@
 //!   `405 Method Not Allowed` with an `Allow` header.
 //! - A request for `/tree` when only the subtree `/tree/` matches is redirected there, and a
 //!   request whose path is not clean (`//`, `/./`, `/../`) to the cleaned path, both with
-//!   `301 Moved Permanently` (Go 1.22) and the query kept.
+//!   `307 Temporary Redirect` (as Go 1.27: the method and body survive) and the query kept. A
+//!   `Location` is escaped as Go's `url.URL.String` escapes a path, so none names another host
+//!   (`/\evil.example/` is `/%5Cevil.example/`).
 //!
 //! # Layout
 //! - `pattern.rs`: the syntax, parsed and refused as Go does.
@@ -41,7 +43,7 @@ pub use conflict::Conflict;
 pub use path::clean_path;
 pub use pattern::{Pattern, PatternError};
 
-use path::{lossy, unescape, Rest};
+use path::{lossy, push_escaped, unescape, Rest};
 use pattern::Segment;
 use tree::Tree;
 
@@ -55,7 +57,8 @@ pub type Routes = RoutingTable<Arc<Pool>>;
 pub enum Route<'a, T> {
     /// The value of the most specific matching pattern, and the pattern's wildcard values.
     Matched { value: &'a T, params: Params<'a> },
-    /// Answer `301 Moved Permanently` with this `Location` (path and query).
+    /// Answer `307 Temporary Redirect` with this `Location` (path and query), escaped and never
+    /// starting with `//` or `/\`.
     Redirect(String),
     /// Patterns match the path, but none the method: answer `405` with this `Allow` header
     /// (`GET, HEAD`: methods sorted, comma-separated).
@@ -228,11 +231,16 @@ impl<T> RoutingTable<T> {
 }
 
 /// A redirect's `Location`: `path`, then `suffix`, then the query if there is one (Go drops an
-/// empty `?`).
+/// empty `?`). The path is escaped as Go's `url.URL.String` escapes it ([`push_escaped`]), so
+/// a browser reads it as a path on the same host, never as `//host`.
 fn location(path: &str, suffix: &str, query: Option<&str>) -> String {
     let query = query.filter(|q| !q.is_empty());
-    let mut location = String::with_capacity(path.len() + suffix.len() + query.map_or(0, |q| q.len() + 1));
-    location.push_str(path);
+    let mut location = String::with_capacity(path.len() + suffix.len() + 2 + query.map_or(0, |q| q.len() + 1));
+    if path.starts_with("//") {
+        // Go's `URL.String`: a path with no host must not start with `//`.
+        location.push_str("/.");
+    }
+    push_escaped(&mut location, path);
     location.push_str(suffix);
     if let Some(q) = query {
         location.push('?');
@@ -278,7 +286,7 @@ mod tests {
     }
 
     /// A route in a few words, to compare whole tables of them: the matched pattern's text,
-    /// `301 <location>`, `405 <allow>` or `404`.
+    /// `307 <location>`, `405 <allow>` or `404`.
     fn answer(t: &RoutingTable<String>, method: &str, host: &str, target: &str) -> String {
         let (path, query) = match target.split_once('?') {
             Some((path, query)) => (path, Some(query)),
@@ -286,7 +294,7 @@ mod tests {
         };
         match t.route(method, host, path, query) {
             Route::Matched { value, .. } => value.clone(),
-            Route::Redirect(location) => format!("301 {location}"),
+            Route::Redirect(location) => format!("307 {location}"),
             Route::MethodNotAllowed { allow } => format!("405 {allow}"),
             Route::NotFound => "404".to_owned(),
         }
@@ -329,7 +337,7 @@ mod tests {
                 ("GET", "h", "/b/bkt/x/obj", "404"),
                 ("GET", "h", "/images/thumbnails/a.png", "/images/thumbnails/"),
                 ("GET", "h", "/images/a.png", "/images/"),
-                ("GET", "h", "/images", "301 /images/"),
+                ("GET", "h", "/images", "307 /images/"),
                 ("POST", "h", "/items/create", "POST /items/create"),
                 ("GET", "h", "/items/create", "/items/{id}"),
                 ("GET", "h", "/items/7", "/items/{id}"),
@@ -390,7 +398,7 @@ mod tests {
         assert!(matches!(params.get("user"), Some(Cow::Borrowed("jba"))));
     }
 
-    /// Go's `serveMuxRegister` and `serveMuxTests` (serve_test.go), with Go 1.22's 301.
+    /// Go's `serveMuxRegister` and `serveMuxTests` (serve_test.go), with Go 1.27's 307.
     #[test]
     fn serve_mux_tests_like_go() {
         let t = table(&[
@@ -405,7 +413,7 @@ mod tests {
             &t,
             &[
                 ("GET", "google.com", "/", "404"),
-                ("GET", "google.com", "/dir", "301 /dir/"),
+                ("GET", "google.com", "/dir", "307 /dir/"),
                 ("GET", "google.com", "/dir/", "/dir/"),
                 ("GET", "google.com", "/dir/file", "/dir/"),
                 ("GET", "google.com", "/search", "/search"),
@@ -419,21 +427,21 @@ mod tests {
                 ("GET", "images.google.com", "/search", "/search"),
                 ("GET", "images.google.com", "/search/", "404"),
                 ("GET", "images.google.com", "/search/foo", "404"),
-                ("GET", "google.com", "/../search", "301 /search"),
-                ("GET", "google.com", "/dir/..", "301 /"),
-                ("GET", "google.com", "/dir/./file", "301 /dir/file"),
+                ("GET", "google.com", "/../search", "307 /search"),
+                ("GET", "google.com", "/dir/..", "307 /"),
+                ("GET", "google.com", "/dir/./file", "307 /dir/file"),
                 // The /foo -> /foo/ redirect applies to CONNECT requests, but the path
                 // canonicalization does not.
-                ("CONNECT", "google.com", "/dir", "301 /dir/"),
+                ("CONNECT", "google.com", "/dir", "307 /dir/"),
                 ("CONNECT", "google.com", "/../search", "404"),
                 ("CONNECT", "google.com", "/dir/..", "/dir/"),
                 ("CONNECT", "google.com", "/dir/./file", "/dir/"),
                 // serveMuxTests2: redirects keep the query, at most one redirect each.
                 ("GET", "example.com", "/test/?example.com/test/", "example.com/"),
-                ("GET", "google.com", "/pkg/bar//extra%2fpath", "301 /pkg/bar/extra%2fpath"),
+                ("GET", "google.com", "/pkg/bar//extra%2fpath", "307 /pkg/bar/extra%2fpath"),
                 ("GET", "google.com", "/pkg/bar/extra%2fpath", "/pkg/bar/extra%2fpath"),
-                ("GET", "google.com", "/dir/b%2fc/..", "301 /dir/"),
-                ("GET", "google.com", "/doesnotexist/b%2fc/..", "301 /doesnotexist"),
+                ("GET", "google.com", "/dir/b%2fc/..", "307 /dir/"),
+                ("GET", "google.com", "/doesnotexist/b%2fc/..", "307 /doesnotexist"),
                 ("GET", "google.com", "/doesnotexist", "404"),
             ],
         );
@@ -447,12 +455,12 @@ mod tests {
             &t,
             &[
                 ("GET", "example.com", "/", "/"),
-                ("GET", "example.com", "//", "301 /"),
-                ("GET", "example.com", "/foo/../bar/./..//baz", "301 /baz"),
+                ("GET", "example.com", "//", "307 /"),
+                ("GET", "example.com", "/foo/../bar/./..//baz", "307 /baz"),
                 ("GET", "example.com", "/foo", "/foo"),
                 ("GET", "example.com", "/foo/x", "/foo/"),
                 ("GET", "example.com", "/bar/x", "/bar/"),
-                ("GET", "example.com", "/bar", "301 /bar/"),
+                ("GET", "example.com", "/bar", "307 /bar/"),
                 ("CONNECT", "example.com", "", "404"),
                 ("CONNECT", "example.com", "/", "/"),
                 ("CONNECT", "example.com", "//", "/"),
@@ -461,7 +469,7 @@ mod tests {
                 ("CONNECT", "example.com", "/foo", "/foo"),
                 ("CONNECT", "example.com", "/foo/x", "/foo/"),
                 ("CONNECT", "example.com", "/bar/x", "/bar/"),
-                ("CONNECT", "example.com", "/bar", "301 /bar/"),
+                ("CONNECT", "example.com", "/bar", "307 /bar/"),
             ],
         );
         assert_eq!(answer(&table(&[]), "GET", "example.com", "/"), "404");
@@ -484,19 +492,19 @@ mod tests {
             &t,
             &[
                 ("GET", "example.com", "/", "404"),
-                ("GET", "example.com", "/pkg/foo", "301 /pkg/foo/"),
+                ("GET", "example.com", "/pkg/foo", "307 /pkg/foo/"),
                 ("GET", "example.com", "/pkg/bar", "example.com/pkg/bar"),
                 ("GET", "example.com", "/pkg/bar/", "example.com/pkg/bar/"),
-                ("GET", "example.com", "/pkg/baz", "301 /pkg/baz/"),
-                ("GET", "example.com:3000", "/pkg/foo", "301 /pkg/foo/"),
+                ("GET", "example.com", "/pkg/baz", "307 /pkg/baz/"),
+                ("GET", "example.com:3000", "/pkg/foo", "307 /pkg/foo/"),
                 ("CONNECT", "example.com", "/", "404"),
                 ("CONNECT", "example.com:3000", "/", "404"),
                 ("CONNECT", "example.com:9000", "/", "example.com:9000/"),
-                ("CONNECT", "example.com", "/pkg/foo", "301 /pkg/foo/"),
+                ("CONNECT", "example.com", "/pkg/foo", "307 /pkg/foo/"),
                 ("CONNECT", "example.com:3000", "/pkg/foo", "404"),
-                ("CONNECT", "example.com:3000", "/pkg/baz", "301 /pkg/baz/"),
-                ("CONNECT", "example.com:3000", "/pkg/connect", "301 /pkg/connect/"),
-                ("GET", "example.com", "/a%2fb", "301 /a%2fb/"),
+                ("CONNECT", "example.com:3000", "/pkg/baz", "307 /pkg/baz/"),
+                ("CONNECT", "example.com:3000", "/pkg/connect", "307 /pkg/connect/"),
+                ("GET", "example.com", "/a%2fb", "307 /a%2fb/"),
             ],
         );
 
@@ -510,9 +518,9 @@ mod tests {
                 ("GET", "someHost.com", "/someDir/apage", "someHost.com/someDir/"),
                 ("GET", "otherHost.com", "/someDir/apage", "/someDir/"),
                 ("GET", "otherHost.com", "/aDir/apage", "/"),
-                ("GET", "localhost", "/someDir", "301 /someDir/"),
-                ("GET", "localhost", "/%23", "301 /%23/"),
-                ("GET", "someHost.com", "/someDir", "301 /someDir/"),
+                ("GET", "localhost", "/someDir", "307 /someDir/"),
+                ("GET", "localhost", "/%23", "307 /%23/"),
+                ("GET", "someHost.com", "/someDir", "307 /someDir/"),
             ],
         );
     }
@@ -526,20 +534,20 @@ mod tests {
             &t,
             &[
                 ("GET", "h", "/testOne?this=that", "/testOne"),
-                ("GET", "h", "/testTwo?foo=bar", "301 /testTwo/?foo=bar"),
-                ("GET", "h", "/testTwo?a=1&b=2&a=3", "301 /testTwo/?a=1&b=2&a=3"),
-                ("GET", "h", "/testTwo?", "301 /testTwo/"),
+                ("GET", "h", "/testTwo?foo=bar", "307 /testTwo/?foo=bar"),
+                ("GET", "h", "/testTwo?a=1&b=2&a=3", "307 /testTwo/?a=1&b=2&a=3"),
+                ("GET", "h", "/testTwo?", "307 /testTwo/"),
                 ("GET", "h", "/testThree?foo", "/testThree"),
                 ("GET", "h", "/testThree/?foo", "/testThree/"),
                 ("CONNECT", "h", "/testThree?foo", "/testThree"),
                 ("CONNECT", "h", "/testThree/?foo", "/testThree/"),
-                ("GET", "h", "/testOne/foo/..?foo", "301 /testOne?foo"),
+                ("GET", "h", "/testOne/foo/..?foo", "307 /testOne?foo"),
                 ("CONNECT", "h", "/testOne/foo/..?foo", "404"),
             ],
         );
         let empty = table(&[]);
         for path in ["//foo.txt", "///foo.txt", "/../../foo.txt"] {
-            assert_eq!(answer(&empty, "GET", "test", path), "301 /foo.txt", "{path}");
+            assert_eq!(answer(&empty, "GET", "test", path), "307 /foo.txt", "{path}");
         }
     }
 
@@ -548,12 +556,12 @@ mod tests {
     #[test]
     fn exact_matches_like_go() {
         for (patterns, path, want) in [
-            (&["/", "/a/"][..], "/a", "301 /a/"),
+            (&["/", "/a/"][..], "/a", "307 /a/"),
             (&["/a", "/a/"], "/a", "/a"),
-            (&["/a/{x...}", "/a/b/"], "/a/b", "301 /a/b/"),
+            (&["/a/{x...}", "/a/b/"], "/a/b", "307 /a/b/"),
             (&["/a/{x}", "/a/b/"], "/a/b", "/a/{x}"),
             (&["/a/b/"], "/a/b/", "/a/b/"),
-            (&["/a/b/{$}"], "/a/b", "301 /a/b/"),
+            (&["/a/b/{$}"], "/a/b", "307 /a/b/"),
             (&["/a/"], "/a/b", "/a/"),
             (&["/{x}/"], "/", "404"),
         ] {
@@ -584,8 +592,8 @@ mod tests {
                 ("PATCH", "other.example", "/items", "405 GET, HEAD, POST"),
                 ("PUT", "h", "/upload", "405 GET, HEAD, POST"),
                 // The trailing-slash redirect asks the request's own method.
-                ("POST", "h", "/upload", "301 /upload/"),
-                ("GET", "h", "/upload", "301 /upload/"),
+                ("POST", "h", "/upload", "307 /upload/"),
+                ("GET", "h", "/upload", "307 /upload/"),
                 ("GET", "h", "/", "404"),
                 ("get", "h", "/items/7", "405 DELETE, GET, HEAD, POST"),
             ],

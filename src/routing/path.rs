@@ -54,6 +54,46 @@ fn is_clean(path: &str) -> bool {
     true
 }
 
+/// Bytes a path keeps unescaped in a `Location`: Go's `shouldEscape(c, encodePath)` is false
+/// for them (unreserved, and `$&+,/:;=@`).
+static PATH_SAFE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'_' | b'.' | b'~' | b'$' | b'&' | b'+' | b',' | b'/' | b':' | b';' | b'=' | b'@');
+        b += 1;
+    }
+    t
+};
+
+/// Appends `path` (still escaped as the client sent it) to `out` as Go's `URL.EscapedPath`
+/// writes a path: `%XX` escapes are kept, every other byte Go would escape is escaped, so `\`
+/// (which browsers read as `/`), spaces and quotes never reach a `Location` raw.
+pub(super) fn push_escaped(out: &mut String, path: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = path.as_bytes();
+    let is_hex = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_hexdigit);
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if PATH_SAFE[b as usize] || (b == b'%' && is_hex(i + 1) && is_hex(i + 2)) {
+            continue;
+        }
+        // Bytes before `i` back to the last escaped one are ASCII: a char boundary each side.
+        if start < i {
+            out.push_str(&path[start..i]);
+        }
+        out.push('%');
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+        start = i + 1;
+    }
+    if start < bytes.len() {
+        out.push_str(&path[start..]);
+    }
+}
+
 /// The part of a request path the routing tree has not matched yet.
 ///
 /// `slash` stands for one more `/` after `path`. The trailing-slash redirect asks whether
@@ -189,6 +229,25 @@ mod tests {
             assert_eq!(clean_path(input), want, "{input:?}");
         }
         assert!(matches!(clean_path("/a/b/"), Cow::Borrowed(_)));
+    }
+
+    /// Go's `url.URL{Path: p}.String()` for decoded paths, with lb's input already escaped:
+    /// what Go would escape is escaped, escapes the client sent are kept.
+    #[test]
+    fn paths_are_escaped_like_go() {
+        for (path, want) in [
+            ("/a/b", "/a/b"),
+            ("/\\evil.example/", "/%5Cevil.example/"),
+            ("/a b\"<>^`{|}", "/a%20b%22%3C%3E%5E%60%7B%7C%7D"),
+            ("/$&+,:;=@-_.~", "/$&+,:;=@-_.~"),
+            ("/!'()*[]", "/%21%27%28%29%2A%5B%5D"),
+            ("/a%2Fb%zz%4", "/a%2Fb%25zz%254"),
+            ("/caf\u{e9}", "/caf%C3%A9"),
+        ] {
+            let mut out = String::new();
+            push_escaped(&mut out, path);
+            assert_eq!(out, want, "{path:?}");
+        }
     }
 
     fn segments(mut rest: Rest<'_>) -> Vec<String> {
