@@ -183,16 +183,11 @@ fn transaction_error(e: TransactionError<()>) -> StoreError {
 }
 
 fn backend_prefix(pattern: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(pattern.len() + 1);
-    key.extend_from_slice(pattern.as_bytes());
-    key.push(0);
-    key
+    lb_migrations::keys::backend_prefix(pattern)
 }
 
 fn backend_key(pattern: &str, addr: SocketAddr) -> Vec<u8> {
-    let mut key = backend_prefix(pattern);
-    key.extend_from_slice(addr.to_string().as_bytes());
-    key
+    lb_migrations::keys::backend_key(pattern, &addr.to_string())
 }
 
 fn utf8(tree: &'static str, key: &[u8]) -> Result<String, StoreError> {
@@ -200,7 +195,7 @@ fn utf8(tree: &'static str, key: &[u8]) -> Result<String, StoreError> {
 }
 
 fn corrupt(tree: &'static str, key: &[u8], reason: String) -> StoreError {
-    StoreError::Corrupt { tree, key: String::from_utf8_lossy(key).replace('\0', "/"), reason }
+    StoreError::Corrupt { tree, key: lb_migrations::keys::shown(key), reason }
 }
 
 #[cfg(test)]
@@ -254,6 +249,21 @@ mod tests {
         store.remove_pool("/").await.unwrap();
         // "/" is a prefix of "/a": removing it must not touch /a's backends.
         assert_eq!(store.load().unwrap(), vec![(pool("/a"), vec![backend(3)])]);
+    }
+
+    #[tokio::test]
+    async fn removing_a_pool_never_reaches_a_pool_whose_pattern_extends_it_with_nul() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_pool(&pool("/d")).await.unwrap();
+            store.put_pool(&pool("/d\0z")).await.unwrap();
+            put(&store, "/d", backend(1)).await;
+            put(&store, "/d\0z", backend(2)).await;
+            store.remove_pool("/d").await.unwrap();
+        }
+        let store = reopen(dir.path());
+        assert_eq!(store.load().unwrap(), vec![(pool("/d\0z"), vec![backend(2)])]);
     }
 
     #[test]
