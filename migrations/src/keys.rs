@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn no_pattern_reaches_another_patterns_backends() {
-        let patterns = ["/", "/d", "/d\0z", "/d\u{0}", "", "/a", "/a\0127.0.0.1:1"];
+        let patterns = ["/", "/d", "/d\0z", "/d\u{0}", "", "/a", "/a\u{0}127.0.0.1:1"];
         for p in patterns {
             for q in patterns {
                 let key = backend_key(q, "127.0.0.1:1");

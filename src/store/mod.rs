@@ -3,16 +3,32 @@
 //! Every write is flushed before it returns, so an acknowledged admin change survives a crash.
 //! Writes that touch several keys run in one sled transaction. A write whose flush fails is
 //! undone in memory, so the store never claims what it could not make durable.
+//!
+//! A damaged store is refused, untouched. sled rewrites its files when it opens them (it
+//! recovers its log, truncating what it cannot read), so lb never opens a store it has not
+//! verified: [`Store::open`] first copies sled's files to a temp dir, opens and migrates the
+//! copy, loads it, and compares what it holds with the [`manifest`] of what lb last
+//! acknowledged. Only a store that matches is opened for real. One lb per dir: [`lock`].
+//!
+//! # Layout
+//! - `codec.rs`: lb's types to records and back, latest format only.
+//! - `manifest.rs`: the digest of acknowledged state kept beside sled, and atomic file writes.
+//! - `lock.rs`: the data dir's lock and pid file.
+//! - this file: [`Store`]: open (verify, lock, migrate), load, the writes.
 
 mod codec;
+mod lock;
+pub mod manifest;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use sled::transaction::TransactionError;
 use sled::Transactional;
 
 use crate::pool::{BackendConfig, BackendState, PoolConfig};
+use manifest::{Digest, Manifest};
 
 /// Why the store could not do what was asked.
 #[derive(Debug)]
@@ -24,17 +40,25 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    /// The store does not hold what lb last acknowledged; it is left untouched.
+    Damaged(String),
+    /// Another lb holds the data dir.
+    Locked(String),
     Io(sled::Error),
+    /// The manifest could not be written: nothing changed.
+    Manifest(String),
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::Open(msg) => f.write_str(msg),
+            StoreError::Open(msg) | StoreError::Locked(msg) => f.write_str(msg),
             StoreError::Corrupt { tree, key, reason } => {
                 write!(f, "store record {tree}/{key} cannot be read: {reason} (the store was left untouched)")
             }
+            StoreError::Damaged(msg) => f.write_str(msg),
             StoreError::Io(e) => write!(f, "store error: {e}"),
+            StoreError::Manifest(e) => write!(f, "store error: {e}; nothing changed"),
         }
     }
 }
@@ -52,55 +76,87 @@ pub type StoredBackend = (BackendConfig, BackendState);
 /// A pool as loaded from the store, with its backends.
 pub type StoredPool = (PoolConfig, Vec<StoredBackend>);
 
+/// The first schema whose stores always have a manifest: one without is damaged.
+const MANIFEST_SINCE: u32 = 3;
+
 /// lb's sled database.
 pub struct Store {
     db: sled::Db,
     pools: sled::Tree,
     backends: sled::Tree,
+    dir: PathBuf,
+    /// The manifest as last written; writes hold it from their first manifest write to their
+    /// last (they are serialized by the control plane anyway).
+    manifest: Mutex<Manifest>,
+    _lock: lock::DirLock,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` and brings its schema up to date.
+    /// Locks `dir` (created if missing), verifies the store in it against its manifest on a
+    /// copy, then opens it and brings its schema up to date. A store that is damaged, of a
+    /// newer schema, or holds a record lb cannot read is refused with every file untouched.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let open_err =
             |e: &dyn std::fmt::Display| StoreError::Open(format!("cannot open store in {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
+        let mut lock = lock::DirLock::take(dir).map_err(StoreError::Locked)?;
+        let found = verify(dir)?;
+        let mut manifest = Manifest { generation: 0, digest: found, pending: None };
+        if let Some(last) = manifest::read(dir).map_err(|e| damaged(dir, e))? {
+            manifest.generation = last.generation;
+        }
+        // Before sled touches anything: from here on, the store on disk is `found`.
+        write_manifest(dir, &mut manifest)?;
+        lock.claim().map_err(|e| open_err(&e))?;
         let db = sled::Config::new().path(dir).open().map_err(|e| open_err(&e))?;
         lb_migrations::run(&db).map_err(|e| open_err(&e))?;
         let pools = db.open_tree(lb_migrations::POOLS)?;
         let backends = db.open_tree(lb_migrations::BACKENDS)?;
-        Ok(Store { db, pools, backends })
+        let store = Store { db, pools, backends, dir: dir.to_owned(), manifest: Mutex::new(manifest), _lock: lock };
+        let loaded = Digest::of(&store.load()?);
+        if loaded != found {
+            return Err(damaged(
+                dir,
+                format!("it holds {} once opened, {} in its copy", loaded.counts(), found.counts()),
+            ));
+        }
+        Ok(store)
     }
 
     /// Every pool with its backends, in pattern order.
     pub fn load(&self) -> Result<Vec<StoredPool>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.pools.iter() {
-            let (key, value) = entry?;
-            let pattern = utf8(lb_migrations::POOLS, &key)?;
-            let pool = codec::decode_pool(pattern.clone(), &value)
-                .map_err(|reason| corrupt(lb_migrations::POOLS, &key, reason))?;
-            let mut backends = Vec::new();
-            for entry in self.backends.scan_prefix(backend_prefix(&pattern)) {
-                let (key, value) = entry?;
-                backends.push(
-                    codec::decode_backend(&value).map_err(|reason| corrupt(lb_migrations::BACKENDS, &key, reason))?,
-                );
-            }
-            out.push((pool, backends));
-        }
-        Ok(out)
+        load(&self.pools, &self.backends)
     }
 
     /// Creates or replaces a pool record (its backends are untouched).
     pub async fn put_pool(&self, pool: &PoolConfig) -> Result<(), StoreError> {
-        let previous = self.pools.insert(pool.pattern.as_bytes(), codec::encode_pool(pool))?;
-        self.flush_or_undo(|| restore(&self.pools, pool.pattern.as_bytes(), previous)).await
+        let key = pool.pattern.as_bytes();
+        let mut next = self.digest();
+        if let Some(old) = self.pools.get(key)? {
+            next.pool(&decoded_pool(&pool.pattern, &old)?, -1);
+        }
+        next.pool(pool, 1);
+        self.begin(next)?;
+        let previous = self.pools.insert(key, codec::encode_pool(pool))?;
+        self.flush_or_undo(|| restore(&self.pools, key, previous)).await?;
+        self.commit(next);
+        Ok(())
     }
 
     /// Removes a pool and all its backends, atomically.
     pub async fn remove_pool(&self, pattern: &str) -> Result<(), StoreError> {
-        let backend_keys: Vec<sled::IVec> =
-            self.backends.scan_prefix(backend_prefix(pattern)).keys().collect::<Result<_, _>>()?;
+        let mut next = self.digest();
+        if let Some(old) = self.pools.get(pattern.as_bytes())? {
+            next.pool(&decoded_pool(pattern, &old)?, -1);
+        }
+        let mut backend_keys = Vec::new();
+        for entry in self.backends.scan_prefix(backend_prefix(pattern)) {
+            let (key, value) = entry?;
+            let (config, state) = decoded_backend(&key, &value)?;
+            next.backend(pattern, &config, &state, -1);
+            backend_keys.push(key);
+        }
+        self.begin(next)?;
         let removed = (&self.pools, &self.backends)
             .transaction(|(pools, backends)| {
                 let mut old = Vec::with_capacity(backend_keys.len());
@@ -117,7 +173,9 @@ impl Store {
                 restore(&self.backends, &key, value);
             }
         })
-        .await
+        .await?;
+        self.commit(next);
+        Ok(())
     }
 
     /// Adds or replaces a backend of a pool, durably.
@@ -128,14 +186,24 @@ impl Store {
         state: &BackendState,
     ) -> Result<(), StoreError> {
         let key = backend_key(pattern, backend.addr);
+        let mut next = self.digest();
+        if let Some(old) = self.backends.get(&key)? {
+            let (config, state) = decoded_backend(&key, &old)?;
+            next.backend(pattern, &config, &state, -1);
+        }
+        next.backend(pattern, backend, state, 1);
+        self.begin(next)?;
         let record = codec::encode_backend(backend, state);
         let previous = self.backends.insert(key.as_slice(), record)?;
-        self.flush_or_undo(|| restore(&self.backends, &key, previous)).await
+        self.flush_or_undo(|| restore(&self.backends, &key, previous)).await?;
+        self.commit(next);
+        Ok(())
     }
 
     /// Records a backend's state without waiting for the flush: health is relearned by the
     /// next check, so sled's periodic flush (every 500 ms) is durable enough, and thousands of
-    /// backends changing state at once must not mean thousands of fsyncs.
+    /// backends changing state at once must not mean thousands of fsyncs. The manifest does
+    /// not cover health, so it is not written either.
     pub fn save_backend_state(
         &self,
         pattern: &str,
@@ -149,14 +217,50 @@ impl Store {
 
     pub async fn remove_backend(&self, pattern: &str, addr: SocketAddr) -> Result<(), StoreError> {
         let key = backend_key(pattern, addr);
+        let mut next = self.digest();
+        if let Some(old) = self.backends.get(&key)? {
+            let (config, state) = decoded_backend(&key, &old)?;
+            next.backend(pattern, &config, &state, -1);
+        }
+        self.begin(next)?;
         let previous = self.backends.remove(key.as_slice())?;
-        self.flush_or_undo(|| restore(&self.backends, &key, previous)).await
+        self.flush_or_undo(|| restore(&self.backends, &key, previous)).await?;
+        self.commit(next);
+        Ok(())
     }
 
     /// Flushes everything written so far.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn digest(&self) -> Digest {
+        self.manifest.lock().unwrap_or_else(|e| e.into_inner()).digest
+    }
+
+    /// The first manifest write of a change: the store may hold `next` from now on. A failure
+    /// refuses the change before anything was written.
+    fn begin(&self, next: Digest) -> Result<(), StoreError> {
+        let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = Manifest { pending: Some(next), ..m.clone() };
+        write_manifest(&self.dir, &mut pending)?;
+        *m = pending;
+        Ok(())
+    }
+
+    /// The last manifest write of a change, once sled has flushed it. Should it fail, the
+    /// pending digest still names the store, which is durable: the change stands.
+    fn commit(&self, next: Digest) {
+        let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = Manifest { digest: next, pending: None, ..m.clone() };
+        match write_manifest(&self.dir, &mut done) {
+            Ok(()) => *m = done,
+            Err(e) => {
+                tracing::warn!("{e} (the change is durable; the manifest names it as pending)");
+                m.digest = next;
+            }
+        }
     }
 
     async fn flush_or_undo(&self, undo: impl FnOnce()) -> Result<(), StoreError> {
@@ -166,6 +270,117 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Writes `manifest` with the next generation.
+fn write_manifest(dir: &Path, manifest: &mut Manifest) -> Result<(), StoreError> {
+    manifest.generation += 1;
+    manifest::write(dir, manifest).map_err(StoreError::Manifest)
+}
+
+fn damaged(dir: &Path, why: String) -> StoreError {
+    StoreError::Damaged(format!(
+        "store in {} is damaged: {why}; every file was left untouched: move the dir aside and restore \
+         {}/last-good.json with lb --import (README: Backup and restore)",
+        dir.display(),
+        dir.display()
+    ))
+}
+
+/// Is `name` one of lb's own files in the data dir, rather than sled's?
+fn is_lbs_own(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with("lb-manifest") || name == lock::FILE || name.starts_with("last-good.json")
+}
+
+/// Verifies the store in `dir` without touching it (see the module doc) and returns the
+/// digest of what it holds.
+fn verify(dir: &Path) -> Result<Digest, StoreError> {
+    let manifest = manifest::read(dir).map_err(|e| damaged(dir, e))?;
+    let unreadable = |e: &dyn std::fmt::Display| damaged(dir, format!("it cannot be read ({e})"));
+    let copy = tempfile::Builder::new().prefix("lb-verify-").tempdir().map_err(|e| {
+        StoreError::Open(format!("cannot make a temp dir to verify the store in {}: {e}", dir.display()))
+    })?;
+    let mut sled_files = false;
+    copy_dir(dir, copy.path(), &mut sled_files)
+        .map_err(|e| StoreError::Open(format!("cannot copy the store in {} to verify it: {e}", dir.display())))?;
+    let (schema, found) = if sled_files {
+        let db = sled::Config::new().path(copy.path()).flush_every_ms(None).open().map_err(|e| unreadable(&e))?;
+        let schema = lb_migrations::schema_version(&db).map_err(|e| unreadable(&e))?;
+        lb_migrations::run(&db)
+            .map_err(|e| StoreError::Open(format!("cannot open store in {}: {e}", dir.display())))?;
+        let pools = db.open_tree(lb_migrations::POOLS)?;
+        let backends = db.open_tree(lb_migrations::BACKENDS)?;
+        (schema, Digest::of(&load(&pools, &backends)?))
+    } else {
+        (0, Digest::default())
+    };
+    match manifest {
+        Some(m) if m.digest == found || m.pending == Some(found) => Ok(found),
+        Some(m) => Err(damaged(
+            dir,
+            format!(
+                "it holds {} where lb last acknowledged {} (manifest generation {})",
+                found.counts(),
+                m.digest.counts(),
+                m.generation
+            ),
+        )),
+        None if schema >= MANIFEST_SINCE => Err(damaged(dir, format!("its manifest {} is missing", manifest::FILE))),
+        // A store of an lb from before manifests, or a new one.
+        None => Ok(found),
+    }
+}
+
+/// Copies sled's files from `from` to `to` (lb's own files stay behind); sets `any` if there
+/// were some.
+fn copy_dir(from: &Path, to: &Path, any: &mut bool) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if is_lbs_own(&entry.file_name()) {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_dir(&entry.path(), &target, any)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+            *any = true;
+        }
+    }
+    Ok(())
+}
+
+/// Every pool in `pools` with its backends, in pattern order.
+fn load(pools: &sled::Tree, backends: &sled::Tree) -> Result<Vec<StoredPool>, StoreError> {
+    let mut out = Vec::new();
+    for entry in pools.iter() {
+        let (key, value) = entry?;
+        let pattern = utf8(lb_migrations::POOLS, &key)?;
+        let pool = decoded_pool(&pattern, &value)?;
+        let mut found = Vec::new();
+        for entry in backends.scan_prefix(backend_prefix(&pattern)) {
+            let (key, value) = entry?;
+            let backend = decoded_backend(&key, &value)?;
+            if key.as_ref() != backend_key(&pattern, backend.0.addr).as_slice() {
+                return Err(corrupt(lb_migrations::BACKENDS, &key, format!("holds backend {}", backend.0.addr)));
+            }
+            found.push(backend);
+        }
+        out.push((pool, found));
+    }
+    Ok(out)
+}
+
+fn decoded_pool(pattern: &str, value: &[u8]) -> Result<PoolConfig, StoreError> {
+    codec::decode_pool(pattern.to_owned(), value)
+        .map_err(|reason| corrupt(lb_migrations::POOLS, pattern.as_bytes(), reason))
+}
+
+fn decoded_backend(key: &[u8], value: &[u8]) -> Result<StoredBackend, StoreError> {
+    codec::decode_backend(value).map_err(|reason| corrupt(lb_migrations::BACKENDS, key, reason))
 }
 
 fn restore(tree: &sled::Tree, key: &[u8], value: Option<sled::IVec>) {
@@ -275,7 +490,8 @@ mod tests {
             db.open_tree(lb_migrations::POOLS).unwrap().insert("/x", &[7u8, 1, 2][..]).unwrap();
             db.flush().unwrap();
         }
-        let err = reopen(dir.path()).load().unwrap_err().to_string();
+        // Found on the copy, before sled opens the store itself.
+        let err = Store::open(dir.path()).err().unwrap().to_string();
         assert!(err.contains("pools//x") && err.contains("format 7"), "{err}");
     }
 }
