@@ -225,3 +225,34 @@ async fn a_store_of_todays_lb_migrates_to_prefixed_keys_with_nothing_lost() {
     assert_eq!(pools.as_array().unwrap().len(), 1, "{pools}");
     assert_eq!(pools[0]["backends"].as_array().unwrap().len(), 1, "{pools}");
 }
+
+#[tokio::test]
+async fn after_a_write_error_lb_keeps_serving_and_recovers_when_the_disk_does() {
+    let a = SampleWeb::start("a");
+    let lb = Lb::start();
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &a, json!({})).await;
+    // A directory where the manifest's temp file goes: every write to it fails, also as root
+    // (for whom a read-only dir is no obstacle), as a full or failing disk would.
+    let blocker = lb.dir.path().join("lb-manifest.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let r = common::client().post(lb.admin_url("/v1/pools")).json(&json!({"pattern": "/new/"})).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let error: serde_json::Value = r.json().await.unwrap();
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("cannot write") && message.contains("nothing changed"), "{message}");
+    let r = common::client().delete(lb.admin_url("/v1/pool")).query(&[("pattern", "/")]).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    // Nothing changed, and the data plane serves on.
+    assert_eq!(common::get(&lb.url("/")).await, (200, "Hello web from node a".to_owned()));
+    let pools = lb.admin_json("/v1/pools").await;
+    assert_eq!(pools.as_array().unwrap().len(), 1, "{pools}");
+    std::fs::remove_dir(&blocker).unwrap();
+    lb.add_pool("/new/", json!({})).await;
+    // What was refused is not in the store, what was accepted is.
+    let lb = lb.restart();
+    let pools = lb.admin_json("/v1/pools").await;
+    let patterns: Vec<&str> = pools.as_array().unwrap().iter().map(|p| p["pattern"].as_str().unwrap()).collect();
+    assert_eq!(patterns, ["/", "/new/"]);
+    assert_eq!(common::get(&lb.url("/")).await, (200, "Hello web from node a".to_owned()));
+}
