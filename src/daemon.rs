@@ -51,6 +51,10 @@ pub struct Config {
     #[arg(long, env = "LB_MAX_HEADER_BYTES", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u32).range(8192..=16 << 20))]
     pub max_header_bytes: u32,
+    /// Loads this state (from `lbctl export`, or the data dir's last-good.json) into an empty
+    /// store at start; a store that holds pools is refused.
+    #[arg(long, value_name = "FILE")]
+    pub import: Option<PathBuf>,
 }
 
 /// A Go-style duration (`500ms`, `10s`, `1m30s`) other than zero.
@@ -118,6 +122,9 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
     let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
     let control = Arc::new(ControlPlane::load(store).map_err(|e| e.to_string())?);
     tracing::info!("store {} opened", config.data_dir.display());
+    if let Some(file) = &config.import {
+        import(&control, file, &config.data_dir)?;
+    }
 
     let threads = config.threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
     let local = |l: &std::net::TcpListener| l.local_addr().map_err(|e| e.to_string());
@@ -129,6 +136,27 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         max_header_bytes: config.max_header_bytes as usize,
     };
     Ok(Bound { data, admin, data_addr, admin_addr, control, threads, limits })
+}
+
+/// `--import FILE`: the state in `file` into the empty store of `dir`, atomically. Its check
+/// tasks die with this runtime; the health loop starts them anew when lb serves.
+fn import(control: &ControlPlane, file: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
+    let failed = |e: &dyn std::fmt::Display| format!("cannot import {}: {e}", file.display());
+    let bytes = std::fs::read(file).map_err(|e| failed(&e))?;
+    let state: lb_api::StateJson = serde_json::from_slice(&bytes).map_err(|e| failed(&e))?;
+    let change = crate::control::state::import(state).map_err(|e| failed(&e))?;
+    let runtime = worker_runtime()?;
+    runtime.block_on(async {
+        let held = control.pools().await.len();
+        if held > 0 {
+            return Err(failed(&format_args!(
+                "the store in {} already holds {held} pools (--import only fills an empty store)",
+                dir.display()
+            )));
+        }
+        control.apply(change).await.map_err(|e| failed(&e))
+    })?;
+    Ok(())
 }
 
 /// Serves `bound` until `shutdown` resolves, then stops taking connections, gives in-flight
@@ -207,6 +235,7 @@ fn spawn_admin(
                 .map_err(|e| format!("cannot start admin runtime: {e}"))?;
             runtime.block_on(async move {
                 tokio::spawn(control.clone().run_health());
+                tokio::spawn(control.clone().run_backup());
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
                 let serve =
                     axum::serve(listener, admin::router(control)).with_graceful_shutdown(wait_for(stopped.clone()));

@@ -76,6 +76,9 @@ pub type StoredBackend = (BackendConfig, BackendState);
 /// A pool as loaded from the store, with its backends.
 pub type StoredPool = (PoolConfig, Vec<StoredBackend>);
 
+/// The last good export of the state, kept in the data dir for a restore.
+pub const LAST_GOOD: &str = "last-good.json";
+
 /// The first schema whose stores always have a manifest: one without is damaged.
 const MANIFEST_SINCE: u32 = 3;
 
@@ -229,6 +232,59 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces every pool and backend with `pools`, in one transaction.
+    pub async fn replace_all(&self, pools: &[StoredPool]) -> Result<(), StoreError> {
+        let next = Digest::of(pools);
+        let all = |tree: &sled::Tree| tree.iter().collect::<Result<Vec<_>, _>>();
+        let (old_pools, old_backends) = (all(&self.pools)?, all(&self.backends)?);
+        let mut new_pools = Vec::with_capacity(pools.len());
+        let mut new_backends = Vec::new();
+        for (pool, backends) in pools {
+            new_pools.push((pool.pattern.as_bytes().to_vec(), codec::encode_pool(pool)));
+            for (config, state) in backends {
+                new_backends.push((backend_key(&pool.pattern, config.addr), codec::encode_backend(config, state)));
+            }
+        }
+        self.begin(next)?;
+        (&self.pools, &self.backends)
+            .transaction(|(pools, backends)| {
+                for (key, _) in &old_pools {
+                    pools.remove(key)?;
+                }
+                for (key, _) in &old_backends {
+                    backends.remove(key)?;
+                }
+                for (key, value) in &new_pools {
+                    pools.insert(key.as_slice(), value.as_slice())?;
+                }
+                for (key, value) in &new_backends {
+                    backends.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(transaction_error)?;
+        self.flush_or_undo(|| {
+            for (tree, new, old) in
+                [(&self.pools, &new_pools, old_pools), (&self.backends, &new_backends, old_backends)]
+            {
+                for (key, _) in new {
+                    let _ = tree.remove(key.as_slice());
+                }
+                for (key, value) in old {
+                    let _ = tree.insert(key, value);
+                }
+            }
+        })
+        .await?;
+        self.commit(next);
+        Ok(())
+    }
+
+    /// Replaces `DIR/last-good.json` with `json`, atomically.
+    pub fn write_last_good(&self, json: &[u8]) -> Result<(), String> {
+        manifest::write_atomically(&self.dir, LAST_GOOD, "last-good.json.tmp", json)
+    }
+
     /// Flushes everything written so far.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -280,10 +336,9 @@ fn write_manifest(dir: &Path, manifest: &mut Manifest) -> Result<(), StoreError>
 
 fn damaged(dir: &Path, why: String) -> StoreError {
     StoreError::Damaged(format!(
-        "store in {} is damaged: {why}; every file was left untouched: move the dir aside and restore \
-         {}/last-good.json with lb --import (README: Backup and restore)",
-        dir.display(),
-        dir.display()
+        "store in {dir} is damaged: {why}; every file was left untouched: move {dir} aside (to {dir}.damaged) \
+         and restore with lb --import {dir}.damaged/{LAST_GOOD} (README: Backup and restore)",
+        dir = dir.display(),
     ))
 }
 
