@@ -116,9 +116,16 @@ async fn an_invalid_state_changes_nothing() {
 
 /// Runs lb to completion: it must exit 1 with one `lb: error:` line, which is returned.
 fn refused(cmd: &mut std::process::Command) -> String {
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Bounded: an lb that wrongly starts is killed at the deadline, failing the test.
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut text).map(|_| text)
+    });
+    let status = common::process::wait_exit(&mut child);
+    let stderr = reader.join().unwrap().unwrap();
+    assert_eq!(status.code(), Some(1), "lb should have refused to start:\n{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("lb: error:")).collect();
     assert_eq!(errors.len(), 1, "want one error line:\n{stderr}");
     errors[0].to_owned()

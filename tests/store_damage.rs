@@ -33,9 +33,16 @@ fn checksums(dir: &Path) -> BTreeMap<PathBuf, String> {
 
 /// Runs lb on `dir` to completion: it must exit 1 with one `lb: error:` line, which is returned.
 fn refused(dir: &Path) -> String {
-    let out = lb_command(dir).stdout(Stdio::null()).stderr(Stdio::piped()).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(1), "lb should refuse the store:\n{stderr}");
+    // Bounded: an lb that wrongly starts is killed at the deadline, failing the test.
+    let mut child = lb_command(dir).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut text).map(|_| text)
+    });
+    let status = common::process::wait_exit(&mut child);
+    let stderr = reader.join().unwrap().unwrap();
+    assert_eq!(status.code(), Some(1), "lb should have refused to start:\n{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("lb: error:")).collect();
     assert_eq!(errors.len(), 1, "want one error line:\n{stderr}");
     errors[0].to_owned()
