@@ -8,10 +8,13 @@
 //! lb writes without flushing and relearns anyway. It is computed from records decoded and
 //! re-encoded by [`codec`](super::codec), so a migration that only moves keys keeps it.
 //!
-//! A write is two manifest writes around sled's: first `pending`, the digest the store will
-//! have, then sled's write and flush, then the new digest alone. So whatever a crash
-//! interrupts, the store on disk has one of the two digests the manifest names; anything else
-//! is damage. Each manifest write is atomic: a temp file, fsync, rename, fsync of the dir.
+//! Before sled's write, the manifest is written with `pending`, the digest the store will have,
+//! beside the digest it has: whatever a crash interrupts, the store on disk has one of the two
+//! digests the manifest names; anything else is damage. Once the burst of changes is over, the
+//! control plane settles the manifest (the new digest alone), off the request path: until
+//! then, a store that lost only the last change would pass. Each manifest write is atomic: a
+//! temp file, fsync, rename, fsync of the dir. It costs the request path one such write per
+//! change (two fsyncs), not two.
 
 use std::fs::File;
 use std::io::Write;

@@ -91,6 +91,8 @@ pub struct Store {
     /// The manifest as last written; writes hold it from their first manifest write to their
     /// last (they are serialized by the control plane anyway).
     manifest: Mutex<Manifest>,
+    /// The last change is not yet the manifest's digest alone (see [`Store::settle`]).
+    unsettled: std::sync::atomic::AtomicBool,
     _lock: lock::DirLock,
 }
 
@@ -115,7 +117,15 @@ impl Store {
         lb_migrations::run(&db).map_err(|e| open_err(&e))?;
         let pools = db.open_tree(lb_migrations::POOLS)?;
         let backends = db.open_tree(lb_migrations::BACKENDS)?;
-        let store = Store { db, pools, backends, dir: dir.to_owned(), manifest: Mutex::new(manifest), _lock: lock };
+        let store = Store {
+            db,
+            pools,
+            backends,
+            dir: dir.to_owned(),
+            manifest: Mutex::new(manifest),
+            unsettled: Default::default(),
+            _lock: lock,
+        };
         let loaded = Digest::of(&store.load()?);
         if loaded != found {
             return Err(damaged(
@@ -285,10 +295,10 @@ impl Store {
         manifest::write_atomically(&self.dir, LAST_GOOD, "last-good.json.tmp", json)
     }
 
-    /// Flushes everything written so far.
+    /// Flushes everything written so far, and settles the manifest.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        Ok(())
+        self.settle().map_err(StoreError::Manifest)
     }
 
     fn digest(&self) -> Digest {
@@ -305,18 +315,28 @@ impl Store {
         Ok(())
     }
 
-    /// The last manifest write of a change, once sled has flushed it. Should it fail, the
-    /// pending digest still names the store, which is durable: the change stands.
+    /// A change is in, flushed: the manifest on disk names it as pending, which is enough for
+    /// a crash. [`Store::settle`] writes it as the digest alone, off the request path; the
+    /// next change's first manifest write does too.
     fn commit(&self, next: Digest) {
         let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
-        let mut done = Manifest { digest: next, pending: None, ..m.clone() };
-        match write_manifest(&self.dir, &mut done) {
-            Ok(()) => *m = done,
-            Err(e) => {
-                tracing::warn!("{e} (the change is durable; the manifest names it as pending)");
-                m.digest = next;
+        m.digest = next;
+        m.pending = None;
+        self.unsettled.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Writes the manifest with the digest of the last change alone, if it is not yet: after
+    /// that, a store that lost that change is damage. lb calls it shortly after each burst of
+    /// changes and at shutdown: one fsync'd write, not one per change.
+    pub fn settle(&self) -> Result<(), String> {
+        let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
+        if self.unsettled.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = write_manifest(&self.dir, &mut m) {
+                self.unsettled.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(e.to_string());
             }
         }
+        Ok(())
     }
 
     async fn flush_or_undo(&self, undo: impl FnOnce()) -> Result<(), StoreError> {
