@@ -34,6 +34,8 @@ use crate::pool::{parse_addr, Backend, BackendChange, BackendConfig, Pool, PoolS
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
+/// Largest state `PUT /v1/state` reads: 10,000 backends take about 1.5 MiB.
+const MAX_STATE_BODY: usize = 64 << 20;
 
 /// The admin API's routes, behind the checks of [`Access`] (see `guard.rs`).
 pub fn router(control: Arc<ControlPlane>, access: Access) -> Router {
@@ -43,6 +45,10 @@ pub fn router(control: Arc<ControlPlane>, access: Access) -> Router {
         .route("/v1/pool", get(get_pool).patch(update_pool).delete(remove_pool))
         .route("/v1/pool/health", get(pool_health))
         .route("/v1/pool/backends", axum::routing::post(add_backend).patch(update_backend).delete(remove_backend))
+        .route(
+            "/v1/state",
+            get(export_state).put(import_state).layer(axum::extract::DefaultBodyLimit::max(MAX_STATE_BODY)),
+        )
         .fallback(
             |uri: Uri| async move { ApiError(StatusCode::NOT_FOUND, format!("no admin endpoint {}", uri.path())) },
         )
@@ -143,6 +149,7 @@ impl From<&Backend> for BackendJson {
 enum AppliedJson {
     Pool(PoolJson),
     Backend(BackendJson),
+    Replaced { pools: usize, backends: usize },
 }
 
 impl From<Applied> for AppliedJson {
@@ -154,6 +161,7 @@ impl From<Applied> for AppliedJson {
             Applied::BackendAdded { backend, .. }
             | Applied::BackendChanged { backend, .. }
             | Applied::BackendRemoved { backend, .. } => AppliedJson::Backend(BackendJson::from(backend.as_ref())),
+            Applied::Replaced { pools, backends } => AppliedJson::Replaced { pools, backends },
         }
     }
 }
@@ -258,4 +266,15 @@ async fn remove_backend(
     let q = query(q)?;
     let addr = parse_addr(&q.ip, q.port).map_err(bad_request)?;
     apply(&control, Change::RemoveBackend { pattern: q.pattern, addr, reason: Removal::Admin }).await
+}
+
+// ---- the whole state: export and import (replaces everything, atomically) ----
+
+async fn export_state(State(control): Control) -> Json<lb_api::StateJson> {
+    Json(control::state::export(&control.pools().await))
+}
+
+async fn import_state(State(control): Control, body: Result<Bytes, BytesRejection>) -> Answer<Json<AppliedJson>> {
+    let state: lb_api::StateJson = json_body(body)?;
+    apply(&control, control::state::import(state)?).await
 }

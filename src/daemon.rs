@@ -92,6 +92,10 @@ pub struct Config {
     /// connection (and counts it against the backend).
     #[arg(long, env = "LB_BACKEND_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub backend_body_timeout: Duration,
+    /// Loads this state (from `lbctl export`, or the data dir's last-good.json) into an empty
+    /// store at start; a store that holds pools is refused.
+    #[arg(long, value_name = "FILE")]
+    pub import: Option<PathBuf>,
 }
 
 /// A Go-style duration (`500ms`, `10s`, `1m30s`) other than zero.
@@ -225,6 +229,9 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
     let control = ControlPlane::load(store).map_err(|e| e.to_string())?;
     let control = Arc::new(control.with_listeners(listeners));
     tracing::info!("store {} opened", config.data_dir.display());
+    if let Some(file) = &config.import {
+        import(&control, file, &config.data_dir)?;
+    }
 
     let threads = config.threads.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
     tracing::info!("data listener on {data_addr} ({threads} worker threads)");
@@ -250,6 +257,27 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         body_timeouts: BodyTimeouts { client: config.client_body_timeout, backend: config.backend_body_timeout },
     };
     Ok(Bound { data, admin, data_addr, admin_addr, access, control, threads, limits })
+}
+
+/// `--import FILE`: the state in `file` into the empty store of `dir`, atomically. Its check
+/// tasks die with this runtime; the health loop starts them anew when lb serves.
+fn import(control: &ControlPlane, file: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
+    let failed = |e: &dyn std::fmt::Display| format!("cannot import {}: {e}", file.display());
+    let bytes = std::fs::read(file).map_err(|e| failed(&e))?;
+    let state: lb_api::StateJson = serde_json::from_slice(&bytes).map_err(|e| failed(&e))?;
+    let change = crate::control::state::import(state).map_err(|e| failed(&e))?;
+    let runtime = worker_runtime()?;
+    runtime.block_on(async {
+        let held = control.pools().await.len();
+        if held > 0 {
+            return Err(failed(&format_args!(
+                "the store in {} already holds {held} pools (--import only fills an empty store)",
+                dir.display()
+            )));
+        }
+        control.apply(change).await.map_err(|e| failed(&e))
+    })?;
+    Ok(())
 }
 
 /// Serves `bound` until `shutdown` resolves, then stops taking connections, gives in-flight
@@ -329,6 +357,7 @@ fn spawn_admin(
                 .map_err(|e| format!("cannot start admin runtime: {e}"))?;
             runtime.block_on(async move {
                 tokio::spawn(control.clone().run_health());
+                tokio::spawn(control.clone().run_backup());
                 let serve = listener.serve(admin::router(control, access), wait_for(stopped.clone()));
                 // Graceful, but bounded: an admin client that never finishes its request must
                 // not keep lb from exiting.

@@ -296,7 +296,7 @@ async fn failed_requests_make_a_backend_sick_but_only_checks_evict() {
     let faulty = FaultyBackend::start(Fault::Reset).await;
     lb.add_pool(
         "/",
-        json!({"retries": 0, "health_check": {"interval_ms": 200, "fall": 3, "rise": 5, "evict_after": 3}}),
+        json!({"retries": 0, "health_check": {"interval_ms": 200, "timeout_ms": 200, "fall": 3, "rise": 5, "evict_after": 3}}),
     )
     .await;
     lb.add_backend("/", &faulty, json!({})).await;

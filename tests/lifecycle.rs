@@ -162,7 +162,7 @@ fn a_data_dir_that_is_a_file_is_one_clear_error() {
 fn a_store_locked_by_another_lb_is_refused() {
     let lb = Lb::start_in(Arc::new(tempfile::tempdir().unwrap()));
     let line = failed_start(&mut lb_command(lb.dir.path()));
-    assert!(line.contains("cannot open store"), "{line}");
+    assert!(line.contains("another lb (pid "), "{line}");
 }
 
 #[tokio::test]

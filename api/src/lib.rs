@@ -6,6 +6,7 @@
 //!   [`NewBackend`], [`BackendChange`] and the query parameters.
 //! - [`response`]: what lb sends, [`PoolJson`], [`BackendJson`], [`HealthJson`] and
 //!   [`ErrorJson`], and in [`lenient`] their twins, which lbctl reads.
+//! - [`state`]: the whole state, [`StateJson`], as export writes it and import reads it.
 //! - [`duration`]: Go's duration grammar (`500ms`, `1m30s`), for lb's flags and lbctl's.
 //!
 //! Small on purpose: no runtime, no HTTP client or server, so that depending on it costs
@@ -15,6 +16,7 @@ pub mod duration;
 pub mod names;
 pub mod request;
 pub mod response;
+pub mod state;
 
 pub use names::{HashKey, Mode, Strategy};
 pub use request::{
@@ -22,3 +24,4 @@ pub use request::{
     TimeoutsChange,
 };
 pub use response::{lenient, BackendJson, ErrorJson, HealthCheckSpec, HealthJson, PoolJson, Timeouts};
+pub use state::{PoolState, StateJson, STATE_VERSION};

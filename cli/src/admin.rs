@@ -118,6 +118,14 @@ impl Admin {
         self.send(request.json(change)).await
     }
 
+    pub async fn export(&self) -> Result<Value, Error> {
+        self.send(self.request(Method::GET, "/v1/state")).await
+    }
+
+    pub async fn import(&self, state: &Value) -> Result<Value, Error> {
+        self.send(self.request(Method::PUT, "/v1/state").json(state)).await
+    }
+
     /// A request to `base + path`; `.query(...)` adds the parameters, percent-encoded. Every
     /// write says it is JSON, a `DELETE` without a body too: lb refuses writes that do not.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {

@@ -31,6 +31,8 @@ Examples:
   lbctl --lb=127.0.0.1:8081 --pattern=/ removePool
   lbctl --json --pattern=/ poolHealth
   lbctl --token-file=/etc/lb/admin-token listPools          # an lb started with --admin-token-file
+  lbctl --lb=127.0.0.1:8081 export > state.json
+  lbctl --lb=127.0.0.1:8081 import state.json
 
 Durations are Go-style (500ms, 2s, 1m30s, 1h); sizes are bytes, KiB or MiB (65536, 64KiB, 1MiB).
 
@@ -158,7 +160,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// List all pools with their mode, strategy, backend count and status
     #[command(name = "listPools")]
@@ -196,11 +198,19 @@ enum Command {
     /// Give --ip:--port of the pool --pattern the weight --weight
     #[command(name = "setWeight")]
     SetWeight,
+    /// Print every pool, backend and setting as JSON, a state for import (lbctl export > state.json)
+    Export,
+    /// Replace every pool and backend with the state in FILE, all or nothing (lbctl import state.json)
+    Import {
+        /// A state from lbctl export, or a data dir's last-good.json
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
 }
 
 impl Command {
     /// The name users type, for error messages.
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Command::ListPools => "listPools",
             Command::AddPool => "addPool",
@@ -214,6 +224,8 @@ impl Command {
             Command::DrainBackend => "drainBackend",
             Command::UndrainBackend => "undrainBackend",
             Command::SetWeight => "setWeight",
+            Command::Export => "export",
+            Command::Import { .. } => "import",
         }
     }
 }
@@ -290,6 +302,10 @@ pub enum Request {
         ip: String,
         port: u16,
         weight: u32,
+    },
+    Export,
+    Import {
+        file: std::path::PathBuf,
     },
 }
 
@@ -388,7 +404,7 @@ impl Cli {
         // Malformed values are refused whatever the command, as clap refuses a bad --port.
         let settings = self.pool_settings()?;
         let health_check = self.health_check()?;
-        let command = self.command;
+        let command = &self.command;
         let needs = |flag: &str| Error::Usage(format!("{} needs {flag}", command.name()));
         let pattern = || self.pattern.clone().ok_or_else(|| needs("--pattern"));
         let ip = || self.ip.clone().ok_or_else(|| needs("--ip"));
@@ -434,6 +450,8 @@ impl Cli {
                 port: port()?,
                 weight: self.weight.ok_or_else(|| needs("--weight"))?,
             },
+            Command::Export => Request::Export,
+            Command::Import { file } => Request::Import { file: file.clone() },
         };
         let token = match (self.token, &self.token_file) {
             (_, Some(file)) => Some(read_token(file)?),
@@ -666,6 +684,14 @@ mod tests {
     }
 
     #[test]
+    fn import_takes_a_file_and_export_nothing() {
+        let invocation = parse_strs(&["lbctl", "import", "state.json"]).unwrap();
+        assert_eq!(invocation.request, Request::Import { file: "state.json".into() });
+        assert_eq!(parse_strs(&["lbctl", "export"]).unwrap().request, Request::Export);
+        assert!(matches!(parse_strs(&["lbctl", "import"]), Err(Error::Usage(_))));
+    }
+
+    #[test]
     fn no_command_lists_the_commands() {
         let err = parse_strs(&["lbctl", "--lb=x:1"]).unwrap_err();
         assert_eq!(
@@ -673,7 +699,7 @@ mod tests {
             Error::Usage(
                 "no command given, try one of listPools, addPool, removePool, setMode, \
                  setPool, setHealth, poolHealth, addBackend, removeBackend, drainBackend, \
-                 undrainBackend, setWeight (see lbctl --help)"
+                 undrainBackend, setWeight, export, import (see lbctl --help)"
                     .into()
             )
         );

@@ -89,6 +89,35 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
                 )
             })
         }
+        // The state as JSON whatever --json says: it is what import reads.
+        Request::Export => {
+            let state = admin.export().await?;
+            serde_json::from_value::<lb_api::StateJson>(state.clone())
+                .map_err(|err| Error::Failed(format!("unexpected answer from lb admin: {err}")))?;
+            Ok(format!("{state:#}\n"))
+        }
+        Request::Import { file } => {
+            let shown = file.display();
+            let text = std::fs::read(file).map_err(|e| Error::Failed(format!("cannot read {shown}: {e}")))?;
+            let state: Value =
+                serde_json::from_slice(&text).map_err(|e| Error::Failed(format!("{shown} is not JSON: {e}")))?;
+            render(json, admin.import(&state).await?, |done: Imported| {
+                format!("imported {shown}: lb now has {} pools and {} backends\n", done.pools, done.backends)
+            })
+        }
+    }
+}
+
+/// lb's answer to an import.
+#[derive(serde::Deserialize)]
+struct Imported {
+    pools: u64,
+    backends: u64,
+}
+
+impl Answer for Imported {
+    fn is_lbs(&self) -> bool {
+        true
     }
 }
 

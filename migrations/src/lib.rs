@@ -13,7 +13,9 @@
 //! Layout of the store, as of the latest version:
 //! - `meta`: `schema_version` -> u32, big-endian.
 //! - `pools`: pattern (UTF-8) -> pool record.
-//! - `backends`: pattern, a NUL byte, then `ip:port` -> backend record.
+//! - `backends`: the pattern's length (u32, big-endian), the pattern, then `ip:port` -> backend
+//!   record ([`keys`]; up to schema 2: pattern, a NUL byte, `ip:port`, which let patterns holding
+//!   NUL collide).
 //!
 //! Records are encoded by lb's `store::codec` module: a format-version byte, then bincode. A
 //! migration that changes a record format keeps a frozen copy of the old record type here.
@@ -26,7 +28,7 @@ use sled::Transactional;
 pub const META: &str = "meta";
 /// Tree of pools, keyed by pattern.
 pub const POOLS: &str = "pools";
-/// Tree of backends, keyed by pattern, NUL, `ip:port`.
+/// Tree of backends, keyed by pattern and `ip:port` (see [`keys`]).
 pub const BACKENDS: &str = "backends";
 /// Every tree a migration may touch, in the order [`Change::tree`] indexes them.
 pub const TREES: [&str; 3] = [META, POOLS, BACKENDS];
@@ -63,8 +65,14 @@ pub static MIGRATIONS: &[Migration] = &[
         name: "format 2: health checks, retries, timeouts, hash key on pools; weight, health, draining on backends",
         plan: records::v1_to_v2,
     },
+    Migration {
+        version: 3,
+        name: "backend keys length-prefixed, so that no two patterns' backends can collide",
+        plan: records::v2_to_v3,
+    },
 ];
 
+pub mod keys;
 pub mod records;
 
 /// The schema version this build writes.

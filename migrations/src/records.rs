@@ -173,10 +173,70 @@ pub fn v1_to_v2(db: &sled::Db) -> Result<Vec<Change>, String> {
     Ok(changes)
 }
 
+/// Migration 3: every backend key from schema 2's `pattern NUL ip:port` to [`crate::keys`]'
+/// length-prefixed one; records unchanged. An address holds no NUL, so the last NUL of an old
+/// key ends its pattern, even for a pattern that holds NULs itself.
+pub fn v2_to_v3(db: &sled::Db) -> Result<Vec<Change>, String> {
+    let tree = tree_index(BACKENDS);
+    let mut changes = Vec::new();
+    for entry in db.open_tree(BACKENDS).map_err(|e| e.to_string())?.iter() {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let nul = key.iter().rposition(|&b| b == 0);
+        let (pattern, addr) = match nul.map(|i| (&key[..i], &key[i + 1..])) {
+            Some((pattern, addr)) => (std::str::from_utf8(pattern), std::str::from_utf8(addr)),
+            None => return Err(format!("backend key {} holds no NUL", crate::keys::shown(&key))),
+        };
+        let (Ok(pattern), Ok(addr)) = (pattern, addr) else {
+            return Err(format!("backend key {} is not UTF-8", crate::keys::shown(&key)));
+        };
+        changes.push(Change { tree, key: key.to_vec(), value: None });
+        changes.push(Change { tree, key: crate::keys::backend_key(pattern, addr), value: Some(value.to_vec()) });
+    }
+    Ok(changes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{run, run_migrations, schema_version, MIGRATIONS};
+
+    #[test]
+    fn a_schema_2_store_gets_collision_free_backend_keys_with_nothing_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        run_migrations(&db, &MIGRATIONS[..2]).unwrap();
+        let backends = db.open_tree(BACKENDS).unwrap();
+        // As schema 2 wrote them, `/d`'s backend and `/d\0z`'s (a pattern holding a NUL).
+        let old =
+            [(&b"/d\x00127.0.0.1:1"[..], &b"d"[..]), (b"/d\x00z\x00127.0.0.1:2", b"dz"), (b"/\x00[::1]:3", b"root")];
+        for (key, value) in old {
+            backends.insert(key, value).unwrap();
+        }
+        assert_eq!(run(&db).unwrap(), crate::Outcome { from: 2, to: 3 });
+        let now: Vec<(Vec<u8>, Vec<u8>)> =
+            backends.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+        let mut want = vec![
+            (crate::keys::backend_key("/d", "127.0.0.1:1"), b"d".to_vec()),
+            (crate::keys::backend_key("/d\0z", "127.0.0.1:2"), b"dz".to_vec()),
+            (crate::keys::backend_key("/", "[::1]:3"), b"root".to_vec()),
+        ];
+        want.sort();
+        assert_eq!(now, want);
+        let d: Vec<_> = backends.scan_prefix(crate::keys::backend_prefix("/d")).values().collect();
+        assert_eq!(d.len(), 1, "/d's scan reaches only /d's backend");
+    }
+
+    #[test]
+    fn a_schema_2_key_without_nul_stops_migration_3_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        run_migrations(&db, &MIGRATIONS[..2]).unwrap();
+        db.open_tree(BACKENDS).unwrap().insert("/127.0.0.1:1", "x").unwrap();
+        let err = run(&db).unwrap_err().to_string();
+        assert!(err.contains("migration 3") && err.contains("holds no NUL"), "{err}");
+        assert_eq!(schema_version(&db).unwrap(), 2);
+        assert!(db.open_tree(BACKENDS).unwrap().get("/127.0.0.1:1").unwrap().is_some());
+    }
 
     #[test]
     fn a_schema_1_store_becomes_schema_2_with_defaults() {
@@ -194,7 +254,7 @@ mod tests {
         db.open_tree(POOLS).unwrap().insert("/api/", v1::encode_pool(&pool)).unwrap();
         db.open_tree(BACKENDS).unwrap().insert(b"/api/\x00127.0.0.1:8082", v1::encode_backend(&backend)).unwrap();
 
-        assert_eq!(run(&db).unwrap(), crate::Outcome { from: 1, to: 2 });
+        run_migrations(&db, &MIGRATIONS[..2]).unwrap();
         assert_eq!(schema_version(&db).unwrap(), 2);
         let pool = v2::decode_pool(&db.open_tree(POOLS).unwrap().get("/api/").unwrap().unwrap()).unwrap();
         assert_eq!((pool.mode.as_str(), pool.health_path.as_str(), pool.interval_ms), ("redirect", "/hc", 2_000));
@@ -215,7 +275,7 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         run_migrations(&db, &MIGRATIONS[..1]).unwrap();
         db.open_tree(POOLS).unwrap().insert("/", &[1u8, 0xff][..]).unwrap();
-        let err = run(&db).unwrap_err().to_string();
+        let err = run_migrations(&db, &MIGRATIONS[..2]).unwrap_err().to_string();
         assert!(err.contains("migration 2") && err.contains("pool /"), "{err}");
         assert_eq!(schema_version(&db).unwrap(), 1);
         assert_eq!(db.open_tree(POOLS).unwrap().get("/").unwrap().unwrap().as_ref(), [1u8, 0xff]);

@@ -29,7 +29,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, MAX_BODY};
+use super::{ApiError, MAX_BODY, MAX_STATE_BODY};
 
 /// The admin API's bearer token. Its bytes never reach a log or a `Debug` print.
 #[derive(Clone)]
@@ -174,9 +174,11 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
             return answer;
         }
     }
+    // A whole state (`PUT /v1/state`) may be larger than any other body.
+    let limit = if req.uri().path() == "/v1/state" { MAX_STATE_BODY } else { MAX_BODY };
     if let Some(length) = headers.get(header::CONTENT_LENGTH) {
-        if length.to_str().ok().and_then(|l| l.parse::<u64>().ok()).is_none_or(|l| l > MAX_BODY as u64) {
-            return refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} KiB", MAX_BODY / 1024));
+        if length.to_str().ok().and_then(|l| l.parse::<u64>().ok()).is_none_or(|l| l > limit as u64) {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} KiB", limit / 1024));
         }
     }
     let write = matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT | Method::DELETE);

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::pool::{Backend, BackendChange, BackendConfig, BackendStatus, Pool, PoolSettings};
+use crate::pool::{Backend, BackendChange, BackendConfig, BackendStatus, Pool, PoolConfig, PoolSettings};
 use crate::store::StoreError;
 
 /// A change to pools and backends. Every change names its pool by pattern, as the admin typed
@@ -25,6 +25,10 @@ pub enum Change {
     UpdateBackend { pattern: String, addr: SocketAddr, change: BackendChange },
     /// Removes a backend; requests already sent to it finish.
     RemoveBackend { pattern: String, addr: SocketAddr, reason: Removal },
+    /// Replaces every pool and backend, atomically: an import or a restore. Everything is
+    /// validated before anything changes. Backends (with their draining flag) are not checked
+    /// first, as a restore must not wait for them: they start unchecked and are checked at once.
+    ReplaceAll { pools: Vec<(PoolConfig, Vec<(BackendConfig, bool)>)> },
 }
 
 /// Why a backend is removed.
@@ -58,6 +62,8 @@ pub enum Applied {
     BackendChanged { pattern: String, backend: Arc<Backend> },
     /// The backend as it was; requests in flight on it finish.
     BackendRemoved { pattern: String, backend: Arc<Backend>, reason: Removal },
+    /// Every pool and backend replaced; how many there are now.
+    Replaced { pools: usize, backends: usize },
 }
 
 impl Applied {
@@ -98,6 +104,9 @@ impl fmt::Display for Applied {
                 backend.addr(),
                 from.as_str()
             ),
+            Applied::Replaced { pools, backends } => {
+                write!(f, "state replaced: now {pools} pools and {backends} backends")
+            }
         }
     }
 }

@@ -14,18 +14,21 @@
 //!
 //! # Layout
 //! - `change.rs`: [`Change`], [`Applied`] (whose display is the log line) and [`Error`].
+//! - `state.rs`: the whole state as lb-api's JSON (export, import), and the [`last-good`
+//!   export](ControlPlane::run_backup) kept in the data dir.
 //! - this file: [`ControlPlane`]: the model, the write path, the health loop.
 
 mod change;
+pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, Mutex, MutexGuard};
+use tokio::sync::{mpsc, Mutex, MutexGuard, Notify};
 use tokio::task::AbortHandle;
 
 pub use change::{Applied, Change, Error, Removal};
@@ -73,7 +76,13 @@ pub struct ControlPlane {
     observed: std::sync::Mutex<Option<mpsc::Receiver<Observation>>>,
     /// lb's own listeners, with what each is: no backend may be one of them.
     listeners: Vec<(SocketAddr, &'static str)>,
+    /// Told of every applied change, for [`ControlPlane::run_backup`].
+    changed: Notify,
 }
+
+/// How long the last-good export waits after a change for more, so that a burst of changes
+/// (a script adding 10,000 backends) costs a few exports rather than one each.
+const BACKUP_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl ControlPlane {
     /// Loads every pool from the store and publishes the first snapshot. Health checks start
@@ -89,6 +98,7 @@ impl ControlPlane {
             observations,
             observed: std::sync::Mutex::new(Some(observed)),
             listeners: Vec::new(),
+            changed: Notify::new(),
         };
         {
             let mut pools = control.pools.try_lock().expect("nobody else holds the lock yet");
@@ -161,6 +171,29 @@ impl ControlPlane {
         }
         while let Some(observation) = observed.recv().await {
             self.observe(observation).await;
+        }
+    }
+
+    /// Keeps `DIR/last-good.json` the export of the state, and settles the store's manifest
+    /// ([`Store::settle`]): at once, then after each burst of changes, off the admin requests'
+    /// path. Every change it sees was acknowledged, so the
+    /// file is always a state lb stood by. Runs until the runtime stops.
+    pub async fn run_backup(self: Arc<Self>) {
+        loop {
+            let pools = self.pools().await;
+            let control = self.clone();
+            // Serialized off the runtime too: 10,000 backends take milliseconds.
+            let write = move || {
+                let json = serde_json::to_vec_pretty(&state::export(&pools)).expect("a state serializes");
+                control.store.settle().and_then(|()| control.store.write_last_good(&json))
+            };
+            match tokio::task::spawn_blocking(write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("{e}"),
+                Err(e) => tracing::warn!("last-good export failed: {e}"),
+            }
+            self.changed.notified().await;
+            tokio::time::sleep(BACKUP_DEBOUNCE).await;
         }
     }
 
@@ -301,8 +334,63 @@ impl ControlPlane {
                 }
                 Applied::BackendRemoved { pattern, backend, reason }
             }
+            Change::ReplaceAll { pools: new } => {
+                let mut entries = Pools::new();
+                let mut count = 0;
+                for (config, backends) in new {
+                    let pattern = Pattern::parse(&config.pattern).map_err(|e| Error::Invalid(e.to_string()))?;
+                    let key = pattern.to_string();
+                    let config = PoolConfig { pattern: key.clone(), ..config };
+                    config.validate().map_err(|e| Error::Invalid(format!("pool {key:?}: {e}")))?;
+                    // An import is a new write: held to the rules of one, as an admin's would be.
+                    crate::pool::check_health_bounds(&config.health_check)
+                        .map_err(|e| Error::Invalid(format!("pool {key:?}: {e}")))?;
+                    if entries.contains_key(&key) {
+                        return Err(Error::Invalid(format!("pool {key:?} appears twice")));
+                    }
+                    if let Some(conflict) = entries.values().find_map(|e| pattern.conflict_with(&e.pattern)) {
+                        return Err(Error::Conflict(conflict.to_string()));
+                    }
+                    let mut seen = HashSet::new();
+                    let mut live = Vec::with_capacity(backends.len());
+                    for (backend, draining) in backends {
+                        backend.validate_new().map_err(|e| Error::Invalid(format!("pool {key:?}: {e}")))?;
+                        self.refuse_own_listener(backend.addr)?;
+                        if !seen.insert(backend.addr) {
+                            return Err(Error::Invalid(format!("pool {key:?} has backend {} twice", backend.addr)));
+                        }
+                        live.push(Arc::new(Backend::new(
+                            backend,
+                            BackendState { draining, ..BackendState::default() },
+                        )));
+                    }
+                    count += live.len();
+                    entries.insert(key, Entry::new(pattern, config, live));
+                }
+                let stored: Vec<_> = entries
+                    .values()
+                    .map(|e| {
+                        let backends = e.pool.backends.iter().map(|b| (b.config.clone(), b.state())).collect();
+                        (e.pool.config.clone(), backends)
+                    })
+                    .collect();
+                self.store.replace_all(&stored).await?;
+                for (_, old) in std::mem::replace(&mut *pools, entries) {
+                    old.checks.values().for_each(AbortHandle::abort);
+                    old.pool.backends.iter().for_each(|b| b.retire());
+                }
+                for entry in pools.values_mut() {
+                    for backend in &entry.pool.backends {
+                        // Never checked: at once.
+                        let check = self.checks.spawn(&entry.pattern, backend, 0);
+                        entry.checks.insert(backend.addr(), check);
+                    }
+                }
+                Applied::Replaced { pools: pools.len(), backends: count }
+            }
         };
         self.publish(&pools);
+        self.changed.notify_one();
         log(&applied);
         Ok(applied)
     }
