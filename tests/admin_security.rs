@@ -73,16 +73,24 @@ async fn a_cross_site_form_post_is_refused() {
 }
 
 #[tokio::test]
-async fn deletes_need_the_json_content_type_too() {
+async fn a_delete_needs_no_content_type_but_may_not_claim_another() {
     let lb = Lb::in_process();
     lb.add_pool("/", serde_json::json!({})).await;
-    let (status, answer, _) = raw(
-        lb.admin,
-        &format!("DELETE /v1/pool?pattern=/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", lb.admin),
-    )
-    .await;
+    lb.add_pool("/b/", serde_json::json!({})).await;
+    let delete = |pattern: &str, content_type: &str| {
+        format!(
+            "DELETE /v1/pool?pattern={pattern} HTTP/1.1\r\nHost: {}\r\n{content_type}Connection: close\r\n\r\n",
+            lb.admin
+        )
+    };
+    let (status, answer, _) = raw(lb.admin, &delete("/", "Content-Type: text/plain\r\n")).await;
     assert_error(status, &answer, 415, "application/json");
-    assert_eq!(pool_count(&lb).await, 1);
+    assert_eq!(pool_count(&lb).await, 2);
+    let (status, _, _) = raw(lb.admin, &delete("/", "")).await;
+    assert_eq!(status, 200, "a DELETE without a body needs no Content-Type");
+    let (status, _, _) = raw(lb.admin, &delete("/b/", "Content-Type: application/json\r\n")).await;
+    assert_eq!(status, 200);
+    assert_eq!(pool_count(&lb).await, 0);
 }
 
 #[tokio::test]

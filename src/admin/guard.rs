@@ -11,9 +11,11 @@
 //!    `401` with `WWW-Authenticate: Bearer` otherwise, and the attempt is logged with the
 //!    client's address (never the token).
 //! 4. A `Content-Length` above the admin limit: `413`, before the body is read.
-//! 5. Writes (`POST`, `PATCH`, `PUT`, `DELETE`) must say `Content-Type: application/json`:
+//! 5. Writes with a body (`POST`, `PATCH`, `PUT`) must say `Content-Type: application/json`:
 //!    `415` otherwise. A form or `text/plain` is what a cross-site page can send without asking
-//!    the browser's permission; JSON it cannot.
+//!    the browser's permission; JSON it cannot. A `DELETE` carries no body and needs no type (a
+//!    page cannot send one cross-site without the browser asking first), but one that names
+//!    a type other than JSON is `415` too.
 //!
 //! `/healthz` passes none of them: it is lb's liveness for monitors, and changes nothing.
 //!
@@ -181,8 +183,9 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
             return refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} KiB", limit / 1024));
         }
     }
-    let write = matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT | Method::DELETE);
-    if write && !is_json(headers) {
+    let with_body = matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT);
+    let typed_delete = *req.method() == Method::DELETE && headers.contains_key(header::CONTENT_TYPE);
+    if (with_body || typed_delete) && !is_json(headers) {
         return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "writes need Content-Type: application/json");
     }
     next.run(req).await
