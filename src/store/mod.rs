@@ -4,7 +4,7 @@
 //! Writes that touch several keys run in one sled transaction. A write whose flush fails is
 //! undone in memory, so the store never claims what it could not make durable.
 
-mod codec;
+pub(crate) mod codec;
 
 use std::net::SocketAddr;
 use std::path::Path;
