@@ -51,3 +51,78 @@ pub mod selection;
 pub(crate) mod store;
 pub(crate) mod timer;
 pub mod upstream;
+
+/// For fuzz targets only (`fuzz/`, see its README): thin wrappers over lb's internals that are
+/// not otherwise public, so the targets reach the code lb runs on hostile bytes without the rest
+/// of lb having to be public for them. Not an API: it changes with those internals.
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::{Bytes, BytesMut};
+
+    use crate::upstream::body::State;
+    use crate::upstream::codec::{self, Framing};
+
+    pub use crate::store::codec::{decode_backend, decode_pool, encode_backend, encode_pool};
+
+    /// A backend's response head as lb's own client parsed it.
+    pub struct ResponseHead {
+        pub status: http::StatusCode,
+        pub headers: http::HeaderMap,
+        pub keep_alive: bool,
+        /// How many body bytes follow, `None` for chunked or read-until-close.
+        pub length: Option<u64>,
+        /// The decoder of the body that follows.
+        pub body: BodyDecoder,
+    }
+
+    /// `upstream::codec::parse_head`: a complete head off the front of `buf`, `Ok(None)` until
+    /// it is complete, `Err` with lb's reason for a malformed one.
+    pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, String> {
+        let head = codec::parse_head(buf, head_request).map_err(|e| e.to_string())?;
+        Ok(head.map(|head| ResponseHead {
+            status: head.status,
+            headers: head.headers,
+            keep_alive: head.keep_alive,
+            length: match head.framing {
+                Framing::Length(n) => Some(n),
+                Framing::Chunked | Framing::UntilClose => None,
+            },
+            body: BodyDecoder(State::of(head.framing)),
+        }))
+    }
+
+    /// lb's own client's body decoder (`Content-Length`, chunked, until close), without the
+    /// connection it reads from.
+    pub struct BodyDecoder(State);
+
+    /// One step of a [`BodyDecoder`].
+    #[derive(Debug)]
+    pub enum Decoded {
+        Data(Bytes),
+        /// The body ended; what follows in the buffer is not its.
+        End,
+        /// More bytes are needed.
+        More,
+        /// The framing is broken: lb's reason.
+        Broken(String),
+    }
+
+    impl BodyDecoder {
+        /// The next step over what `buf` holds; decoded bytes are taken off its front.
+        pub fn next(&mut self, buf: &mut BytesMut) -> Decoded {
+            match self.0.next(buf) {
+                Ok(Some(Ok(frame))) => {
+                    frame.into_data().map_or(Decoded::Broken("a non-data frame".into()), Decoded::Data)
+                }
+                Ok(Some(Err(e))) => Decoded::Broken(e.to_string()),
+                Ok(None) => Decoded::End,
+                Err(()) => Decoded::More,
+            }
+        }
+
+        /// Whether the body was read to its end.
+        pub fn is_done(&self) -> bool {
+            matches!(self.0, State::Done)
+        }
+    }
+}

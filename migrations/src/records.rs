@@ -15,10 +15,17 @@ fn encode<T: Serialize>(format: u8, record: &T) -> Vec<u8> {
     out
 }
 
+/// Most bytes a record's strings and lists may claim as they are decoded. bincode trusts a length
+/// prefix and allocates it before reading, so without a limit a corrupt record of ten bytes
+/// asks for exabytes and lb panics at open (found by the `store_record` fuzz target). lb's
+/// records hold what admin bodies of at most 64 KiB gave, so this is far above any real one.
+const DECODE_LIMIT: usize = 1 << 20;
+
 fn decode<T: DeserializeOwned>(format: u8, bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
         Some((&f, body)) if f == format => {
-            let (record, read) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+            let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+            let (record, read) = bincode::serde::decode_from_slice(body, config)
                 .map_err(|e| format!("undecodable format {format} record: {e}"))?;
             if read != body.len() {
                 return Err(format!("{} trailing bytes after a format {format} record", body.len() - read));
@@ -58,6 +65,14 @@ pub mod v1 {
 
     pub fn encode_backend(r: &Backend) -> Vec<u8> {
         encode(FORMAT, r)
+    }
+
+    pub fn decode_pool(bytes: &[u8]) -> Result<Pool, String> {
+        decode(FORMAT, bytes)
+    }
+
+    pub fn decode_backend(bytes: &[u8]) -> Result<Backend, String> {
+        decode(FORMAT, bytes)
     }
 }
 
@@ -236,6 +251,23 @@ mod tests {
         assert!(err.contains("migration 3") && err.contains("holds no NUL"), "{err}");
         assert_eq!(schema_version(&db).unwrap(), 2);
         assert!(db.open_tree(BACKENDS).unwrap().get("/127.0.0.1:1").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_length_prefix_beyond_the_record_is_an_error_not_an_allocation() {
+        // A format 2 backend whose url_path claims 2^64-1 bytes, then 2^40: bincode allocated
+        // either before reading (a panic, or an abort), found by the store_record fuzz target.
+        let mut huge = vec![v2::FORMAT, 0, 127, 0, 0, 1, 80, 0xfd];
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(v2::decode_backend(&huge).is_err());
+        let mut large = vec![v2::FORMAT, 0xfd];
+        large.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(v2::decode_pool(&large).is_err());
+        assert!(v1::decode_pool(&[v1::FORMAT, 1, b'x', 0xfc, 0xff, 0xff, 0xff, 0xff]).is_err());
+
+        // A record far larger than lb writes still reads.
+        let backend = v1::Backend { ip: "::1".parse().unwrap(), port: 1, url_path: "/".repeat(256 * 1024) };
+        assert_eq!(v1::decode_backend(&v1::encode_backend(&backend)).unwrap(), backend);
     }
 
     #[test]

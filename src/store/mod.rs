@@ -16,7 +16,7 @@
 //! - `lock.rs`: the data dir's lock and pid file.
 //! - this file: [`Store`]: open (verify, lock, migrate), load, the writes.
 
-mod codec;
+pub(crate) mod codec;
 mod lock;
 pub mod manifest;
 

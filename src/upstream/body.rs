@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http::Response;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -116,14 +116,7 @@ pub(super) fn respond(mut conn: Conn, head: Head) -> Response<ResponseBody> {
             }
             Framed::whole(whole)
         }
-        framing => {
-            let state = match framing {
-                Framing::Length(n) => State::Length(n),
-                Framing::Chunked => State::Chunked(Chunk::Size),
-                Framing::UntilClose => State::UntilClose,
-            };
-            Framed { conn: Some(conn), state, keep_alive: head.keep_alive, whole: None }
-        }
+        framing => Framed { conn: Some(conn), state: State::of(framing), keep_alive: head.keep_alive, whole: None },
     };
     let mut response = Response::new(ResponseBody(Inner::Own(body)));
     *response.status_mut() = head.status;
@@ -140,7 +133,8 @@ struct Framed {
     whole: Option<Bytes>,
 }
 
-enum State {
+/// Where a body read by lb's own client is: what is left of it, as its framing counts.
+pub(crate) enum State {
     Length(u64),
     Chunked(Chunk),
     UntilClose,
@@ -148,7 +142,7 @@ enum State {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Chunk {
+pub(crate) enum Chunk {
     /// Expecting a chunk-size line.
     Size,
     /// Inside a chunk's data, this much left.
@@ -195,12 +189,35 @@ impl Framed {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(None);
         };
-        let buf = &mut conn.read;
+        let was_done = matches!(self.state, State::Done);
+        let next = self.state.next(&mut conn.read);
+        if !was_done && matches!(self.state, State::Done) {
+            self.finish();
+        }
+        next
+    }
+}
+
+impl State {
+    /// The start of a body framed so.
+    pub(crate) fn of(framing: Framing) -> State {
+        match framing {
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Chunked(Chunk::Size),
+            Framing::UntilClose => State::UntilClose,
+        }
+    }
+
+    /// The next frame of a body framed so, decoded off the front of `buf`, as
+    /// [`Framed::next_buffered`] answers; the state is `Done` once the body has ended. No I/O,
+    /// so the fuzz target `upstream_response` runs it on bytes alone.
+    #[allow(clippy::result_unit_err)]
+    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Result<Frame<Bytes>, BodyError>>, ()> {
         loop {
-            match &mut self.state {
+            match self {
                 State::Done => return Ok(None),
                 State::Length(0) => {
-                    self.finish();
+                    *self = State::Done;
                     return Ok(None);
                 }
                 State::Length(left) => {
@@ -211,7 +228,7 @@ impl Framed {
                     *left -= n;
                     let data = buf.split_to(n as usize).freeze();
                     if *left == 0 {
-                        self.finish();
+                        *self = State::Done;
                     }
                     return Ok(Some(Ok(Frame::data(data))));
                 }
@@ -269,7 +286,7 @@ impl Framed {
                         }
                         buf.advance(end + 2);
                         if end == 0 {
-                            self.finish();
+                            *self = State::Done;
                             return Ok(None);
                         }
                         *chunk = Chunk::Trailers(seen + end + 2);

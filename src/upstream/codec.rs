@@ -61,15 +61,15 @@ pub(super) fn encode(out: &mut Vec<u8>, req: &Request<'_>, body: Option<&Bytes>)
 }
 
 /// A parsed response head; the body framing it announces.
-pub(super) struct Head {
-    pub(super) status: StatusCode,
-    pub(super) headers: HeaderMap,
-    pub(super) framing: Framing,
-    pub(super) keep_alive: bool,
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Framing {
+pub(crate) enum Framing {
     Length(u64),
     Chunked,
     UntilClose,
@@ -77,7 +77,7 @@ pub(super) enum Framing {
 
 /// Parses a complete response head off the front of `buf`, skipping interim `1xx` responses;
 /// `None` until the head is complete.
-pub(super) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Error> {
+pub(crate) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Error> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);

@@ -31,8 +31,8 @@ use std::time::Duration;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Response};
 
-mod body;
-mod codec;
+pub(crate) mod body;
+pub(crate) mod codec;
 mod conn;
 mod hyper;
 mod idle;

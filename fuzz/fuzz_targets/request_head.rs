@@ -1,0 +1,131 @@
+//! Bytes from a client, as lb's data plane reads them: hyper's server (HTTP/1, or HTTP/2 with
+//! prior knowledge, as `data_plane` serves both) parses the request heads, and each request goes
+//! through what lb does with a head before a backend is involved: routing over a table of
+//! representative patterns, the stickiness key, redirect mode's answer, proxy mode's forwarded
+//! headers and upstream path, and the 301/405/404 answers.
+
+#![no_main]
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, LazyLock};
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use lb::body::Body;
+use lb::forwarded::{self, Peer};
+use lb::pool::{Backend, BackendConfig, BackendState, HashKey, Mode, Pool, PoolConfig, Strategy};
+use lb::retry::{RetryBudget, Tried};
+use lb::routing::{Pattern, Route, Routes};
+use libfuzzer_sys::fuzz_target;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Enough for a few pipelined requests; more only slows the fuzzer down.
+const MAX_INPUT: usize = 16 * 1024;
+
+/// `(pattern, mode, strategy, hash key, backend url_path)`: every pattern form, both modes, and
+/// the strategies whose key reads the request.
+const POOLS: &[(&str, Mode, Strategy, &str, &str)] = &[
+    ("/", Mode::Proxy, Strategy::RoundRobin, "client_ip", "/"),
+    ("/api/", Mode::Proxy, Strategy::ConsistentHash, "header:x-user", "/v2/"),
+    ("GET /items/{id}", Mode::Proxy, Strategy::ConsistentHash, "cookie:session", "/"),
+    ("POST /items/{id}", Mode::Redirect, Strategy::P2c, "client_ip", "/"),
+    ("/files/{path...}", Mode::Proxy, Strategy::LeastConn, "client_ip", "/static"),
+    ("/exact/{$}", Mode::Proxy, Strategy::Random, "client_ip", "/"),
+    ("example.com/", Mode::Redirect, Strategy::ConsistentHash, "client_ip", "/base/"),
+    ("example.com/a/{x}/b/", Mode::Proxy, Strategy::RoundRobin, "client_ip", "/"),
+    ("DELETE /admin/{user}/", Mode::Proxy, Strategy::RoundRobin, "client_ip", "/"),
+    ("/tree/", Mode::Proxy, Strategy::RoundRobin, "client_ip", "/"),
+    ("/%61b%2Fc", Mode::Proxy, Strategy::RoundRobin, "client_ip", "/"),
+    ("CONNECT proxy.test/", Mode::Proxy, Strategy::RoundRobin, "client_ip", "/"),
+    ("HEAD /only-head", Mode::Redirect, Strategy::RoundRobin, "client_ip", "/x?"),
+];
+
+static ROUTES: LazyLock<Routes> = LazyLock::new(|| {
+    Routes::new(POOLS.iter().enumerate().map(|(i, &(pattern, mode, strategy, key, url_path))| {
+        let parsed = Pattern::parse(pattern).expect("a valid pattern");
+        let mut config = PoolConfig::new(parsed.to_string());
+        config.mode = mode;
+        config.strategy = strategy;
+        config.hash_key = key.parse::<HashKey>().expect("a valid hash key");
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000 + i as u16);
+        let backend =
+            Backend::new(BackendConfig { addr, url_path: url_path.into(), weight: 1 }, BackendState::default());
+        (parsed, Arc::new(Pool::new(config, vec![Arc::new(backend)], Arc::new(RetryBudget::new(0.2, 10)))))
+    }))
+});
+
+static PEER: LazyLock<Peer> = LazyLock::new(|| Peer::new("127.0.0.1:40000".parse().unwrap()));
+
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime =
+        tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let data = &data[..data.len().min(MAX_INPUT)];
+    LazyLock::force(&ROUTES);
+    RUNTIME.with(|rt| rt.block_on(exchange(data)));
+});
+
+/// Serves one connection that sends `data` and then closes its side.
+async fn exchange(data: &[u8]) {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(8192);
+    builder.http2().max_header_list_size(8192);
+    let service = service_fn(|req| async move { Ok::<_, Infallible>(handle(req)) });
+    let conn = builder.serve_connection(TokioIo::new(server), service);
+    let (mut read, mut write) = tokio::io::split(client);
+    let send = async move {
+        let _ = write.write_all(data).await;
+        let _ = write.shutdown().await;
+    };
+    let receive = async move {
+        let mut sink = [0u8; 4096];
+        while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let (_, _, _) = tokio::join!(conn, send, receive);
+}
+
+/// What `DataPlane::handle` does with a request's head, up to the point a backend is needed.
+fn handle(req: Request<Incoming>) -> Response<Body> {
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => h.to_str().unwrap_or(""),
+        None => req.uri().host().unwrap_or(""),
+    };
+    let pool = match ROUTES.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
+        Route::Matched { value, params } => {
+            for (name, value) in params.iter() {
+                assert_eq!(params.get(name).as_deref(), Some(&*value), "wildcard {name}");
+            }
+            value.clone()
+        }
+        Route::Redirect(location) => return lb::response::moved(location),
+        Route::MethodNotAllowed { allow } => return lb::response::not_allowed(allow),
+        Route::NotFound => return lb::response::answer(StatusCode::NOT_FOUND, "404 page not found\n"),
+    };
+    match pool.config.mode {
+        Mode::Redirect => lb::redirect::answer(&pool, &req, PEER.addr.ip()),
+        Mode::Proxy => {
+            let (mut parts, _body) = req.into_parts();
+            let key = pool.key(&parts.headers, PEER.addr.ip());
+            let (_, backend) = pool.pick(key, &Tried::default()).expect("a usable backend");
+            let host = match parts.headers.get(header::HOST) {
+                Some(host) => Some(host.clone()),
+                None => parts.uri.authority().and_then(|a| a.as_str().parse::<HeaderValue>().ok()),
+            };
+            forwarded::request(&mut parts.headers, parts.version, &PEER.forwarded_for, host);
+            assert!(!parts.headers.contains_key(header::CONNECTION), "hop-by-hop headers stay behind");
+            assert!(!parts.headers.contains_key(header::TRANSFER_ENCODING), "hop-by-hop headers stay behind");
+            let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+            let _ = PathAndQuery::try_from(backend.upstream_path(pq));
+            lb::response::answer(StatusCode::OK, "ok\n")
+        }
+    }
+}
