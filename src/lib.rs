@@ -62,6 +62,12 @@ pub mod fuzzing {
     use crate::upstream::body::State;
     use crate::upstream::codec::{self, Framing};
 
+    pub use crate::body::Body;
+    pub use crate::forwarded::{request as forwarded_request, Peer, Via};
+    pub use crate::redirect::answer as redirect_answer;
+    pub use crate::request::{check as check_request, host_from_target, Checked, Refused};
+    pub use crate::response::{answer, moved, not_allowed};
+    pub use crate::retry::{RetryBudget, Tried};
     pub use crate::store::codec::{decode_backend, decode_pool, encode_backend, encode_pool};
 
     /// A backend's response head as lb's own client parsed it.

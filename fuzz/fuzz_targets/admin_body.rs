@@ -9,9 +9,8 @@
 
 use std::sync::Arc;
 
-use lb::fuzzing::{decode_backend, decode_pool, encode_backend, encode_pool};
+use lb::fuzzing::{decode_backend, decode_pool, encode_backend, encode_pool, RetryBudget};
 use lb::pool::{parse_addr, Backend, BackendChange, BackendConfig, BackendState, Pool, PoolConfig, PoolSettings};
-use lb::retry::RetryBudget;
 use lb::routing::Pattern;
 use lb_api::NewBackend;
 use libfuzzer_sys::fuzz_target;

@@ -17,10 +17,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use lb::body::Body;
-use lb::forwarded::{self, Peer};
+use lb::fuzzing::{
+    answer, check_request, forwarded_request, host_from_target, moved, not_allowed, redirect_answer, Body, Peer,
+    RetryBudget, Tried, Via,
+};
 use lb::pool::{Backend, BackendConfig, BackendState, HashKey, Mode, Pool, PoolConfig, Strategy};
-use lb::retry::{RetryBudget, Tried};
 use lb::routing::{Pattern, Route, Routes};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,6 +62,7 @@ static ROUTES: LazyLock<Routes> = LazyLock::new(|| {
 });
 
 static PEER: LazyLock<Peer> = LazyLock::new(|| Peer::new("127.0.0.1:40000".parse().unwrap()));
+static VIA: LazyLock<Via> = LazyLock::new(Via::new);
 
 thread_local! {
     static RUNTIME: tokio::runtime::Runtime =
@@ -93,25 +95,29 @@ async fn exchange(data: &[u8]) {
     let (_, _, _) = tokio::join!(conn, send, receive);
 }
 
-/// What `DataPlane::handle` does with a request's head, up to the point a backend is needed.
-fn handle(req: Request<Incoming>) -> Response<Body> {
-    let host = match req.headers().get(header::HOST) {
-        Some(h) => h.to_str().unwrap_or(""),
-        None => req.uri().host().unwrap_or(""),
+/// What `DataPlane::handle` does with a request's head, up to the point a backend is needed:
+/// lb's checks before routing (its own answers to what it refuses), then the route.
+fn handle(mut req: Request<Incoming>) -> Response<Body> {
+    if req.uri().authority().is_some() {
+        host_from_target(&mut req);
+    }
+    let host = match check_request(&req, &VIA) {
+        Ok(checked) => checked.host.to_owned(),
+        Err(refused) => return refused.response(),
     };
-    let pool = match ROUTES.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
+    let pool = match ROUTES.route(req.method().as_str(), &host, req.uri().path(), req.uri().query()) {
         Route::Matched { value, params } => {
             for (name, value) in params.iter() {
                 assert_eq!(params.get(name).as_deref(), Some(&*value), "wildcard {name}");
             }
             value.clone()
         }
-        Route::Redirect(location) => return lb::response::moved(location),
-        Route::MethodNotAllowed { allow } => return lb::response::not_allowed(allow),
-        Route::NotFound => return lb::response::answer(StatusCode::NOT_FOUND, "404 page not found\n"),
+        Route::Redirect(location) => return moved(location),
+        Route::MethodNotAllowed { allow } => return not_allowed(allow),
+        Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),
     };
     match pool.config.mode {
-        Mode::Redirect => lb::redirect::answer(&pool, &req, PEER.addr.ip()),
+        Mode::Redirect => redirect_answer(&pool, &req, PEER.addr.ip()),
         Mode::Proxy => {
             let (mut parts, _body) = req.into_parts();
             let key = pool.key(&parts.headers, PEER.addr.ip());
@@ -120,12 +126,12 @@ fn handle(req: Request<Incoming>) -> Response<Body> {
                 Some(host) => Some(host.clone()),
                 None => parts.uri.authority().and_then(|a| a.as_str().parse::<HeaderValue>().ok()),
             };
-            forwarded::request(&mut parts.headers, parts.version, &PEER.forwarded_for, host);
+            forwarded_request(&mut parts.headers, parts.version, &PEER.forwarded_for, host, &VIA);
             assert!(!parts.headers.contains_key(header::CONNECTION), "hop-by-hop headers stay behind");
             assert!(!parts.headers.contains_key(header::TRANSFER_ENCODING), "hop-by-hop headers stay behind");
             let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
             let _ = PathAndQuery::try_from(backend.upstream_path(pq));
-            lb::response::answer(StatusCode::OK, "ok\n")
+            answer(StatusCode::OK, "ok\n")
         }
     }
 }
