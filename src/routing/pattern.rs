@@ -391,14 +391,18 @@ mod tests {
             assert_eq!(Pattern::parse(canonical).unwrap(), p, "{raw:?}");
         }
         // A host with a blank would display as a method and a host-less pattern.
-        for raw in ["GET a b/", "GET\ta\tb/"] {
+        // (A tab anywhere but after the method is refused earlier, as a control character.)
+        let refused = |raw: &str, why: &str| {
             let err = Pattern::parse(raw).unwrap_err().to_string();
-            assert!(err.contains("host contains a space or tab"), "{raw:?}: {err}");
+            let tab_refused = raw.trim_start().contains('\t') && err.contains("control character U+0009");
+            assert!(err.contains(why) || tab_refused, "{raw:?}: {err}");
+        };
+        for raw in ["GET a b/", "GET\ta\tb/"] {
+            refused(raw, "host contains a space or tab");
         }
         // Without a method, a blank after the leading ones would display as a method.
         for raw in [" iteTT /c/", "\ta\tb/", "  /a b", " /{x}\t/"] {
-            let err = Pattern::parse(raw).unwrap_err().to_string();
-            assert!(err.contains("without a method holds a space or tab"), "{raw:?}: {err}");
+            refused(raw, "without a method holds a space or tab");
         }
         assert_eq!(Pattern::parse("GET /a b").unwrap().to_string(), "GET /a b", "with a method, blanks read back");
     }
