@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use common::{client, eventually, get, lb_command, Lb, SampleWeb};
@@ -114,23 +113,6 @@ async fn an_invalid_state_changes_nothing() {
     }
 }
 
-/// Runs lb to completion: it must exit 1 with one `lb: error:` line, which is returned.
-fn refused(cmd: &mut std::process::Command) -> String {
-    // Bounded: an lb that wrongly starts is killed at the deadline, failing the test.
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut pipe, &mut text).map(|_| text)
-    });
-    let status = common::process::wait_exit(&mut child);
-    let stderr = reader.join().unwrap().unwrap();
-    assert_eq!(status.code(), Some(1), "lb should have refused to start:\n{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("lb: error:")).collect();
-    assert_eq!(errors.len(), 1, "want one error line:\n{stderr}");
-    errors[0].to_owned()
-}
-
 #[tokio::test]
 async fn lb_import_fills_an_empty_store_and_refuses_a_full_one() {
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
@@ -157,11 +139,11 @@ async fn lb_import_fills_an_empty_store_and_refuses_a_full_one() {
     let mut started = Lb::start_in(Arc::new(tempfile::tempdir().unwrap()));
     started.add_pool("/", json!({})).await;
     started.stop();
-    let line = refused(lb_command(started.dir.path()).args(["--import", path]));
+    let line = common::process::refused(lb_command(started.dir.path()).args(["--import", path]));
     assert!(line.contains("already holds 1 pools"), "{line}");
     let mut garbage = lb_command(full.path());
     std::fs::write(full.path().join("x.json"), "{\"version\": 1}").unwrap();
-    let line = refused(garbage.arg("--import").arg(full.path().join("x.json")));
+    let line = common::process::refused(garbage.arg("--import").arg(full.path().join("x.json")));
     assert!(line.contains("missing field `pools`"), "{line}");
 }
 
@@ -186,7 +168,7 @@ async fn a_damaged_store_is_restored_from_last_good_json() {
 
     // Damage: db deleted. lb refuses the store...
     std::fs::remove_file(dir.join("db")).unwrap();
-    let line = refused(&mut lb_command(&dir));
+    let line = common::process::refused(&mut lb_command(&dir));
     assert!(line.contains("damaged") && line.contains("last-good.json"), "{line}");
 
     // ... and the README's procedure brings everything back.

@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use common::{lb_command, Lb, SampleWeb};
@@ -29,23 +28,6 @@ fn checksums(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     walk(dir, &mut out);
     out
-}
-
-/// Runs lb on `dir` to completion: it must exit 1 with one `lb: error:` line, which is returned.
-fn refused(dir: &Path) -> String {
-    // Bounded: an lb that wrongly starts is killed at the deadline, failing the test.
-    let mut child = lb_command(dir).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut pipe, &mut text).map(|_| text)
-    });
-    let status = common::process::wait_exit(&mut child);
-    let stderr = reader.join().unwrap().unwrap();
-    assert_eq!(status.code(), Some(1), "lb should have refused to start:\n{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("lb: error:")).collect();
-    assert_eq!(errors.len(), 1, "want one error line:\n{stderr}");
-    errors[0].to_owned()
 }
 
 /// A stopped lb's data dir holding pools `/` (two backends) and `/api/` (one, draining).
@@ -76,7 +58,7 @@ async fn assert_refused_untouched(damage: impl FnOnce(&Path)) -> String {
     let dir = store_with_pools(&a, &b).await;
     damage(dir.path());
     let before = checksums(dir.path());
-    let line = refused(dir.path());
+    let line = common::process::refused(&mut lb_command(dir.path()));
     assert_eq!(checksums(dir.path()), before, "lb changed the data dir of a store it refused");
     assert!(line.contains("damaged") || line.contains("cannot be read"), "{line}");
     line
@@ -151,7 +133,7 @@ async fn crashes_between_acknowledged_writes_are_not_damage() {
 fn a_second_lb_on_the_same_dir_names_the_first() {
     let lb = Lb::start();
     let first = std::fs::read_to_string(lb.dir.path().join("lb.pid")).unwrap();
-    let line = refused(lb.dir.path());
+    let line = common::process::refused(&mut lb_command(lb.dir.path()));
     assert_eq!(line, format!("lb: error: another lb (pid {}) is using {}", first.trim(), lb.dir.path().display()));
 }
 

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -100,4 +100,21 @@ pub fn wait_exit(child: &mut Child) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Runs lb (`cmd`) to completion: it must exit 1 with one `lb: error:` line, which is returned.
+/// Bounded: an lb that wrongly starts is killed at the deadline, failing the test.
+pub fn refused(cmd: &mut Command) -> String {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut text).map(|_| text)
+    });
+    let status = wait_exit(&mut child);
+    let stderr = reader.join().unwrap().unwrap();
+    assert_eq!(status.code(), Some(1), "lb should have refused to start:\n{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("lb: error:")).collect();
+    assert_eq!(errors.len(), 1, "want one error line:\n{stderr}");
+    errors[0].to_owned()
 }
