@@ -228,6 +228,9 @@ def parse_results(path):
 
 def summarize(path):
     runs = parse_results(path)
+    # LB_VARIANTS contenders (compare.sh), in the order they ran first.
+    variants = [n for n in runs if n.startswith("lb-proxy-")]
+    proxy = PROXY + variants
     med = {}
     for name, rs in runs.items():
         med[name] = {
@@ -265,7 +268,7 @@ def summarize(path):
             each = " ".join(f"{x:.0f}" for x in m["each"])
             print(f"  {n:<16}{m['rps']:>10.0f}{m['p50']:>9.2f}{m['p99']:>9.2f}{bad:>10}{m['sockerr']:>10}   {each}")
 
-    table("Proxy (GET /, 200 expected)", PROXY, "2xx")
+    table("Proxy (GET /, 200 expected)", proxy, "2xx")
     table("Redirect (GET /, 307 expected)", REDIRECT, "307")
 
     def ratio(a, b):
@@ -280,8 +283,10 @@ def summarize(path):
     ratio("lb-proxy", "haproxy")
     ratio("lb-redirect", "nginx-307")
     ratio("lb-proxy", "backend-direct")
+    for v in variants:
+        ratio(v, "lb-proxy")
 
-    costs = [n for n in PROXY + REDIRECT if "cpu" in med.get(n, {})]
+    costs = [n for n in proxy + REDIRECT if "cpu" in med.get(n, {})]
     if costs:
         print("\nCPU per request, microseconds (median of rounds; from /proc, user + system)")
         head = f"  {'contender':<16}{'itself':>9}{'backends':>10}{'wrk+rest':>10}{'machine':>9}"
@@ -303,6 +308,8 @@ def summarize(path):
         cpu_ratio("lb-proxy", "nginx-proxy")
         cpu_ratio("lb-proxy", "haproxy")
         cpu_ratio("lb-redirect", "nginx-307")
+        for v in variants:
+            cpu_ratio(v, "lb-proxy")
     total_bad = sum(m["bad"] + m["sockerr"] for m in med.values())
     print(f"\nUnexpected statuses + socket errors over all runs: {total_bad}")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # lb against nginx and HAProxy on one machine, in one run, loopback only.
 # See bench/README.md. Knobs (env): THREADS CONNS WRK_THREADS DURATION ROUNDS WARMUP
-# IDLE_CONNS ADMIN_TRIES LB_STRATEGY WRK_COUNT LB_BIN KEEP_TMP.
+# IDLE_CONNS ADMIN_TRIES LB_STRATEGY WRK_COUNT LB_BIN LB_VARIANTS KEEP_TMP.
 set -euo pipefail
 
 THREADS=${THREADS:-1}          # nginx worker_processes, haproxy nbthread, lb --threads (backends too)
@@ -18,6 +18,9 @@ WRK_COUNT=${WRK_COUNT:-exact}  # exact: a wrk Lua hook checks every status; wrk:
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
 LB_BIN=${LB_BIN:-$ROOT/target/release/lb}
+# More lb contenders, proxy mode only, each its own process: 'NAME=BINARY [FLAGS...]', separated
+# by ';' (e.g. 'before=/tmp/old/lb;logs=target/release/lb --access-log /dev/null').
+LB_VARIANTS=${LB_VARIANTS:-}
 LUA=$BENCH/wrk-report.lua
 LIB=$BENCH/benchlib.py
 H=127.0.0.1 # everything listens and is loaded on loopback only
@@ -42,6 +45,20 @@ if ((${#missing[@]})); then
   echo "  install with: sudo apt-get install -y ${missing[*]}" >&2
   exit 2
 fi
+VARIANTS=() # names; VBIN / VFLAGS by name
+declare -A VBIN=() VFLAGS=()
+IFS=';' read -r -a specs <<<"$LB_VARIANTS"
+for spec in "${specs[@]}"; do
+  [[ -z ${spec// /} ]] && continue
+  [[ $spec =~ ^[[:space:]]*([a-z0-9_-]+)=([^[:space:]]+)[[:space:]]*(.*)$ ]] ||
+    { echo "compare.sh: LB_VARIANTS: '$spec' is not NAME=BINARY [FLAGS...] (NAME: a-z 0-9 _ -)" >&2; exit 2; }
+  name=${BASH_REMATCH[1]}
+  [[ -z ${VBIN[$name]:-} ]] || { echo "compare.sh: LB_VARIANTS: '$name' is given twice" >&2; exit 2; }
+  [[ -x ${BASH_REMATCH[2]} ]] || { echo "compare.sh: LB_VARIANTS: no lb binary at ${BASH_REMATCH[2]}" >&2; exit 2; }
+  VARIANTS+=("$name")
+  VBIN[$name]=${BASH_REMATCH[2]}
+  VFLAGS[$name]=${BASH_REMATCH[3]}
+done
 if [[ ! -x $LB_BIN ]]; then
   echo "compare.sh: no lb binary at $LB_BIN: run 'cargo build --release --workspace' (or set LB_BIN)" >&2
   exit 2
@@ -84,7 +101,16 @@ if [[ $hard == unlimited ]] || ((hard >= 65536)); then ulimit -n 65536 2>/dev/nu
 # Run lb from a copy, so that a rebuild during the run cannot swap it.
 cp "$LB_BIN" "$TMP/lb"
 
-read -r P_A P_B P_C P_NGX P_NGX307 P_HAP P_LB P_ADMIN < <(python3 "$LIB" ports 8)
+read -r -a ports < <(python3 "$LIB" ports $((8 + 2 * ${#VARIANTS[@]})))
+read -r P_A P_B P_C P_NGX P_NGX307 P_HAP P_LB P_ADMIN <<<"${ports[*]:0:8}"
+declare -A VPORT=() VADMIN=() VPID=()
+i=8
+for name in "${VARIANTS[@]}"; do
+  cp "${VBIN[$name]}" "$TMP/lb-$name"
+  VPORT[$name]=${ports[i]}
+  VADMIN[$name]=${ports[i + 1]}
+  i=$((i + 2))
+done
 
 echo "lb benchmark: lb vs nginx vs HAProxy, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "lb build:   $(git -C "$ROOT" log -1 --oneline 2>/dev/null || echo '?')" \
@@ -94,6 +120,9 @@ echo "tools:      $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY" -v | head -
 echo "machine:    $(nproc) CPUs, $(uname -sr), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "settings:   THREADS=$THREADS CONNS=$CONNS WRK_THREADS=$WRK_THREADS DURATION=${DURATION}s ROUNDS=$ROUNDS" \
   "WARMUP=${WARMUP}s IDLE_CONNS=$IDLE_CONNS ADMIN_TRIES=$ADMIN_TRIES LB_STRATEGY=$LB_STRATEGY WRK_COUNT=$WRK_COUNT"
+for name in "${VARIANTS[@]}"; do
+  echo "variant:    lb-proxy-$name: ${VBIN[$name]} ${VFLAGS[$name]} (sha256 $(sha256sum "${VBIN[$name]}" | cut -c1-12)), port ${VPORT[$name]}"
+done
 echo "ports:      backends $P_A $P_B (+$P_C for the admin test), nginx $P_NGX (307: $P_NGX307), haproxy $P_HAP, lb $P_LB (admin $P_ADMIN)"
 echo
 
@@ -209,6 +238,13 @@ LB_LOG=warn "$TMP/lb" --listen "$H:$P_LB" --admin "$H:$P_ADMIN" --data-dir "$TMP
   --threads "$THREADS" >"$TMP/lb.out" 2>&1 &
 LB_PID=$!
 PIDS+=($LB_PID)
+for name in "${VARIANTS[@]}"; do
+  # shellcheck disable=SC2086 # the flags are words on purpose
+  LB_LOG=warn "$TMP/lb-$name" --listen "$H:${VPORT[$name]}" --admin "$H:${VADMIN[$name]}" \
+    --data-dir "$TMP/lb-data-$name" --threads "$THREADS" ${VFLAGS[$name]} >"$TMP/lb-$name.out" 2>&1 &
+  VPID[$name]=$!
+  PIDS+=($!)
+done
 
 wait_code "http://$H:$P_A/" 200 "backend A"
 wait_code "http://$H:$P_B/healthz" 200 "backend B"
@@ -228,6 +264,15 @@ api POST /v1/pools "{\"pattern\": \"/\", \"mode\": \"proxy\", \"strategy\": \"$L
 api POST "/v1/pool/backends?pattern=/" "{\"ip\": \"$H\", \"port\": $P_A, \"url_path\": \"/\"}" 201
 api POST "/v1/pool/backends?pattern=/" "{\"ip\": \"$H\", \"port\": $P_B, \"url_path\": \"/\"}" 201
 api POST /v1/pools '{"pattern": "/adminlat/", "mode": "proxy"}' 201
+for name in "${VARIANTS[@]}"; do
+  wait_code "http://$H:${VADMIN[$name]}/healthz" 200 "lb $name admin"
+  ADMIN=http://$H:${VADMIN[$name]}
+  api POST /v1/pools "{\"pattern\": \"/\", \"mode\": \"proxy\", \"strategy\": \"$LB_STRATEGY\"}" 201
+  api POST "/v1/pool/backends?pattern=/" "{\"ip\": \"$H\", \"port\": $P_A, \"url_path\": \"/\"}" 201
+  api POST "/v1/pool/backends?pattern=/" "{\"ip\": \"$H\", \"port\": $P_B, \"url_path\": \"/\"}" 201
+  wait_code "http://$H:${VPORT[$name]}/" 200 "lb $name proxy"
+done
+ADMIN=http://$H:$P_ADMIN
 wait_code "http://$H:$P_LB/" 200 "lb proxy"
 log "all servers up"
 
@@ -255,6 +300,11 @@ declare -A OWN_PID=(
   [backend-direct]=0 [nginx-proxy]=$NGINX_PID [haproxy]=$HAPROXY_PID
   [lb-proxy]=$LB_PID [nginx-307]=$NGINX_PID [lb-redirect]=$LB_PID
 )
+for name in "${VARIANTS[@]}"; do
+  NAMES+=("lb-proxy-$name")
+  URL[lb-proxy-$name]=http://$H:${VPORT[$name]}/
+  OWN_PID[lb-proxy-$name]=${VPID[$name]}
+done
 LB_MODE=proxy
 
 prepare() { # put lb's pool `/` in the mode the contender needs
@@ -302,6 +352,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 lb_status=$(cat /proc/"$LB_PID"/status)
 kill -0 "$LB_PID" 2>/dev/null || die "lb died during the load runs (see $TMP/lb.out)"
+for name in "${VARIANTS[@]}"; do
+  kill -0 "${VPID[$name]}" 2>/dev/null || die "lb $name died during the load runs (see $TMP/lb-$name.out)"
+done
 
 # ---- report ----
 echo
