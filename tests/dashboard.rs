@@ -151,6 +151,7 @@ async fn the_page_loads_without_the_token_and_its_data_needs_it() {
 async fn the_dashboard_asks_for_the_token_then_shows_pools_and_a_backend_turning_sick() {
     let mut site = Site::start();
     site.add_pool("/", &["A", "B"], None).await;
+    site.add_pool("/api/", &["C"], None).await;
     site.add_pool(HOSTILE, &[], Some(1)).await;
     let sick = site.webs[0].addr.to_string();
     site.browse("health", &[("SICK", sick)]);

@@ -343,6 +343,12 @@
       g.fillStyle = ink;
       g.fillText('max ' + p.label(max), 4, p.top + 12);
     }
+    g.globalAlpha = 0.6;
+    g.fillText('5 min ago', 4, height - 6);
+    g.textAlign = 'right';
+    g.fillText('now', width - 4, height - 6);
+    g.textAlign = 'left';
+    g.globalAlpha = 1;
   }
 
   // ---- talking to lb ----

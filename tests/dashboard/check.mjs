@@ -57,6 +57,12 @@ async function until(what, probe, ms = DEADLINE) {
   }
 }
 
+/** The page down to the end of its content, the margins around it kept. */
+async function screenshot(page, path) {
+  const bottom = await page.evaluate(() => Math.ceil(document.querySelector('main').getBoundingClientRect().bottom));
+  await page.screenshot({ path, clip: { x: 0, y: 0, width: page.viewportSize().width, height: bottom + 16 } });
+}
+
 let browser;
 try {
   const admin = env('LB_ADMIN');
@@ -143,8 +149,6 @@ try {
   if (parsed.some((v, i) => Math.abs(v - want[i]) > 1e-9)) fail(`metrics parsed as ${parsed}, not ${want}`);
 
   if (check === 'health') {
-    if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
-
     // A backend that turns sick shows as sick within two seconds of lb saying so.
     const sick = env('SICK');
     const made = await fetch(`http://${sick}/control/sick`, { method: 'POST' });
@@ -155,6 +159,7 @@ try {
     });
     await until(`${sick} shown as sick`, () => page.evaluate((addr) =>
       document.querySelector(`tr[data-backend="${addr}"] .status`)?.textContent === 'BS_SICK', sick), 2000);
+    if (process.env.SCREENSHOT) await screenshot(page, process.env.SCREENSHOT);
 
     // A 401 (the token changed under the page) brings the prompt back.
     await page.evaluate(() => sessionStorage.setItem('lb-admin-token', 'a-token-lb-no-longer-takes-0123'));
@@ -189,7 +194,7 @@ try {
     }, [pattern, sent]));
     const drawn = await page.evaluate(() => document.querySelectorAll('#charts canvas').length);
     if (drawn !== pools.length) fail(`${drawn} charts for ${pools.length} pools`);
-    if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
+    if (process.env.SCREENSHOT) await screenshot(page, process.env.SCREENSHOT);
   } else {
     fail(`CHECK=${check} is neither health nor metrics`);
   }
