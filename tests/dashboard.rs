@@ -24,10 +24,11 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
 /// A pattern that is markup if anything renders it as HTML.
 const HOSTILE: &str = r#"/"'><svg/onload=window.__pwned=1>/{x}"#;
 
-/// A token-protected lb process, its token file and the backends of its pools.
+/// An lb process (token-protected unless started open), its token file and the backends of
+/// its pools.
 struct Site {
     lb: Lb,
-    _token: tempfile::NamedTempFile,
+    _token: Option<tempfile::NamedTempFile>,
     webs: Vec<SampleWeb>,
     /// `[{pattern, backends: ["ip:port"]}]`, as check.mjs expects them.
     pools: Vec<Value>,
@@ -38,7 +39,13 @@ impl Site {
         let mut token = tempfile::NamedTempFile::new().unwrap();
         writeln!(token, "{TOKEN}").unwrap();
         let lb = Lb::start_with(Arc::new(tempfile::tempdir().unwrap()), &["--admin-token-file", path(token.path())]);
-        Site { lb, _token: token, webs: Vec::new(), pools: Vec::new() }
+        Site { lb, _token: Some(token), webs: Vec::new(), pools: Vec::new() }
+    }
+
+    /// An lb without a token (its admin API on loopback), as the quick start runs it. The
+    /// token [`Site::admin`] sends anyway is ignored.
+    fn start_open() -> Site {
+        Site { lb: Lb::start(), _token: None, webs: Vec::new(), pools: Vec::new() }
     }
 
     /// Sends an admin API call with the token and asserts it succeeded.
@@ -155,6 +162,13 @@ async fn the_dashboard_asks_for_the_token_then_shows_pools_and_a_backend_turning
     site.add_pool(HOSTILE, &[], Some(1)).await;
     let sick = site.webs[0].addr.to_string();
     site.browse("health", &[("SICK", sick)]);
+}
+
+#[tokio::test]
+async fn without_a_token_the_dashboard_shows_everything_at_once() {
+    let mut site = Site::start_open();
+    site.add_pool("/", &["A"], None).await;
+    site.browse("open", &[]);
 }
 
 #[tokio::test]

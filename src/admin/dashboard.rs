@@ -27,7 +27,7 @@ const ASSETS: [(&str, &str, &str); 3] = [
     ("/dashboard.css", "text/css; charset=utf-8", CSS),
 ];
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src data:; \
                    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Whether a request is for one of the page's assets, which need no token: a `GET` or `HEAD`

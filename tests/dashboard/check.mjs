@@ -4,8 +4,9 @@
 //   LB_ADMIN     the admin API's base URL (http://127.0.0.1:PORT)
 //   LB_DATA      the data port's base URL
 //   LB_TOKEN     the admin token
-//   CHECK        "health" (login, pools, backends, a backend turning sick) or "metrics"
-//                (counters and rates move after traffic)
+//   CHECK        "health" (login, pools, backends, a backend turning sick), "open" (an lb
+//                without a token: no prompt) or "metrics" (counters and rates move after
+//                traffic)
 //   POOLS        JSON: [{pattern, backends: ["ip:port", ...]}] as the test set them up
 //   SICK         "ip:port" of a sample-web in pool "/" to make sick (CHECK=health)
 //   SCREENSHOT   optional: where to save a screenshot of the page with its data
@@ -94,20 +95,27 @@ try {
   const loaded = await page.goto(`${admin}/dashboard`);
   if (loaded.status() !== 200) fail(`GET /dashboard answered ${loaded.status()}`);
 
-  // Without a token, the page asks for one; a wrong one is refused and asked again.
-  await page.locator('#login').waitFor({ state: 'visible' });
-  if (await page.locator('#main').isVisible()) fail('the data shows before the token was given');
-  await page.fill('#token', 'not-the-token-at-all-0123456789');
-  await page.press('#token', 'Enter');
-  await until('a wrong token refused', async () => (await page.textContent('#login-error')) === 'lb refused this token');
-  await page.locator('#login').waitFor({ state: 'visible' });
+  if (check === 'open') {
+    // An lb without a token: the data shows at once, no prompt, nothing to sign out of.
+    await page.locator('#main').waitFor({ state: 'visible' });
+    if (await page.locator('#login').isVisible()) fail('the page asks for a token lb does not want');
+    if (await page.locator('#sign-out').isVisible()) fail('a sign-out button without a token');
+  } else {
+    // Without a token, the page asks for one; a wrong one is refused and asked again.
+    await page.locator('#login').waitFor({ state: 'visible' });
+    if (await page.locator('#main').isVisible()) fail('the data shows before the token was given');
+    await page.fill('#token', 'not-the-token-at-all-0123456789');
+    await page.press('#token', 'Enter');
+    await until('a wrong token refused', async () => (await page.textContent('#login-error')) === 'lb refused this token');
+    await page.locator('#login').waitFor({ state: 'visible' });
 
-  await page.fill('#token', token);
-  await page.click('#login button[type=submit]');
-  await page.locator('#main').waitFor({ state: 'visible' });
-  if (page.url().includes(token)) fail(`the token is in the URL: ${page.url()}`);
-  if ((await page.evaluate(() => sessionStorage.getItem('lb-admin-token'))) !== token) {
-    fail('the token is not kept in sessionStorage');
+    await page.fill('#token', token);
+    await page.click('#login button[type=submit]');
+    await page.locator('#main').waitFor({ state: 'visible' });
+    if (page.url().includes(token)) fail(`the token is in the URL: ${page.url()}`);
+    if ((await page.evaluate(() => sessionStorage.getItem('lb-admin-token'))) !== token) {
+      fail('the token is not kept in sessionStorage');
+    }
   }
 
   // Every pool and backend shows, each pattern as the text it is, never as markup.
@@ -166,6 +174,8 @@ try {
     await page.locator('#login').waitFor({ state: 'visible' });
     await until('the prompt saying why', async () => (await page.textContent('#login-error')) === 'lb refused this token');
     if (await page.locator('#main').isVisible()) fail('the data still shows after a 401');
+  } else if (check === 'open') {
+    // Nothing more: the pools showed without a prompt.
   } else if (check === 'metrics') {
     if (metrics.status !== 200) fail(`GET /metrics answered ${metrics.status}: ${metrics.body.slice(0, 200)}`);
     const data = env('LB_DATA');
@@ -196,7 +206,7 @@ try {
     if (drawn !== pools.length) fail(`${drawn} charts for ${pools.length} pools`);
     if (process.env.SCREENSHOT) await screenshot(page, process.env.SCREENSHOT);
   } else {
-    fail(`CHECK=${check} is neither health nor metrics`);
+    fail(`CHECK=${check} is not health, open or metrics`);
   }
   if (problems.length) fail(problems.join('; '));
   console.log(`dashboard check: ${check}: ok`);
