@@ -405,13 +405,17 @@
       metricsOk = true;
       state.textContent = 'metrics: ' + (scrapes.length < 2 ? 'first scrape' : 'live');
       state.className = '';
-    } else {
+    } else if (metrics instanceof Response && metrics.status === 404) {
+      // This lb has no /metrics: nothing to chart.
       metricsOk = false;
       scrapes = [];
       history.clear();
-      state.textContent = metrics instanceof Response && metrics.status !== 404
-        ? 'metrics unavailable: ' + (await errorText(metrics))
-        : 'metrics unavailable';
+      state.textContent = 'metrics unavailable';
+      state.className = 'unavailable';
+    } else {
+      // A failed scrape: the history stays, and the next scrape's rates span the gap.
+      metricsOk = false;
+      state.textContent = 'metrics unavailable: ' + (metrics instanceof Response ? await errorText(metrics) : 'no answer');
       state.className = 'unavailable';
     }
     lastPools = list;
