@@ -8,6 +8,7 @@
 //! - `admin/guard.rs`: who may call it and in what form (token, `Host`, `Origin`, content
 //!   type, body size), checked before any handler runs.
 //! - `admin/listen.rs`: where it listens, a TCP address or a private unix socket.
+//! - `admin/dashboard.rs`: `GET /dashboard`, a live page polling the endpoints here.
 //! - this file: the routes and handlers, and lb-api's JSON shapes built from the live pools.
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use lb_api::{BackendJson, BackendQuery, ErrorJson, HealthJson, NewBackend, Objec
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod dashboard;
 mod guard;
 mod listen;
 
@@ -41,6 +43,7 @@ const MAX_STATE_BODY: usize = 64 << 20;
 pub fn router(control: Arc<ControlPlane>, access: Access) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(dashboard::router())
         .route("/v1/pools", get(list_pools).post(add_pool))
         .route("/v1/pool", get(get_pool).patch(update_pool).delete(remove_pool))
         .route("/v1/pool/health", get(pool_health))

@@ -18,6 +18,9 @@
 //!    a type other than JSON is `415` too.
 //!
 //! `/healthz` passes none of them: it is lb's liveness for monitors, and changes nothing.
+//! The dashboard's page and assets (`GET /dashboard`, `/dashboard.js`, `/dashboard.css`, see
+//! `dashboard.rs`) pass 1 and 2 but need no token: they hold no data, and the page must load
+//! to ask for the token; everything it shows comes from endpoints that do need it.
 //!
 //! Cheap on purpose (a few header compares): it runs on the admin thread only, never on the
 //! data path.
@@ -31,7 +34,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, MAX_BODY, MAX_STATE_BODY};
+use super::{dashboard, ApiError, MAX_BODY, MAX_STATE_BODY};
 
 /// The admin API's bearer token. Its bytes never reach a log or a `Debug` print.
 #[derive(Clone)]
@@ -161,7 +164,7 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
             return refuse(StatusCode::FORBIDDEN, format!("requests from origin {origin:?} are not allowed"));
         }
     }
-    if let Some(token) = &access.token {
+    if let Some(token) = access.token.as_ref().filter(|_| !dashboard::is_asset(req.method(), req.uri().path())) {
         if !token.matches(bearer(headers).unwrap_or_default()) {
             let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string());
             let why = if headers.contains_key(header::AUTHORIZATION) { "a wrong token" } else { "no token" };
