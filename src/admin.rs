@@ -8,6 +8,8 @@
 //! - `admin/guard.rs`: who may call it and in what form (token, `Host`, `Origin`, content
 //!   type, body size), checked before any handler runs.
 //! - `admin/listen.rs`: where it listens, a TCP address or a private unix socket.
+//! - `admin/head.rs`: each request head read and checked before hyper sees it, so that a
+//!   malformed one gets `{"error": ...}` too.
 //! - this file: the routes and handlers, and lb-api's JSON shapes built from the live pools.
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 mod guard;
+mod head;
 mod listen;
 
 pub use guard::{open_to, Access, Token};
