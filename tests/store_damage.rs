@@ -129,6 +129,83 @@ async fn crashes_between_acknowledged_writes_are_not_damage() {
     }
 }
 
+/// Copies sled's files of `from` into `to` (lb's own files stay as they are in `to`), and
+/// removes those of `to` that `from` does not have: `to`'s store becomes `from`'s.
+fn copy_sled_files(from: &Path, to: &Path) {
+    let own = |name: &str| name.starts_with("lb-manifest") || name == "lb.pid" || name.starts_with("last-good.json");
+    for entry in std::fs::read_dir(to).unwrap() {
+        let entry = entry.unwrap();
+        if !own(&entry.file_name().to_string_lossy()) && !from.join(entry.file_name()).exists() {
+            let path = entry.path();
+            if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.unwrap();
+        }
+    }
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if own(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_sled_files(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_lost_the_last_acknowledged_change_is_refused() {
+    let mut lb = Lb::start();
+    lb.add_pool("/a/", json!({})).await;
+    let before = tempfile::tempdir().unwrap();
+    copy_sled_files(lb.dir.path(), before.path());
+    lb.add_pool("/b/", json!({})).await;
+    // A crash at once after the acknowledgement, then the store rolled back to the state before
+    // it, as a disk that lost the last writes would leave it: the manifest already names only
+    // the state with `/b/`.
+    lb.crash();
+    copy_sled_files(before.path(), lb.dir.path());
+    let checked = checksums(lb.dir.path());
+    let line = common::process::refused(&mut lb_command(lb.dir.path()));
+    assert!(line.contains("holds 1 pool and 0 backends where lb last acknowledged 2 pools and 0 backends"), "{line}");
+    assert_eq!(checksums(lb.dir.path()), checked, "lb changed the data dir of a store it refused");
+}
+
+#[tokio::test]
+async fn a_crash_in_the_middle_of_writes_keeps_every_acknowledged_one() {
+    let mut lb = Lb::start();
+    let url = lb.admin_url("/v1/pools");
+    // Writes one after another until lb dies; each acknowledged one is counted.
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let acknowledged = acknowledged.clone();
+        async move {
+            for n in 0.. {
+                let body = json!({"pattern": format!("/p{n}/")});
+                match common::client().post(&url).json(&body).send().await {
+                    Ok(r) if r.status() == 201 => acknowledged.store(n + 1, std::sync::atomic::Ordering::SeqCst),
+                    _ => return,
+                }
+            }
+        }
+    });
+    common::wait::eventually("20 acknowledged writes", || {
+        let n = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+        async move { (n >= 20).then_some(()) }
+    })
+    .await;
+    lb.crash();
+    writer.await.unwrap();
+    let acknowledged = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    let lb = Lb::start_in(lb.dir.clone());
+    let pools = lb.admin_json("/v1/pools").await;
+    let held = pools.as_array().unwrap().len();
+    // Every acknowledged write, and perhaps the one in flight when lb died.
+    assert!(held == acknowledged || held == acknowledged + 1, "{acknowledged} acknowledged, {held} held: {pools}");
+}
+
 #[test]
 fn a_second_lb_on_the_same_dir_names_the_first() {
     let lb = Lb::start();

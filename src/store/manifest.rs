@@ -9,12 +9,12 @@
 //! re-encoded by [`codec`](super::codec), so a migration that only moves keys keeps it.
 //!
 //! Before sled's write, the manifest is written with `pending`, the digest the store will have,
-//! beside the digest it has: whatever a crash interrupts, the store on disk has one of the two
-//! digests the manifest names; anything else is damage. Once the burst of changes is over, the
-//! control plane settles the manifest (the new digest alone), off the request path: until
-//! then, a store that lost only the last change would pass. Each manifest write is atomic: a
-//! temp file, fsync, rename, fsync of the dir. It costs the request path one such write per
-//! change (two fsyncs), not two.
+//! beside the digest it has; after sled's flush, and before the change is acknowledged, with the
+//! new digest alone. Whatever a crash interrupts, the store on disk has one of the digests the
+//! manifest names; anything else is damage, and so is a store that lost an acknowledged change
+//! (the manifest names only the new digest by then). Each manifest write is atomic: a temp
+//! file, fsync, rename, fsync of the dir. A change costs two such writes (four fsyncs) besides
+//! sled's flush.
 
 use std::fs::File;
 use std::io::Write;
