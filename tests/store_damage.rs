@@ -206,6 +206,27 @@ async fn a_crash_in_the_middle_of_writes_keeps_every_acknowledged_one() {
     assert!(held == acknowledged || held == acknowledged + 1, "{acknowledged} acknowledged, {held} held: {pools}");
 }
 
+#[tokio::test]
+async fn a_manifest_written_before_slots_is_read_and_rewritten_in_slots() {
+    let mut lb = Lb::start();
+    lb.add_pool("/a/", json!({})).await;
+    lb.stop();
+    // As an lb before slots wrote it: the newer slot's JSON alone, format 1.
+    let path = lb.dir.path().join("lb-manifest");
+    let slots = std::fs::read(&path).unwrap();
+    let newest = |slot: &[u8]| {
+        let len = u16::from_be_bytes([slot[8], slot[9]]) as usize;
+        serde_json::from_slice::<serde_json::Value>(&slot[10..10 + len]).unwrap()
+    };
+    let (a, b) = (newest(&slots[..512]), newest(&slots[512..]));
+    let mut old = if a["generation"].as_u64() >= b["generation"].as_u64() { a } else { b };
+    old["manifest"] = json!(1);
+    std::fs::write(&path, format!("{old}\n")).unwrap();
+    let lb = Lb::start_in(lb.dir.clone());
+    assert_eq!(lb.admin_json("/v1/pools").await.as_array().unwrap().len(), 1);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1024, "rewritten in two slots");
+}
+
 #[test]
 fn a_second_lb_on_the_same_dir_names_the_first() {
     let lb = Lb::start();
@@ -298,10 +319,11 @@ async fn after_a_write_error_lb_keeps_serving_and_recovers_when_the_disk_does() 
     let lb = Lb::start();
     lb.add_pool("/", json!({})).await;
     lb.add_backend("/", &a, json!({})).await;
-    // A directory where the manifest's temp file goes: every write to it fails, also as root
-    // (for whom a read-only dir is no obstacle), as a full or failing disk would.
-    let blocker = lb.dir.path().join("lb-manifest.tmp");
-    std::fs::create_dir(&blocker).unwrap();
+    // The manifest, written in place by every change, replaced by a directory: every write to
+    // it fails, also as root (for whom a read-only file is no obstacle), as a failing disk would.
+    let (manifest, saved) = (lb.dir.path().join("lb-manifest"), lb.dir.path().join("lb-manifest.saved"));
+    std::fs::rename(&manifest, &saved).unwrap();
+    std::fs::create_dir(&manifest).unwrap();
     let r = common::client().post(lb.admin_url("/v1/pools")).json(&json!({"pattern": "/new/"})).send().await.unwrap();
     assert_eq!(r.status(), 500);
     let error: serde_json::Value = r.json().await.unwrap();
@@ -313,7 +335,8 @@ async fn after_a_write_error_lb_keeps_serving_and_recovers_when_the_disk_does() 
     assert_eq!(common::get(&lb.url("/")).await, (200, "Hello web from node a".to_owned()));
     let pools = lb.admin_json("/v1/pools").await;
     assert_eq!(pools.as_array().unwrap().len(), 1, "{pools}");
-    std::fs::remove_dir(&blocker).unwrap();
+    std::fs::remove_dir(&manifest).unwrap();
+    std::fs::rename(&saved, &manifest).unwrap();
     lb.add_pool("/new/", json!({})).await;
     // What was refused is not in the store, what was accepted is.
     let lb = lb.restart();

@@ -295,7 +295,7 @@ impl Store {
     fn begin(&self, next: Digest) -> Result<(), StoreError> {
         let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
         let mut pending = Manifest { pending: Some(next), ..m.clone() };
-        write_manifest(&self.dir, &mut pending)?;
+        update_manifest(&self.dir, &mut pending)?;
         *m = pending;
         Ok(())
     }
@@ -309,10 +309,10 @@ impl Store {
     fn commit(&self, next: Digest, undo: impl FnOnce()) -> Result<(), StoreError> {
         let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
         let mut settled = Manifest { digest: next, pending: None, ..m.clone() };
-        if let Err(e) = write_manifest(&self.dir, &mut settled) {
+        if let Err(e) = update_manifest(&self.dir, &mut settled) {
             undo();
             let _ = self.db.flush();
-            let _ = write_manifest(&self.dir, &mut m);
+            let _ = update_manifest(&self.dir, &mut m);
             return Err(e);
         }
         *m = settled;
@@ -331,10 +331,16 @@ impl Store {
     }
 }
 
-/// Writes `manifest` with the next generation.
+/// Creates the manifest anew, whole, with the next generation.
 fn write_manifest(dir: &Path, manifest: &mut Manifest) -> Result<(), StoreError> {
     manifest.generation += 1;
     manifest::write(dir, manifest).map_err(StoreError::Manifest)
+}
+
+/// Writes `manifest` with the next generation over the older copy in the manifest.
+fn update_manifest(dir: &Path, manifest: &mut Manifest) -> Result<(), StoreError> {
+    manifest.generation += 1;
+    manifest::update(dir, manifest).map_err(StoreError::Manifest)
 }
 
 fn damaged(dir: &Path, why: String) -> StoreError {
