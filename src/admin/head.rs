@@ -146,9 +146,10 @@ pub async fn refuse(io: &mut (impl AsyncRead + AsyncWrite + Unpin), status: Stat
         status.canonical_reason().unwrap_or(""),
         body.len()
     );
+    // One write: a second small one could wait for the first one's ACK (Nagle).
+    let answer = [head.as_bytes(), &body].concat();
     let answered = async {
-        io.write_all(head.as_bytes()).await?;
-        io.write_all(&body).await?;
+        io.write_all(&answer).await?;
         io.shutdown().await
     };
     if tokio::time::timeout(LINGER, answered).await.is_err() {

@@ -88,8 +88,9 @@ impl AdminListener {
     }
 
     /// Serves `router` until `stopped` resolves, on the current runtime, then waits for the
-    /// connections under way. Each connection's request head is read by [`head`] first (one
-    /// request per connection: see there).
+    /// requests under way; connections still waiting for a request head are closed at once.
+    /// Each connection's request head is read by [`head`] first (one request per connection:
+    /// see there).
     pub async fn serve(self, router: Router, stopped: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
         let accepting = match &self {
             AdminListener::Tcp(l) => Accepting::Tcp(
@@ -102,11 +103,12 @@ impl AdminListener {
             ),
         };
         let mut connections = tokio::task::JoinSet::new();
+        let (stopping, _) = tokio::sync::watch::channel(false);
         let mut stopped = std::pin::pin!(stopped);
         loop {
             let accepted = tokio::select! {
                 () = &mut stopped => break,
-                accepted = accepting.accept(router.clone()) => accepted,
+                accepted = accepting.accept(router.clone(), stopping.subscribe()) => accepted,
             };
             while connections.try_join_next().is_some() {}
             match accepted {
@@ -119,6 +121,7 @@ impl AdminListener {
             }
         }
         drop(accepting);
+        let _ = stopping.send(true);
         while connections.join_next().await.is_some() {}
         Ok(())
     }
@@ -131,22 +134,37 @@ enum Accepting {
 }
 
 impl Accepting {
-    /// Accepts a connection, and returns the future that serves it with `router`.
-    async fn accept(&self, router: Router) -> std::io::Result<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    /// Accepts a connection, and returns the future that serves it with `router` (see
+    /// [`connection`] for `stopping`).
+    async fn accept(
+        &self,
+        router: Router,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<Pin<Box<dyn Future<Output = ()> + Send>>> {
         Ok(match self {
             Accepting::Tcp(l) => {
                 let (io, peer) = l.accept().await?;
-                Box::pin(connection(io, router.layer(axum::Extension(ConnectInfo(peer)))))
+                Box::pin(connection(io, router.layer(axum::Extension(ConnectInfo(peer))), stopping))
             }
-            Accepting::Unix(l) => Box::pin(connection(l.accept().await?.0, router)),
+            Accepting::Unix(l) => Box::pin(connection(l.accept().await?.0, router, stopping)),
         })
     }
 }
 
 /// Serves one admin connection: its request head is read and checked by [`head`], then the
-/// request goes to hyper and `router`, the connection closed after the answer.
-async fn connection(mut io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static, router: Router) {
-    match head::read(&mut io).await {
+/// request goes to hyper and `router`, the connection closed after the answer. Once `stopping`
+/// turns true, a connection still waiting for its head is closed: no request is lost, and lb
+/// does not wait for a client that may never send one.
+async fn connection(
+    mut io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    router: Router,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let read = tokio::select! {
+        read = head::read(&mut io) => read,
+        _ = stopping.wait_for(|&stop| stop) => return,
+    };
+    match read {
         head::Head::Gone => {}
         head::Head::Refused(status, why) => head::refuse(&mut io, status, &why).await,
         head::Head::Request(read) => {
