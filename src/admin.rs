@@ -9,6 +9,8 @@
 //!   type, body size), checked before any handler runs.
 //! - `admin/listen.rs`: where it listens, a TCP address or a private unix socket.
 //! - `admin/dashboard.rs`: `GET /dashboard`, a live page polling the endpoints here.
+//! - `admin/head.rs`: each request head read and checked before hyper sees it, so that a
+//!   malformed one gets `{"error": ...}` too.
 //! - this file: the routes and handlers, and lb-api's JSON shapes built from the live pools.
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use serde::Serialize;
 
 mod dashboard;
 mod guard;
+mod head;
 mod listen;
 
 pub use guard::{open_to, Access, Token};

@@ -96,6 +96,10 @@ pub struct Config {
     /// store at start; a store that holds pools is refused.
     #[arg(long, value_name = "FILE")]
     pub import: Option<PathBuf>,
+    /// Print lb's man page (roff, generated from these flags) on stdout and exit:
+    /// `lb --man > /usr/local/share/man/man1/lb.1`.
+    #[arg(long, hide = true)]
+    pub man: bool,
 }
 
 /// A Go-style duration (`500ms`, `10s`, `1m30s`) other than zero.

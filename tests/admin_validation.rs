@@ -211,3 +211,54 @@ async fn every_error_is_json_with_a_human_message() {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().starts_with("invalid JSON body: EOF while parsing"), "{body}");
 }
+
+/// Sends `request` to the admin port on a raw socket and returns the status and the JSON body
+/// of the answer, read to the end (lb closes the connection after it).
+async fn raw_admin(lb: &Lb, request: &[u8]) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(lb.admin).await.unwrap();
+    // An oversized head may be refused before all of it is written: that is fine.
+    let _ = conn.write_all(request).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(common::wait::DEADLINE, conn.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {answer:?}"));
+    let status = head[9..12].parse().unwrap();
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: not JSON in {answer:?}"));
+    (status, head.to_ascii_lowercase(), body)
+}
+
+#[tokio::test]
+async fn malformed_request_heads_get_json_errors_too() {
+    let lb = Lb::in_process();
+    let mut oversized = b"GET /v1/pools HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+    oversized.resize(200 * 1024, b'a');
+    oversized.extend_from_slice(b"\r\n\r\n");
+    let cases: [(&str, &[u8], u16, &str); 6] = [
+        ("a garbage line", b"hello there\r\n\r\n", 400, "malformed request"),
+        ("a NUL in a header", b"GET /v1/pools HTTP/1.1\r\nHost: localhost\r\nX-A: a\0b\r\n\r\n", 400, "header value"),
+        ("bare LF line ends", b"GET /v1/pools HTTP/1.1\nHost: localhost\n\n", 400, "LF without CR"),
+        ("an oversized head", &oversized, 431, "request head larger than 65536 bytes"),
+        (
+            "a bad Content-Length",
+            b"POST /v1/pools HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1x\r\n\r\n",
+            400,
+            "Content-Length",
+        ),
+        ("an HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "HTTP/1.0 and HTTP/1.1 only"),
+    ];
+    for (what, request, want, says) in cases {
+        let (status, head, body) = raw_admin(&lb, request).await;
+        assert_eq!(status, want, "{what}: {body}");
+        assert!(
+            head.contains("content-type: application/json") && head.contains("connection: close"),
+            "{what}: {head}"
+        );
+        assert!(body["error"].as_str().unwrap().contains(says), "{what}: {body}");
+    }
+    // A well-formed request on the same port is served as before, one per connection.
+    let request = format!("GET /v1/pools HTTP/1.1\r\nHost: {}\r\n\r\n", lb.admin);
+    let (status, head, body) = raw_admin(&lb, request.as_bytes()).await;
+    assert_eq!((status, body), (200, json!([])));
+    assert!(head.contains("connection: close"), "{head}");
+}

@@ -129,6 +129,104 @@ async fn crashes_between_acknowledged_writes_are_not_damage() {
     }
 }
 
+/// Copies sled's files of `from` into `to` (lb's own files stay as they are in `to`), and
+/// removes those of `to` that `from` does not have: `to`'s store becomes `from`'s.
+fn copy_sled_files(from: &Path, to: &Path) {
+    let own = |name: &str| name.starts_with("lb-manifest") || name == "lb.pid" || name.starts_with("last-good.json");
+    for entry in std::fs::read_dir(to).unwrap() {
+        let entry = entry.unwrap();
+        if !own(&entry.file_name().to_string_lossy()) && !from.join(entry.file_name()).exists() {
+            let path = entry.path();
+            if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.unwrap();
+        }
+    }
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if own(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_sled_files(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_lost_the_last_acknowledged_change_is_refused() {
+    let mut lb = Lb::start();
+    lb.add_pool("/a/", json!({})).await;
+    let before = tempfile::tempdir().unwrap();
+    copy_sled_files(lb.dir.path(), before.path());
+    lb.add_pool("/b/", json!({})).await;
+    // A crash at once after the acknowledgement, then the store rolled back to the state before
+    // it, as a disk that lost the last writes would leave it: the manifest already names only
+    // the state with `/b/`.
+    lb.crash();
+    copy_sled_files(before.path(), lb.dir.path());
+    let checked = checksums(lb.dir.path());
+    let line = common::process::refused(&mut lb_command(lb.dir.path()));
+    assert!(line.contains("holds 1 pool and 0 backends where lb last acknowledged 2 pools and 0 backends"), "{line}");
+    assert_eq!(checksums(lb.dir.path()), checked, "lb changed the data dir of a store it refused");
+}
+
+#[tokio::test]
+async fn a_crash_in_the_middle_of_writes_keeps_every_acknowledged_one() {
+    let mut lb = Lb::start();
+    let url = lb.admin_url("/v1/pools");
+    // Writes one after another until lb dies; each acknowledged one is counted.
+    let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let acknowledged = acknowledged.clone();
+        async move {
+            for n in 0.. {
+                let body = json!({"pattern": format!("/p{n}/")});
+                match common::client().post(&url).json(&body).send().await {
+                    Ok(r) if r.status() == 201 => acknowledged.store(n + 1, std::sync::atomic::Ordering::SeqCst),
+                    _ => return,
+                }
+            }
+        }
+    });
+    common::wait::eventually("20 acknowledged writes", || {
+        let n = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+        async move { (n >= 20).then_some(()) }
+    })
+    .await;
+    lb.crash();
+    writer.await.unwrap();
+    let acknowledged = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    let lb = Lb::start_in(lb.dir.clone());
+    let pools = lb.admin_json("/v1/pools").await;
+    let held = pools.as_array().unwrap().len();
+    // Every acknowledged write, and perhaps the one in flight when lb died.
+    assert!(held == acknowledged || held == acknowledged + 1, "{acknowledged} acknowledged, {held} held: {pools}");
+}
+
+#[tokio::test]
+async fn a_manifest_written_before_slots_is_read_and_rewritten_in_slots() {
+    let mut lb = Lb::start();
+    lb.add_pool("/a/", json!({})).await;
+    lb.stop();
+    // As an lb before slots wrote it: the newer slot's JSON alone, format 1.
+    let path = lb.dir.path().join("lb-manifest");
+    let slots = std::fs::read(&path).unwrap();
+    let newest = |slot: &[u8]| {
+        let len = u16::from_be_bytes([slot[8], slot[9]]) as usize;
+        serde_json::from_slice::<serde_json::Value>(&slot[10..10 + len]).unwrap()
+    };
+    let (a, b) = (newest(&slots[..512]), newest(&slots[512..]));
+    let mut old = if a["generation"].as_u64() >= b["generation"].as_u64() { a } else { b };
+    old["manifest"] = json!(1);
+    std::fs::write(&path, format!("{old}\n")).unwrap();
+    let lb = Lb::start_in(lb.dir.clone());
+    assert_eq!(lb.admin_json("/v1/pools").await.as_array().unwrap().len(), 1);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1024, "rewritten in two slots");
+}
+
 #[test]
 fn a_second_lb_on_the_same_dir_names_the_first() {
     let lb = Lb::start();
@@ -221,10 +319,11 @@ async fn after_a_write_error_lb_keeps_serving_and_recovers_when_the_disk_does() 
     let lb = Lb::start();
     lb.add_pool("/", json!({})).await;
     lb.add_backend("/", &a, json!({})).await;
-    // A directory where the manifest's temp file goes: every write to it fails, also as root
-    // (for whom a read-only dir is no obstacle), as a full or failing disk would.
-    let blocker = lb.dir.path().join("lb-manifest.tmp");
-    std::fs::create_dir(&blocker).unwrap();
+    // The manifest, written in place by every change, replaced by a directory: every write to
+    // it fails, also as root (for whom a read-only file is no obstacle), as a failing disk would.
+    let (manifest, saved) = (lb.dir.path().join("lb-manifest"), lb.dir.path().join("lb-manifest.saved"));
+    std::fs::rename(&manifest, &saved).unwrap();
+    std::fs::create_dir(&manifest).unwrap();
     let r = common::client().post(lb.admin_url("/v1/pools")).json(&json!({"pattern": "/new/"})).send().await.unwrap();
     assert_eq!(r.status(), 500);
     let error: serde_json::Value = r.json().await.unwrap();
@@ -236,7 +335,8 @@ async fn after_a_write_error_lb_keeps_serving_and_recovers_when_the_disk_does() 
     assert_eq!(common::get(&lb.url("/")).await, (200, "Hello web from node a".to_owned()));
     let pools = lb.admin_json("/v1/pools").await;
     assert_eq!(pools.as_array().unwrap().len(), 1, "{pools}");
-    std::fs::remove_dir(&blocker).unwrap();
+    std::fs::remove_dir(&manifest).unwrap();
+    std::fs::rename(&saved, &manifest).unwrap();
     lb.add_pool("/new/", json!({})).await;
     // What was refused is not in the store, what was accepted is.
     let lb = lb.restart();

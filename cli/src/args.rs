@@ -206,6 +206,14 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: std::path::PathBuf,
     },
+    /// Print a completion script for SHELL (lbctl completions bash > /etc/bash_completion.d/lbctl)
+    Completions {
+        /// The shell: bash, zsh, fish (or elvish, powershell)
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print lbctl's man page (lbctl man > /usr/local/share/man/man1/lbctl.1)
+    Man,
 }
 
 impl Command {
@@ -226,6 +234,8 @@ impl Command {
             Command::SetWeight => "setWeight",
             Command::Export => "export",
             Command::Import { .. } => "import",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
         }
     }
 }
@@ -307,6 +317,16 @@ pub enum Request {
     Import {
         file: std::path::PathBuf,
     },
+    /// Answered by lbctl itself ([`crate::docs`]), without asking lb.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+    Man,
+}
+
+/// lbctl's command line as clap defines it, for the completions and the man page.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// Parses the process arguments. `--help` and `--version` print and exit 0 here, as clap does;
@@ -452,6 +472,8 @@ impl Cli {
             },
             Command::Export => Request::Export,
             Command::Import { file } => Request::Import { file: file.clone() },
+            Command::Completions { shell } => Request::Completions { shell: *shell },
+            Command::Man => Request::Man,
         };
         let token = match (self.token, &self.token_file) {
             (_, Some(file)) => Some(read_token(file)?),
@@ -699,7 +721,7 @@ mod tests {
             Error::Usage(
                 "no command given, try one of listPools, addPool, removePool, setMode, \
                  setPool, setHealth, poolHealth, addBackend, removeBackend, drainBackend, \
-                 undrainBackend, setWeight, export, import (see lbctl --help)"
+                 undrainBackend, setWeight, export, import, completions, man (see lbctl --help)"
                     .into()
             )
         );

@@ -105,6 +105,11 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
                 format!("imported {shown}: lb now has {} pools and {} backends\n", done.pools, done.backends)
             })
         }
+        // main prints these as generated, without this function; lb is not asked either way.
+        Request::Completions { .. } | Request::Man => {
+            let text = crate::docs::generate(&invocation.request).unwrap_or_default();
+            Ok(String::from_utf8_lossy(&text).into_owned())
+        }
     }
 }
 

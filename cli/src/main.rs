@@ -11,6 +11,7 @@
 //! - `args`: flags and commands, Go-style rewriting, and the flags each command cannot do without.
 //! - `admin`: lb's admin API over HTTP; the JSON it sends and reads is lb-api's.
 //! - `command`: runs one command and renders the answer for a person, or as JSON.
+//! - `docs`: shell completions and the man page, generated from `args`.
 //! - `table`: the aligned text tables of `poolHealth` and `listPools`.
 //! - `units`: durations (`2s`, `1m30s`) and sizes (`64KiB`) as flags take them and sentences
 //!   print them.
@@ -19,6 +20,7 @@
 mod admin;
 mod args;
 mod command;
+mod docs;
 mod error;
 mod table;
 mod units;
@@ -49,6 +51,11 @@ fn main() -> ExitCode {
 
 fn run() -> Result<String, Error> {
     let invocation = args::parse(std::env::args_os())?;
+    if let Some(text) = docs::generate(&invocation.request) {
+        // A script or a man page, printed as generated: no escaping, no lb asked.
+        std::io::stdout().write_all(&text).map_err(|err| Error::Failed(format!("cannot write output: {err}")))?;
+        return Ok(String::new());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -3,15 +3,22 @@
 //!
 //! A unix socket is reached by no browser and no other machine, so it needs no token and no
 //! `Host` check; an `Origin` is still refused, since no web page is the admin's own.
+//!
+//! Both are served alike: each connection's request head is read and checked by
+//! [`head`](super::head) before hyper gets it, one request per connection.
 
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::head;
 
 /// `--admin`: `ip:port` or `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,22 +87,94 @@ impl AdminListener {
         }
     }
 
-    /// Serves `router` until `stopped` resolves, on the current runtime.
+    /// Serves `router` until `stopped` resolves, on the current runtime, then waits for the
+    /// requests under way; connections still waiting for a request head are closed at once.
+    /// Each connection's request head is read by [`head`] first (one request per connection:
+    /// see there).
     pub async fn serve(self, router: Router, stopped: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
-        let served: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &self {
-            AdminListener::Tcp(l) => {
-                let l = tokio::net::TcpListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?;
-                let app = router.into_make_service_with_connect_info::<SocketAddr>();
-                Box::pin(axum::serve(l, app).with_graceful_shutdown(stopped).into_future())
-            }
-            AdminListener::Unix(l, _) => {
-                let l = tokio::net::UnixListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?;
-                Box::pin(axum::serve(l, router.into_make_service()).with_graceful_shutdown(stopped).into_future())
-            }
+        let accepting = match &self {
+            AdminListener::Tcp(l) => Accepting::Tcp(
+                tokio::net::TcpListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?,
+            ),
+            AdminListener::Unix(l, _) => Accepting::Unix(
+                tokio::net::UnixListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?,
+            ),
         };
-        served.await.map_err(|e| format!("admin API failed: {e}"))
+        let mut connections = tokio::task::JoinSet::new();
+        let (stopping, _) = tokio::sync::watch::channel(false);
+        let mut stopped = std::pin::pin!(stopped);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut stopped => break,
+                accepted = accepting.accept(router.clone(), stopping.subscribe()) => accepted,
+            };
+            while connections.try_join_next().is_some() {}
+            match accepted {
+                Ok(connection) => drop(connections.spawn(connection)),
+                Err(e) => {
+                    // Out of files, most likely: wait for some to close rather than spin.
+                    tracing::warn!("admin API: cannot accept a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+        drop(accepting);
+        let _ = stopping.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// The admin listener on the runtime.
+enum Accepting {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Accepting {
+    /// Accepts a connection, and returns the future that serves it with `router` (see
+    /// [`connection`] for `stopping`).
+    async fn accept(
+        &self,
+        router: Router,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        Ok(match self {
+            Accepting::Tcp(l) => {
+                let (io, peer) = l.accept().await?;
+                Box::pin(connection(io, router.layer(axum::Extension(ConnectInfo(peer))), stopping))
+            }
+            Accepting::Unix(l) => Box::pin(connection(l.accept().await?.0, router, stopping)),
+        })
+    }
+}
+
+/// Serves one admin connection: its request head is read and checked by [`head`], then the
+/// request goes to hyper and `router`, the connection closed after the answer. Once `stopping`
+/// turns true, a connection still waiting for its head is closed: no request is lost, and lb
+/// does not wait for a client that may never send one.
+async fn connection(
+    mut io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    router: Router,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let read = tokio::select! {
+        read = head::read(&mut io) => read,
+        _ = stopping.wait_for(|&stop| stop) => return,
+    };
+    match read {
+        head::Head::Gone => {}
+        head::Head::Refused(status, why) => head::refuse(&mut io, status, &why).await,
+        head::Head::Request(read) => {
+            let io = hyper_util::rt::TokioIo::new(head::Rewind::new(read, io));
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let served = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(io, service);
+            if let Err(e) = served.await {
+                tracing::debug!("admin connection: {e}");
+            }
+        }
     }
 }
 

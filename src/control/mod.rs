@@ -174,9 +174,8 @@ impl ControlPlane {
         }
     }
 
-    /// Keeps `DIR/last-good.json` the export of the state, and settles the store's manifest
-    /// ([`Store::settle`]): at once, then after each burst of changes, off the admin requests'
-    /// path. Every change it sees was acknowledged, so the
+    /// Keeps `DIR/last-good.json` the export of the state: at once, then after each burst of
+    /// changes, off the admin requests' path. Every change it sees was acknowledged, so the
     /// file is always a state lb stood by. Runs until the runtime stops.
     pub async fn run_backup(self: Arc<Self>) {
         loop {
@@ -185,7 +184,7 @@ impl ControlPlane {
             // Serialized off the runtime too: 10,000 backends take milliseconds.
             let write = move || {
                 let json = serde_json::to_vec_pretty(&state::export(&pools)).expect("a state serializes");
-                control.store.settle().and_then(|()| control.store.write_last_good(&json))
+                control.store.write_last_good(&json)
             };
             match tokio::task::spawn_blocking(write).await {
                 Ok(Ok(())) => {}

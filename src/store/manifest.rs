@@ -9,12 +9,20 @@
 //! re-encoded by [`codec`](super::codec), so a migration that only moves keys keeps it.
 //!
 //! Before sled's write, the manifest is written with `pending`, the digest the store will have,
-//! beside the digest it has: whatever a crash interrupts, the store on disk has one of the two
-//! digests the manifest names; anything else is damage. Once the burst of changes is over, the
-//! control plane settles the manifest (the new digest alone), off the request path: until
-//! then, a store that lost only the last change would pass. Each manifest write is atomic: a
-//! temp file, fsync, rename, fsync of the dir. It costs the request path one such write per
-//! change (two fsyncs), not two.
+//! beside the digest it has; after sled's flush, and before the change is acknowledged, with the
+//! new digest alone. Whatever a crash interrupts, the store on disk has one of the digests the
+//! manifest names; anything else is damage, and so is a store that lost an acknowledged change
+//! (the manifest names only the new digest by then).
+//!
+//! Two writes per change, each one fsync: the file holds two copies (slots) of the manifest,
+//! each with its generation and a SHA-256 of itself, and a write overwrites the older slot in
+//! place (no rename, no size change, so `fdatasync` makes it durable without a directory fsync).
+//! A reader takes the whole slot with the higher generation: a write a crash tore leaves its
+//! slot unreadable and the other, the manifest before that write, in force, which names the
+//! store on disk too (the write before a sled change names both digests; the one after it
+//! comes after sled's flush). The file is created whole (both slots) atomically: a temp file,
+//! fsync, rename, fsync of the dir. A manifest of an lb from before slots (one JSON text) is
+//! read as it is and rewritten in slots at start.
 
 use std::fs::File;
 use std::io::Write;
@@ -29,6 +37,12 @@ use crate::pool::{BackendConfig, BackendState, PoolConfig};
 pub const FILE: &str = "lb-manifest";
 /// The temp file a new manifest is written to before it replaces the old.
 pub const TEMP: &str = "lb-manifest.tmp";
+/// The size of a slot; the file is two of them.
+const SLOT: usize = 512;
+/// How a slot starts.
+const MAGIC: &[u8; 8] = b"lbmanif2";
+/// The format written inside slots (1: the JSON file of lbs before slots).
+const FORMAT: u32 = 2;
 
 /// A digest of acknowledged pools and backends (see the module doc).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,28 +154,82 @@ pub fn read(dir: &Path) -> Result<Option<Manifest>, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let bad = |why: String| format!("{} is damaged: {why}", path.display());
-    let json: ManifestJson = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    if json.manifest != 1 {
-        return Err(bad(format!("unknown manifest format {}", json.manifest)));
+    if bytes.first() == Some(&b'{') {
+        return decode_json(&bytes, 1).map(Some).map_err(bad);
     }
-    Ok(Some(Manifest {
-        generation: json.generation,
-        digest: json.digest.try_into().map_err(bad)?,
-        pending: json.pending.map(Digest::try_from).transpose().map_err(bad)?,
-    }))
+    if bytes.len() != 2 * SLOT {
+        return Err(bad(format!("it has {} bytes, not {}", bytes.len(), 2 * SLOT)));
+    }
+    let slots = [decode_slot(&bytes[..SLOT]), decode_slot(&bytes[SLOT..])];
+    match slots {
+        [Some(a), Some(b)] => Ok(Some(if a.generation >= b.generation { a } else { b })),
+        [Some(m), None] | [None, Some(m)] => Ok(Some(m)),
+        [None, None] => Err(bad("neither of its two copies is whole".into())),
+    }
 }
 
-/// Replaces the manifest of `dir` atomically and durably.
+/// Creates or replaces the manifest of `dir` atomically and durably, both slots holding it.
 pub fn write(dir: &Path, manifest: &Manifest) -> Result<(), String> {
+    let slot = encode_slot(manifest);
+    write_atomically(dir, FILE, TEMP, &[slot, slot].concat())
+}
+
+/// Writes `manifest` over the older slot of the manifest of `dir` (see the module doc), which
+/// [`write`] created: one `fdatasync`.
+pub fn update(dir: &Path, manifest: &Manifest) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(FILE);
+    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(failed)?;
+    let at = (manifest.generation % 2) * SLOT as u64;
+    file.write_all_at(&encode_slot(manifest), at).map_err(failed)?;
+    file.sync_data().map_err(failed)
+}
+
+/// A slot: [`MAGIC`], the length of the JSON as a big-endian u16, the JSON, the SHA-256 of all
+/// that, zeros to [`SLOT`] bytes.
+fn encode_slot(manifest: &Manifest) -> [u8; SLOT] {
     let json = ManifestJson {
-        manifest: 1,
+        manifest: FORMAT,
         generation: manifest.generation,
         digest: manifest.digest.into(),
         pending: manifest.pending.map(DigestJson::from),
     };
-    let mut bytes = serde_json::to_vec(&json).expect("a manifest serializes");
-    bytes.push(b'\n');
-    write_atomically(dir, FILE, TEMP, &bytes)
+    let json = serde_json::to_vec(&json).expect("a manifest serializes");
+    // Every number has at most 20 digits: a manifest is under 300 bytes.
+    assert!(json.len() + 42 <= SLOT, "a manifest fits its slot");
+    let mut slot = [0; SLOT];
+    slot[..8].copy_from_slice(MAGIC);
+    slot[8..10].copy_from_slice(&(json.len() as u16).to_be_bytes());
+    slot[10..10 + json.len()].copy_from_slice(&json);
+    let end = 10 + json.len();
+    let sum = Sha256::digest(&slot[..end]);
+    slot[end..end + 32].copy_from_slice(&sum);
+    slot
+}
+
+/// The manifest in a slot, if the slot is whole.
+fn decode_slot(slot: &[u8]) -> Option<Manifest> {
+    if &slot[..8] != MAGIC {
+        return None;
+    }
+    let end = 10 + u16::from_be_bytes([slot[8], slot[9]]) as usize;
+    if end + 32 > slot.len() || Sha256::digest(&slot[..end])[..] != slot[end..end + 32] {
+        return None;
+    }
+    decode_json(&slot[10..end], FORMAT).ok()
+}
+
+fn decode_json(bytes: &[u8], format: u32) -> Result<Manifest, String> {
+    let json: ManifestJson = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if json.manifest != format {
+        return Err(format!("unknown manifest format {}", json.manifest));
+    }
+    Ok(Manifest {
+        generation: json.generation,
+        digest: json.digest.try_into()?,
+        pending: json.pending.map(Digest::try_from).transpose()?,
+    })
 }
 
 /// Writes `name` in `dir` through `temp`: write, fsync, rename, fsync the dir, so that a crash
@@ -215,5 +283,41 @@ mod tests {
         assert_eq!(read(dir.path()).unwrap(), Some(m));
         std::fs::write(dir.path().join(FILE), b"{\"manifest\": 1").unwrap();
         assert!(read(dir.path()).unwrap_err().contains("is damaged"));
+        std::fs::write(dir.path().join(FILE), [7; 2 * SLOT]).unwrap();
+        assert!(read(dir.path()).unwrap_err().contains("neither of its two copies is whole"));
+    }
+
+    #[test]
+    fn updates_alternate_slots_and_a_torn_one_leaves_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut m = Manifest { generation: 1, digest: Digest::default(), pending: None };
+        write(dir.path(), &m).unwrap();
+        for generation in 2..6 {
+            let (before, prior) = (m.clone(), std::fs::read(&path).unwrap());
+            m.generation = generation;
+            m.digest.pool(&PoolConfig::new(format!("/{generation}")), 1);
+            update(dir.path(), &m).unwrap();
+            assert_eq!(read(dir.path()).unwrap(), Some(m.clone()));
+            // The same write torn by a crash (its slot part new, part old): the one before holds.
+            let whole = std::fs::read(&path).unwrap();
+            let mut torn = whole.clone();
+            let at = (generation % 2) as usize * SLOT;
+            torn[at + 40..at + SLOT].copy_from_slice(&prior[at + 40..at + SLOT]);
+            assert_ne!(torn, whole);
+            std::fs::write(&path, &torn).unwrap();
+            assert_eq!(read(dir.path()).unwrap(), Some(before));
+            std::fs::write(&path, &whole).unwrap();
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * SLOT as u64);
+    }
+
+    #[test]
+    fn a_manifest_of_an_lb_from_before_slots_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"manifest":1,"generation":7,"digest":{"pools":1,"backends":0,"sum":"00000000000000000000000000000001"},"pending":null}"#;
+        std::fs::write(dir.path().join(FILE), format!("{old}\n")).unwrap();
+        let m = read(dir.path()).unwrap().unwrap();
+        assert_eq!((m.generation, m.digest.pools, m.pending), (7, 1, None));
     }
 }

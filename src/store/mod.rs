@@ -91,8 +91,6 @@ pub struct Store {
     /// The manifest as last written; writes hold it from their first manifest write to their
     /// last (they are serialized by the control plane anyway).
     manifest: Mutex<Manifest>,
-    /// The last change is not yet the manifest's digest alone (see [`Store::settle`]).
-    unsettled: std::sync::atomic::AtomicBool,
     _lock: lock::DirLock,
 }
 
@@ -117,15 +115,7 @@ impl Store {
         lb_migrations::run(&db).map_err(|e| open_err(&e))?;
         let pools = db.open_tree(lb_migrations::POOLS)?;
         let backends = db.open_tree(lb_migrations::BACKENDS)?;
-        let store = Store {
-            db,
-            pools,
-            backends,
-            dir: dir.to_owned(),
-            manifest: Mutex::new(manifest),
-            unsettled: Default::default(),
-            _lock: lock,
-        };
+        let store = Store { db, pools, backends, dir: dir.to_owned(), manifest: Mutex::new(manifest), _lock: lock };
         let loaded = Digest::of(&store.load()?);
         if loaded != found {
             return Err(damaged(
@@ -151,8 +141,7 @@ impl Store {
         next.pool(pool, 1);
         self.begin(next)?;
         let previous = self.pools.insert(key, codec::encode_pool(pool))?;
-        self.flush_or_undo(|| restore(&self.pools, key, previous)).await?;
-        self.commit(next);
+        self.finish(next, || restore(&self.pools, key, previous)).await?;
         Ok(())
     }
 
@@ -179,7 +168,7 @@ impl Store {
                 Ok((pools.remove(pattern.as_bytes())?, old))
             })
             .map_err(transaction_error)?;
-        self.flush_or_undo(|| {
+        self.finish(next, || {
             let (pool, backends) = removed;
             restore(&self.pools, pattern.as_bytes(), pool);
             for (key, value) in backends {
@@ -187,7 +176,6 @@ impl Store {
             }
         })
         .await?;
-        self.commit(next);
         Ok(())
     }
 
@@ -208,8 +196,7 @@ impl Store {
         self.begin(next)?;
         let record = codec::encode_backend(backend, state);
         let previous = self.backends.insert(key.as_slice(), record)?;
-        self.flush_or_undo(|| restore(&self.backends, &key, previous)).await?;
-        self.commit(next);
+        self.finish(next, || restore(&self.backends, &key, previous)).await?;
         Ok(())
     }
 
@@ -237,8 +224,7 @@ impl Store {
         }
         self.begin(next)?;
         let previous = self.backends.remove(key.as_slice())?;
-        self.flush_or_undo(|| restore(&self.backends, &key, previous)).await?;
-        self.commit(next);
+        self.finish(next, || restore(&self.backends, &key, previous)).await?;
         Ok(())
     }
 
@@ -273,7 +259,7 @@ impl Store {
                 Ok(())
             })
             .map_err(transaction_error)?;
-        self.flush_or_undo(|| {
+        self.finish(next, || {
             for (tree, new, old) in
                 [(&self.pools, &new_pools, old_pools), (&self.backends, &new_backends, old_backends)]
             {
@@ -286,7 +272,6 @@ impl Store {
             }
         })
         .await?;
-        self.commit(next);
         Ok(())
     }
 
@@ -295,10 +280,10 @@ impl Store {
         manifest::write_atomically(&self.dir, LAST_GOOD, "last-good.json.tmp", json)
     }
 
-    /// Flushes everything written so far, and settles the manifest.
+    /// Flushes everything written so far (health states; every change is flushed already).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        self.settle().map_err(StoreError::Manifest)
+        Ok(())
     }
 
     fn digest(&self) -> Digest {
@@ -310,48 +295,52 @@ impl Store {
     fn begin(&self, next: Digest) -> Result<(), StoreError> {
         let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
         let mut pending = Manifest { pending: Some(next), ..m.clone() };
-        write_manifest(&self.dir, &mut pending)?;
+        update_manifest(&self.dir, &mut pending)?;
         *m = pending;
         Ok(())
     }
 
-    /// A change is in, flushed: the manifest on disk names it as pending, which is enough for
-    /// a crash. [`Store::settle`] writes it as the digest alone, off the request path; the
-    /// next change's first manifest write does too.
-    fn commit(&self, next: Digest) {
+    /// The last manifest write of a change, after sled's flush and before it is acknowledged:
+    /// the digest `next` alone, so that from the acknowledgement on a store that lost the
+    /// change is damage. A failure undoes the change and refuses it: `undo`, flushed, and the
+    /// manifest naming both digests rewritten (a failed write may have renamed before its last
+    /// fsync failed), each best effort, since the disk is failing; whichever of them lands, the
+    /// store on disk is one the manifest names.
+    fn commit(&self, next: Digest, undo: impl FnOnce()) -> Result<(), StoreError> {
         let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
-        m.digest = next;
-        m.pending = None;
-        self.unsettled.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Writes the manifest with the digest of the last change alone, if it is not yet: after
-    /// that, a store that lost that change is damage. lb calls it shortly after each burst of
-    /// changes and at shutdown: one fsync'd write, not one per change.
-    pub fn settle(&self) -> Result<(), String> {
-        let mut m = self.manifest.lock().unwrap_or_else(|e| e.into_inner());
-        if self.unsettled.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            if let Err(e) = write_manifest(&self.dir, &mut m) {
-                self.unsettled.store(true, std::sync::atomic::Ordering::Relaxed);
-                return Err(e.to_string());
-            }
+        let mut settled = Manifest { digest: next, pending: None, ..m.clone() };
+        if let Err(e) = update_manifest(&self.dir, &mut settled) {
+            undo();
+            let _ = self.db.flush();
+            let _ = update_manifest(&self.dir, &mut m);
+            return Err(e);
         }
+        *m = settled;
         Ok(())
     }
 
-    async fn flush_or_undo(&self, undo: impl FnOnce()) -> Result<(), StoreError> {
+    /// Makes a change written to sled durable and acknowledged: sled's flush, then the
+    /// manifest's digest alone ([`Store::commit`]). `undo` reverts the change in sled if either
+    /// fails, so the store never claims what it could not make durable.
+    async fn finish(&self, next: Digest, undo: impl FnOnce()) -> Result<(), StoreError> {
         if let Err(e) = self.db.flush_async().await {
             undo();
             return Err(e.into());
         }
-        Ok(())
+        self.commit(next, undo)
     }
 }
 
-/// Writes `manifest` with the next generation.
+/// Creates the manifest anew, whole, with the next generation.
 fn write_manifest(dir: &Path, manifest: &mut Manifest) -> Result<(), StoreError> {
     manifest.generation += 1;
     manifest::write(dir, manifest).map_err(StoreError::Manifest)
+}
+
+/// Writes `manifest` with the next generation over the older copy in the manifest.
+fn update_manifest(dir: &Path, manifest: &mut Manifest) -> Result<(), StoreError> {
+    manifest.generation += 1;
+    manifest::update(dir, manifest).map_err(StoreError::Manifest)
 }
 
 fn damaged(dir: &Path, why: String) -> StoreError {
