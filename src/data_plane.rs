@@ -32,7 +32,8 @@ use crate::conn::head::HeadTimer;
 use crate::conn::{detect, ClientIo, Protocol};
 use crate::forwarded::{Peer, Via};
 use crate::health::FailureReporter;
-use crate::pool::Mode;
+use crate::metrics::Metrics;
+use crate::pool::{Mode, Pool};
 use crate::proxy::{BodyTimeouts, Proxy};
 use crate::redirect;
 use crate::request;
@@ -236,17 +237,24 @@ pub struct DataPlane {
     http2: http2::Builder<TokioExecutor>,
     /// This instance's name in `Via`, to tell a request that looped back.
     via: Arc<Via>,
+    metrics: Arc<Metrics>,
 }
 
 impl DataPlane {
-    pub fn new(routes: Arc<ArcSwap<Routes>>, failures: FailureReporter, limits: ClientLimits) -> Self {
+    pub fn new(
+        routes: Arc<ArcSwap<Routes>>,
+        failures: FailureReporter,
+        limits: ClientLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut http1 = http1::Builder::new();
         http1.header_read_timeout(limits.header_read_timeout).max_buf_size(limits.max_header_bytes.max(8192));
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2.timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
         let via = Arc::new(Via::new());
         tracing::debug!("Via pseudonym {}", via.pseudonym());
-        DataPlane { routes, proxy: Proxy::new(failures, limits.body_timeouts, via.clone()), limits, http1, http2, via }
+        let proxy = Proxy::new(failures, limits.body_timeouts, via.clone());
+        DataPlane { routes, proxy, limits, http1, http2, via, metrics }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].
@@ -330,6 +338,7 @@ impl DataPlane {
             let io = ClientIo::new(stream, self.limits.send_timeout);
             let (plane, workers, stopped) = (self.clone(), workers.clone(), stopped.clone());
             tokio::spawn(async move {
+                let _counted = plane.metrics.connection("data");
                 plane.connection(io, client, first_deadline, stopped).await;
                 workers.ended(index);
             });
@@ -423,8 +432,26 @@ impl DataPlane {
     }
 
     /// Answers one request: lb's own answer to one it refuses ([`request::check`]), else its
-    /// pool's.
-    pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer) -> Response<Body> {
+    /// pool's; counted in its pool's metrics (or `pool=""`) once its response head is ready.
+    pub async fn handle(&self, req: Request<Incoming>, client: &Peer) -> Response<Body> {
+        if !self.metrics.on() {
+            return self.answer(req, client, &mut None).await;
+        }
+        let started = Instant::now();
+        let mut pool = None;
+        let response = self.answer(req, client, &mut pool).await;
+        let counted = pool.as_ref().map_or(self.metrics.unrouted(), |p: &Arc<Pool>| &p.metrics);
+        counted.answered(response.status(), started.elapsed());
+        response
+    }
+
+    /// [`handle`](Self::handle)'s answer; `routed` is set to the pool that answers.
+    async fn answer(
+        &self,
+        mut req: Request<Incoming>,
+        client: &Peer,
+        routed: &mut Option<Arc<Pool>>,
+    ) -> Response<Body> {
         if req.uri().authority().is_some() {
             request::host_from_target(&mut req);
         }
@@ -447,7 +474,7 @@ impl DataPlane {
                             values.join(" ")
                         );
                     }
-                    pool.clone()
+                    routed.insert(pool.clone())
                 }
                 Route::Redirect(location) => return moved(location),
                 Route::MethodNotAllowed { allow } => return not_allowed(allow),
@@ -455,8 +482,8 @@ impl DataPlane {
             }
         };
         match pool.config.mode {
-            Mode::Proxy => self.proxy.forward(&pool, req, client).await,
-            Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
+            Mode::Proxy => self.proxy.forward(pool, req, client).await,
+            Mode::Redirect => redirect::answer(pool, &req, client.addr.ip()),
         }
     }
 }
