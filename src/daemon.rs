@@ -374,7 +374,8 @@ fn spawn_admin(
             runtime.block_on(async move {
                 tokio::spawn(control.clone().run_health());
                 tokio::spawn(control.clone().run_backup());
-                let serve = listener.serve(admin::router(control, access), wait_for(stopped.clone()));
+                let metrics = control.metrics().clone();
+                let serve = listener.serve(admin::router(control, access), wait_for(stopped.clone()), metrics);
                 // Graceful, but bounded: an admin client that never finishes its request must
                 // not keep lb from exiting.
                 let deadline = async {

@@ -368,6 +368,14 @@ async fn data_connections_are_counted_open_and_in_all() {
     drop(held);
     let text = until(&lb, r#"lb_connections_open{listener="data"}"#, 0.0).await;
     assert_eq!(must(&text, r#"lb_connections_total{listener="data"}"#), 3.0);
+
+    // The admin listener's: each scrape above came on a connection of its own (a new
+    // client each time), and this one's is open while it is answered.
+    let before = must(&text, r#"lb_connections_total{listener="admin"}"#);
+    assert!(before >= 3.0, "{text}");
+    let text = scrape(&lb).await;
+    assert!(must(&text, r#"lb_connections_total{listener="admin"}"#) > before);
+    assert!(must(&text, r#"lb_connections_open{listener="admin"}"#) >= 1.0);
 }
 
 #[tokio::test]

@@ -10,8 +10,12 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use axum::Router;
+
+use crate::metrics::{Counted, Metrics};
 
 /// `--admin`: `ip:port` or `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,18 +84,27 @@ impl AdminListener {
         }
     }
 
-    /// Serves `router` until `stopped` resolves, on the current runtime.
-    pub async fn serve(self, router: Router, stopped: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    /// Serves `router` until `stopped` resolves, on the current runtime; its connections count
+    /// in `metrics` as the admin listener's.
+    pub async fn serve(
+        self,
+        router: Router,
+        stopped: impl Future<Output = ()> + Send + 'static,
+        metrics: Arc<Metrics>,
+    ) -> Result<(), String> {
         let served: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &self {
             AdminListener::Tcp(l) => {
                 let l = tokio::net::TcpListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
+                // `tap_io` for axum's `ConnectInfo<SocketAddr>`, which it gives any tapped listener.
+                let l = Counted::new(l, metrics, "admin").tap_io(|_| {});
                 let app = router.into_make_service_with_connect_info::<SocketAddr>();
                 Box::pin(axum::serve(l, app).with_graceful_shutdown(stopped).into_future())
             }
             AdminListener::Unix(l, _) => {
                 let l = tokio::net::UnixListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
+                let l = Counted::new(l, metrics, "admin");
                 Box::pin(axum::serve(l, router.into_make_service()).with_graceful_shutdown(stopped).into_future())
             }
         };

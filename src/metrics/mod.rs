@@ -14,10 +14,12 @@
 //!
 //! # Layout
 //! - `histogram.rs`: the lock-free [`Histogram`] of the two per-request histograms.
+//! - `listener.rs`: the admin listener's connections, counted ([`Counted`]).
 //! - `process.rs`: CPU, RSS and file descriptors from `/proc`.
 //! - this file: the families, the per-pool and per-backend handles, and [`Metrics::encode`].
 
 mod histogram;
+mod listener;
 mod process;
 
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 pub use histogram::Histogram;
+pub use listener::Counted;
 
 use crate::retry::Failure;
 
