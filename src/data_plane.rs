@@ -338,7 +338,7 @@ impl DataPlane {
             let io = ClientIo::new(stream, self.limits.send_timeout);
             let (plane, workers, stopped) = (self.clone(), workers.clone(), stopped.clone());
             tokio::spawn(async move {
-                let _counted = plane.metrics.connection("data");
+                let _counted = plane.metrics.connection(crate::metrics::Listener::Data);
                 plane.connection(io, client, first_deadline, stopped).await;
                 workers.ended(index);
             });

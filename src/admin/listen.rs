@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::serve::ListenerExt;
 use axum::Router;
 
-use crate::metrics::{Counted, Metrics};
+use crate::metrics::{Counted, Listener, Metrics};
 
 /// `--admin`: `ip:port` or `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,14 +97,14 @@ impl AdminListener {
                 let l = tokio::net::TcpListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
                 // `tap_io` for axum's `ConnectInfo<SocketAddr>`, which it gives any tapped listener.
-                let l = Counted::new(l, metrics, "admin").tap_io(|_| {});
+                let l = Counted::new(l, metrics, Listener::Admin).tap_io(|_| {});
                 let app = router.into_make_service_with_connect_info::<SocketAddr>();
                 Box::pin(axum::serve(l, app).with_graceful_shutdown(stopped).into_future())
             }
             AdminListener::Unix(l, _) => {
                 let l = tokio::net::UnixListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
-                let l = Counted::new(l, metrics, "admin");
+                let l = Counted::new(l, metrics, Listener::Admin);
                 Box::pin(axum::serve(l, router.into_make_service()).with_graceful_shutdown(stopped).into_future())
             }
         };

@@ -8,18 +8,18 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Connection, Metrics};
+use super::{Connection, Listener, Metrics};
 
-/// A listener whose connections count as `name`'s, each open until it is dropped.
+/// A listener whose connections count as `counted_as`'s, each open until it is dropped.
 pub struct Counted<L> {
     listener: L,
     metrics: Arc<Metrics>,
-    name: &'static str,
+    counted_as: Listener,
 }
 
 impl<L> Counted<L> {
-    pub fn new(listener: L, metrics: Arc<Metrics>, name: &'static str) -> Counted<L> {
-        Counted { listener, metrics, name }
+    pub fn new(listener: L, metrics: Arc<Metrics>, counted_as: Listener) -> Counted<L> {
+        Counted { listener, metrics, counted_as }
     }
 }
 
@@ -29,7 +29,7 @@ impl<L: axum::serve::Listener> axum::serve::Listener for Counted<L> {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = self.listener.accept().await;
-        (CountedIo { io, _counted: self.metrics.connection(self.name) }, addr)
+        (CountedIo { io, _counted: self.metrics.connection(self.counted_as) }, addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {

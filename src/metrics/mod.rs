@@ -173,7 +173,21 @@ pub struct Metrics {
     families: Families,
     /// Answers to requests that reached no pool (`pool=""`, `mode=""`).
     unrouted: PoolMetrics,
+    /// `lb_connections_total` and `lb_connections_open` of each of [`LISTENERS`].
+    listeners: [(Counter, Gauge); 2],
     store_writes: StoreWrites,
+}
+
+/// `listener` values, by [`Listener`].
+const LISTENERS: [&str; 2] = ["data", "admin"];
+
+/// A listener whose client connections are counted.
+#[derive(Debug, Clone, Copy)]
+pub enum Listener {
+    /// The data port.
+    Data = 0,
+    /// The admin API.
+    Admin = 1,
 }
 
 impl Metrics {
@@ -239,13 +253,16 @@ impl Metrics {
         );
         r.register("lb_build", "lb's version", Info::new(VersionLabels { version: env!("CARGO_PKG_VERSION") }));
         r.register_collector(Box::new(process::Process));
-        let mut metrics = Metrics { on, registry: r, families, unrouted: PoolMetrics::detached(), store_writes };
-        metrics.unrouted = metrics.pool("", "");
-        for listener in ["data", "admin"] {
+        let listeners = LISTENERS.map(|listener| {
             let labels = ListenerLabels { listener };
-            let _ = metrics.families.connections_open.get_or_create(&labels);
-            let _ = metrics.families.connections_total.get_or_create(&labels);
-        }
+            (
+                families.connections_total.get_or_create_owned(&labels),
+                families.connections_open.get_or_create_owned(&labels),
+            )
+        });
+        let mut metrics =
+            Metrics { on, registry: r, families, unrouted: PoolMetrics::detached(), listeners, store_writes };
+        metrics.unrouted = metrics.pool("", "");
         metrics
     }
 
@@ -341,16 +358,15 @@ impl Metrics {
         }
     }
 
-    /// A client connection on `listener` (`data`, `admin`), counted open until the guard drops.
-    pub fn connection(&self, listener: &'static str) -> Connection {
+    /// A client connection on `listener`, counted open until the guard drops.
+    pub fn connection(&self, listener: Listener) -> Connection {
         if !self.on {
             return Connection(None);
         }
-        let labels = ListenerLabels { listener };
-        self.families.connections_total.get_or_create(&labels).inc();
-        let open = self.families.connections_open.get_or_create_owned(&labels);
+        let (total, open) = &self.listeners[listener as usize];
+        total.inc();
         open.inc();
-        Connection(Some(open))
+        Connection(Some(open.clone()))
     }
 
     /// The store's write timer.
