@@ -433,57 +433,51 @@ impl DataPlane {
 
     /// Answers one request: lb's own answer to one it refuses ([`request::check`]), else its
     /// pool's; counted in its pool's metrics (or `pool=""`) once its response head is ready.
-    pub async fn handle(&self, req: Request<Incoming>, client: &Peer) -> Response<Body> {
-        if !self.metrics.on() {
-            return self.answer(req, client, &mut None).await;
+    pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer) -> Response<Body> {
+        let started = self.metrics.on().then(Instant::now);
+        let pool = match self.route(&mut req) {
+            Ok(pool) => pool,
+            Err(own) => {
+                if let Some(started) = started {
+                    self.metrics.unrouted().answered(own.status(), started.elapsed());
+                }
+                return own;
+            }
+        };
+        let response = match pool.config.mode {
+            Mode::Proxy => self.proxy.forward(&pool, req, client).await,
+            Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
+        };
+        if let Some(started) = started {
+            pool.metrics.answered(response.status(), started.elapsed());
         }
-        let started = Instant::now();
-        let mut pool = None;
-        let response = self.answer(req, client, &mut pool).await;
-        let counted = pool.as_ref().map_or(self.metrics.unrouted(), |p: &Arc<Pool>| &p.metrics);
-        counted.answered(response.status(), started.elapsed());
         response
     }
 
-    /// [`handle`](Self::handle)'s answer; `routed` is set to the pool that answers.
-    async fn answer(
-        &self,
-        mut req: Request<Incoming>,
-        client: &Peer,
-        routed: &mut Option<Arc<Pool>>,
-    ) -> Response<Body> {
+    /// The pool `req` goes to, or lb's own answer to it. Not async: an async layer here would
+    /// move the request's (large) future once more. The answer is returned by value, as
+    /// `handle` returns it: boxing it would allocate.
+    #[allow(clippy::result_large_err)]
+    fn route(&self, req: &mut Request<Incoming>) -> Result<Arc<Pool>, Response<Body>> {
         if req.uri().authority().is_some() {
-            request::host_from_target(&mut req);
+            request::host_from_target(req);
         }
-        let pool = {
-            let host = match request::check(&req, &self.via) {
-                Ok(checked) => checked.host,
-                Err(refused) => return refused.response(),
-            };
-            let routes = self.routes.load();
-            match routes.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
-                Route::Matched { value: pool, params } => {
-                    if tracing::enabled!(tracing::Level::DEBUG) {
-                        let values: Vec<String> =
-                            params.iter().map(|(name, value)| format!("{name}={value}")).collect();
-                        tracing::debug!(
-                            "{} {} -> pool {} {}",
-                            req.method(),
-                            req.uri(),
-                            params.pattern(),
-                            values.join(" ")
-                        );
-                    }
-                    routed.insert(pool.clone())
-                }
-                Route::Redirect(location) => return moved(location),
-                Route::MethodNotAllowed { allow } => return not_allowed(allow),
-                Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),
-            }
+        let host = match request::check(req, &self.via) {
+            Ok(checked) => checked.host,
+            Err(refused) => return Err(refused.response()),
         };
-        match pool.config.mode {
-            Mode::Proxy => self.proxy.forward(pool, req, client).await,
-            Mode::Redirect => redirect::answer(pool, &req, client.addr.ip()),
+        let routes = self.routes.load();
+        match routes.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
+            Route::Matched { value: pool, params } => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let values: Vec<String> = params.iter().map(|(name, value)| format!("{name}={value}")).collect();
+                    tracing::debug!("{} {} -> pool {} {}", req.method(), req.uri(), params.pattern(), values.join(" "));
+                }
+                Ok(pool.clone())
+            }
+            Route::Redirect(location) => Err(moved(location)),
+            Route::MethodNotAllowed { allow } => Err(not_allowed(allow)),
+            Route::NotFound => Err(answer(StatusCode::NOT_FOUND, "404 page not found\n")),
         }
     }
 }
