@@ -188,6 +188,43 @@ async fn a_retry_is_counted_with_its_reason_and_each_attempt_with_its_backend() 
 }
 
 #[tokio::test]
+async fn every_due_retry_is_made_or_refused_by_the_budget() {
+    let lb = Lb::in_process();
+    let (r1, r2) = (FaultyBackend::start(Fault::Reset).await, FaultyBackend::start(Fault::Reset).await);
+    // Sick backends would stop getting requests: no passive health here.
+    lb.add_pool("/", json!({"retries": 1, "health_check": {"fall": 1000, "evict_after": 0, "interval_ms": 3_600_000}}))
+        .await;
+    lb.add_backend("/", &r1, json!({})).await;
+    lb.add_backend("/", &r2, json!({})).await;
+    // The budget allows 20% of the requests of the last 10 s plus 10 per second of that window:
+    // 0.2 * 300 + 100 = 160 retries for 300 requests sent within 10 s.
+    let http = client();
+    let sent = 300;
+    let answers = futures_join(sent, || http.get(lb.url("/")).send()).await;
+    assert!(answers.iter().all(|r| r.as_ref().unwrap().status() == 502));
+    let text = scrape(&lb).await;
+    let retried = must(&text, r#"lb_retries_total{pool="/",reason="before_response"}"#);
+    let refused = must(&text, r#"lb_retry_budget_exhausted_total{pool="/"}"#);
+    assert_eq!(retried + refused, sent as f64, "each request was due one retry");
+    assert!(refused > 0.0, "the budget ran out ({retried} retried)");
+    assert_eq!((r1.requests() + r2.requests()) as f64, sent as f64 + retried);
+}
+
+/// Runs `n` requests at once.
+async fn futures_join<F, Fut>(n: usize, mut request: F) -> Vec<reqwest::Result<reqwest::Response>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(request())).collect();
+    let mut answers = Vec::with_capacity(n);
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
 async fn a_pool_without_backends_answers_503_and_counts_it() {
     let lb = Lb::in_process();
     lb.add_pool("/", json!({})).await;
