@@ -47,6 +47,7 @@ pub fn router(control: Arc<ControlPlane>, access: Access) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(dashboard::router())
+        .route("/metrics", get(metrics))
         .route("/v1/pools", get(list_pools).post(add_pool))
         .route("/v1/pool", get(get_pool).patch(update_pool).delete(remove_pool))
         .route("/v1/pool/health", get(pool_health))
@@ -107,6 +108,29 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Answer
 
 fn query<T: DeserializeOwned>(q: Result<Query<T>, QueryRejection>) -> Answer<T> {
     q.map(|Query(q)| q).map_err(|e| bad_request(e.body_text()))
+}
+
+/// `GET /metrics`: Prometheus text, or OpenMetrics when `Accept` asks for it. The backend
+/// gauges come from the pools as the control plane last published them.
+async fn metrics(State(control): State<Arc<ControlPlane>>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|a| a.to_str().ok());
+    let openmetrics = crate::metrics::wants_openmetrics(accept);
+    let mut backends = Vec::new();
+    for pool in control.pools().await {
+        for b in &pool.backends {
+            backends.push(crate::metrics::BackendGauges {
+                pool: pool.config.pattern.clone(),
+                backend: b.addr().to_string(),
+                status: b.status_name(),
+                healthy: b.status() == crate::pool::BackendStatus::Healthy,
+                inflight: i64::try_from(b.inflight()).unwrap_or(i64::MAX),
+                weight: i64::from(b.config.weight),
+            });
+        }
+    }
+    let body = control.metrics().encode(openmetrics, &backends);
+    let content_type = if openmetrics { crate::metrics::OPENMETRICS } else { crate::metrics::TEXT };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 // ---- lb-api's JSON shapes, from the live pool ----

@@ -100,6 +100,20 @@ pub struct Config {
     /// `lb --man > /usr/local/share/man/man1/lb.1`.
     #[arg(long, hide = true)]
     pub man: bool,
+    /// Record metrics for GET /metrics on the admin API: on or off (off costs the request
+    /// path one branch, for measuring what metrics cost; a scrape then shows only gauges).
+    #[arg(long, env = "LB_METRICS", default_value = "on", value_name = "on|off",
+          action = clap::ArgAction::Set, value_parser = parse_on_off)]
+    pub metrics: bool,
+}
+
+/// `on` or `off`.
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?} is neither on nor off")),
+    }
 }
 
 /// A Go-style duration (`500ms`, `10s`, `1m30s`) other than zero.
@@ -230,7 +244,8 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
     listeners.extend(admin.local_addr()?.map(|addr| (addr, "admin API")));
 
     let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
-    let control = ControlPlane::load(store).map_err(|e| e.to_string())?;
+    let metrics = Arc::new(crate::metrics::Metrics::new(config.metrics));
+    let control = ControlPlane::load(store, metrics).map_err(|e| e.to_string())?;
     let control = Arc::new(control.with_listeners(listeners));
     tracing::info!("store {} opened", config.data_dir.display());
     if let Some(file) = &config.import {
@@ -298,7 +313,8 @@ pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), Str
     let (stop, stopped) = watch::channel(false);
     let admin_thread = spawn_admin(admin, access, control.clone(), stopped.clone())?;
 
-    let plane = Arc::new(DataPlane::new(control.routes(), control.failure_reporter(), limits));
+    let metrics = control.metrics().clone();
+    let plane = Arc::new(DataPlane::new(control.routes(), control.failure_reporter(), limits, metrics));
     let (roster, inboxes) = Workers::new(threads);
     let mut workers = Vec::with_capacity(threads - 1);
     let mut served = Ok(());
@@ -362,7 +378,8 @@ fn spawn_admin(
             runtime.block_on(async move {
                 tokio::spawn(control.clone().run_health());
                 tokio::spawn(control.clone().run_backup());
-                let serve = listener.serve(admin::router(control, access), wait_for(stopped.clone()));
+                let metrics = control.metrics().clone();
+                let serve = listener.serve(admin::router(control, access), wait_for(stopped.clone()), metrics);
                 // Graceful, but bounded: an admin client that never finishes its request must
                 // not keep lb from exiting.
                 let deadline = async {

@@ -32,7 +32,8 @@ use crate::conn::head::HeadTimer;
 use crate::conn::{detect, ClientIo, Protocol};
 use crate::forwarded::{Peer, Via};
 use crate::health::FailureReporter;
-use crate::pool::Mode;
+use crate::metrics::Metrics;
+use crate::pool::{Mode, Pool};
 use crate::proxy::{BodyTimeouts, Proxy};
 use crate::redirect;
 use crate::request;
@@ -236,17 +237,24 @@ pub struct DataPlane {
     http2: http2::Builder<TokioExecutor>,
     /// This instance's name in `Via`, to tell a request that looped back.
     via: Arc<Via>,
+    metrics: Arc<Metrics>,
 }
 
 impl DataPlane {
-    pub fn new(routes: Arc<ArcSwap<Routes>>, failures: FailureReporter, limits: ClientLimits) -> Self {
+    pub fn new(
+        routes: Arc<ArcSwap<Routes>>,
+        failures: FailureReporter,
+        limits: ClientLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut http1 = http1::Builder::new();
         http1.header_read_timeout(limits.header_read_timeout).max_buf_size(limits.max_header_bytes.max(8192));
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2.timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
         let via = Arc::new(Via::new());
         tracing::debug!("Via pseudonym {}", via.pseudonym());
-        DataPlane { routes, proxy: Proxy::new(failures, limits.body_timeouts, via.clone()), limits, http1, http2, via }
+        let proxy = Proxy::new(failures, limits.body_timeouts, via.clone());
+        DataPlane { routes, proxy, limits, http1, http2, via, metrics }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].
@@ -330,6 +338,7 @@ impl DataPlane {
             let io = ClientIo::new(stream, self.limits.send_timeout);
             let (plane, workers, stopped) = (self.clone(), workers.clone(), stopped.clone());
             tokio::spawn(async move {
+                let _counted = plane.metrics.connection(crate::metrics::Listener::Data);
                 plane.connection(io, client, first_deadline, stopped).await;
                 workers.ended(index);
             });
@@ -423,40 +432,52 @@ impl DataPlane {
     }
 
     /// Answers one request: lb's own answer to one it refuses ([`request::check`]), else its
-    /// pool's.
+    /// pool's; counted in its pool's metrics (or `pool=""`) once its response head is ready.
     pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer) -> Response<Body> {
-        if req.uri().authority().is_some() {
-            request::host_from_target(&mut req);
-        }
-        let pool = {
-            let host = match request::check(&req, &self.via) {
-                Ok(checked) => checked.host,
-                Err(refused) => return refused.response(),
-            };
-            let routes = self.routes.load();
-            match routes.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
-                Route::Matched { value: pool, params } => {
-                    if tracing::enabled!(tracing::Level::DEBUG) {
-                        let values: Vec<String> =
-                            params.iter().map(|(name, value)| format!("{name}={value}")).collect();
-                        tracing::debug!(
-                            "{} {} -> pool {} {}",
-                            req.method(),
-                            req.uri(),
-                            params.pattern(),
-                            values.join(" ")
-                        );
-                    }
-                    pool.clone()
+        let started = self.metrics.on().then(Instant::now);
+        let pool = match self.route(&mut req) {
+            Ok(pool) => pool,
+            Err(own) => {
+                if let Some(started) = started {
+                    self.metrics.unrouted().answered(own.status(), started.elapsed());
                 }
-                Route::Redirect(location) => return moved(location),
-                Route::MethodNotAllowed { allow } => return not_allowed(allow),
-                Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),
+                return own;
             }
         };
-        match pool.config.mode {
+        let response = match pool.config.mode {
             Mode::Proxy => self.proxy.forward(&pool, req, client).await,
             Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
+        };
+        if let Some(started) = started {
+            pool.metrics.answered(response.status(), started.elapsed());
+        }
+        response
+    }
+
+    /// The pool `req` goes to, or lb's own answer to it. Not async: an async layer here would
+    /// move the request's (large) future once more. The answer is returned by value, as
+    /// `handle` returns it: boxing it would allocate.
+    #[allow(clippy::result_large_err)]
+    fn route(&self, req: &mut Request<Incoming>) -> Result<Arc<Pool>, Response<Body>> {
+        if req.uri().authority().is_some() {
+            request::host_from_target(req);
+        }
+        let host = match request::check(req, &self.via) {
+            Ok(checked) => checked.host,
+            Err(refused) => return Err(refused.response()),
+        };
+        let routes = self.routes.load();
+        match routes.route(req.method().as_str(), host, req.uri().path(), req.uri().query()) {
+            Route::Matched { value: pool, params } => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let values: Vec<String> = params.iter().map(|(name, value)| format!("{name}={value}")).collect();
+                    tracing::debug!("{} {} -> pool {} {}", req.method(), req.uri(), params.pattern(), values.join(" "));
+                }
+                Ok(pool.clone())
+            }
+            Route::Redirect(location) => Err(moved(location)),
+            Route::MethodNotAllowed { allow } => Err(not_allowed(allow)),
+            Route::NotFound => Err(answer(StatusCode::NOT_FOUND, "404 page not found\n")),
         }
     }
 }

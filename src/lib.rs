@@ -10,7 +10,8 @@
 //! first:
 //! - [`timer`]: the request path's deadlines; [`retry`]: when a failed attempt may be tried on
 //!   another backend, and the retry budget; [`forwarded`]: the headers that cross the proxy and
-//!   the client's [`forwarded::Peer`].
+//!   the client's [`forwarded::Peer`]; [`metrics`]: the families behind `GET /metrics` and the
+//!   per-pool and per-backend handles the request path counts on.
 //! - [`pool`]: the nouns. `pool::config` (what an admin says of a pool) and `pool::backend` (a
 //!   backend and its health record) sit below [`selection`] (how a pool picks a backend); the
 //!   live `Pool` and the partial changes (`pool::change`) sit above it.
@@ -40,6 +41,7 @@ pub mod daemon;
 pub(crate) mod data_plane;
 pub(crate) mod forwarded;
 pub(crate) mod health;
+pub(crate) mod metrics;
 pub mod pool;
 pub(crate) mod proxy;
 pub(crate) mod redirect;

@@ -66,6 +66,7 @@ impl Proxy {
         let key = pool.key(&parts.headers, client.addr.ip());
         let mut tried = Tried::default();
         let Some((mut index, mut backend)) = pool.pick(key, &tried) else {
+            pool.metrics.no_backend();
             return no_backend(pool);
         };
         let config = &pool.config;
@@ -109,8 +110,10 @@ impl Proxy {
                 connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
                 idle_timeout: Duration::from_millis(config.timeouts.idle_ms),
             };
+            let sent = backend.metrics.sending();
             let (failure, next) = match respond_within(response_timeout, &body, upstream::send(to, req)).await {
                 Ok(Ok(response)) => {
+                    backend.metrics.responded(sent, response.status());
                     let failure = Failure::Status(response.status());
                     let retry = config.retry_on_5xx
                         && retries_left > 0
@@ -123,10 +126,12 @@ impl Proxy {
                     }
                 }
                 Ok(Err(e)) if e.kind() == ErrorKind::ClientBody => {
+                    backend.metrics.failed(sent, StatusCode::BAD_REQUEST);
                     tracing::debug!("pool {} backend {}: {e}", config.pattern, backend.addr());
                     return client_failed(e.client_fault().unwrap_or(ClientFault::Gone));
                 }
                 Ok(Err(e)) => {
+                    backend.metrics.failed(sent, StatusCode::BAD_GATEWAY);
                     let cause = e.to_string();
                     tracing::debug!("pool {} backend {}: proxy error: {cause}", config.pattern, backend.addr());
                     if counts_against_backend(e.kind()) {
@@ -141,12 +146,14 @@ impl Proxy {
                     }
                 }
                 Err(Elapsed) => {
+                    backend.metrics.failed(sent, StatusCode::GATEWAY_TIMEOUT);
                     let cause = format!("no response within {response_timeout:?}");
                     self.failures.report(&config.pattern, backend, cause.clone());
                     return gateway_timeout(backend, &cause);
                 }
             };
             drop(inflight);
+            pool.metrics.retried(failure);
             tracing::debug!("pool {}: retrying {} on {} after {failure:?}", config.pattern, parts.uri, next.1.addr());
             retries_left -= 1;
             (index, backend) = next;
@@ -251,7 +258,12 @@ fn client_failed(fault: ClientFault) -> Response<Body> {
 
 /// The backend for a retry: one this request has not tried, if the pool's budget allows.
 fn next_attempt<'p>(pool: &'p Pool, key: u64, tried: &Tried) -> Option<(usize, &'p Arc<Backend>)> {
-    pool.pick(key, tried).filter(|_| pool.budget.try_retry())
+    let next = pool.pick(key, tried)?;
+    if !pool.budget.try_retry() {
+        pool.metrics.budget_exhausted();
+        return None;
+    }
+    Some(next)
 }
 
 /// How an attempt that got no response failed, for [`retry`]: a connection that could not be

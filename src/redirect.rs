@@ -18,6 +18,7 @@ use crate::retry::Tried;
 pub fn answer<B>(pool: &Pool, req: &Request<B>, client: IpAddr) -> Response<Body> {
     let key = pool.key(req.headers(), client);
     let Some((_, backend)) = pool.pick(key, &Tried::default()) else {
+        pool.metrics.no_backend();
         return no_backend(pool);
     };
     let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
@@ -27,6 +28,7 @@ pub fn answer<B>(pool: &Pool, req: &Request<B>, client: IpAddr) -> Response<Body
     let Ok(location) = HeaderValue::try_from(location) else {
         return response::answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
     };
+    backend.metrics.redirected();
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
     let headers = response.headers_mut();

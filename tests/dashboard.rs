@@ -172,7 +172,6 @@ async fn without_a_token_the_dashboard_shows_everything_at_once() {
 }
 
 #[tokio::test]
-#[ignore = "needs /metrics from the metrics branch"]
 async fn the_dashboards_counters_move_after_traffic() {
     let mut site = Site::start();
     site.add_pool("/", &["A", "B"], None).await;

@@ -11,6 +11,7 @@ const LAYERS: &[&str] = &[
     "timer",
     "retry",
     "forwarded",
+    "metrics",
     "pool::config",
     "pool::backend",
     "selection",

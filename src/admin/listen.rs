@@ -13,12 +13,15 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::head;
+
+use crate::metrics::{Connection, Listener, Metrics};
 
 /// `--admin`: `ip:port` or `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +93,13 @@ impl AdminListener {
     /// Serves `router` until `stopped` resolves, on the current runtime, then waits for the
     /// requests under way; connections still waiting for a request head are closed at once.
     /// Each connection's request head is read by [`head`] first (one request per connection:
-    /// see there).
-    pub async fn serve(self, router: Router, stopped: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    /// see there). Its connections count in `metrics` as the admin listener's.
+    pub async fn serve(
+        self,
+        router: Router,
+        stopped: impl Future<Output = ()> + Send + 'static,
+        metrics: Arc<Metrics>,
+    ) -> Result<(), String> {
         let accepting = match &self {
             AdminListener::Tcp(l) => Accepting::Tcp(
                 tokio::net::TcpListener::from_std(l.try_clone().map_err(|e| e.to_string())?)
@@ -108,7 +116,7 @@ impl AdminListener {
         loop {
             let accepted = tokio::select! {
                 () = &mut stopped => break,
-                accepted = accepting.accept(router.clone(), stopping.subscribe()) => accepted,
+                accepted = accepting.accept(router.clone(), stopping.subscribe(), &metrics) => accepted,
             };
             while connections.try_join_next().is_some() {}
             match accepted {
@@ -140,13 +148,18 @@ impl Accepting {
         &self,
         router: Router,
         stopping: tokio::sync::watch::Receiver<bool>,
+        metrics: &Metrics,
     ) -> std::io::Result<Pin<Box<dyn Future<Output = ()> + Send>>> {
         Ok(match self {
             Accepting::Tcp(l) => {
                 let (io, peer) = l.accept().await?;
-                Box::pin(connection(io, router.layer(axum::Extension(ConnectInfo(peer))), stopping))
+                let counted = metrics.connection(Listener::Admin);
+                Box::pin(connection(io, router.layer(axum::Extension(ConnectInfo(peer))), stopping, counted))
             }
-            Accepting::Unix(l) => Box::pin(connection(l.accept().await?.0, router, stopping)),
+            Accepting::Unix(l) => {
+                let io = l.accept().await?.0;
+                Box::pin(connection(io, router, stopping, metrics.connection(Listener::Admin)))
+            }
         })
     }
 }
@@ -154,11 +167,13 @@ impl Accepting {
 /// Serves one admin connection: its request head is read and checked by [`head`], then the
 /// request goes to hyper and `router`, the connection closed after the answer. Once `stopping`
 /// turns true, a connection still waiting for its head is closed: no request is lost, and lb
-/// does not wait for a client that may never send one.
+/// does not wait for a client that may never send one. `_counted` keeps it in
+/// `lb_connections_open` until it closes.
 async fn connection(
     mut io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     router: Router,
     mut stopping: tokio::sync::watch::Receiver<bool>,
+    _counted: Connection,
 ) {
     let read = tokio::select! {
         read = head::read(&mut io) => read,

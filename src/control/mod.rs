@@ -34,7 +34,8 @@ use tokio::task::AbortHandle;
 pub use change::{Applied, Change, Error, Removal};
 
 use crate::health::{self, Checks, FailureReporter, Observation, Source, OBSERVATION_QUEUE};
-use crate::pool::{canonical_addr, Backend, BackendState, Pool, PoolConfig};
+use crate::metrics::Metrics;
+use crate::pool::{canonical_addr, Backend, BackendConfig, BackendState, BackendStatus, Pool, PoolConfig};
 use crate::retry::RetryBudget;
 use crate::routing::{Pattern, Routes};
 use crate::store::{Store, StoreError};
@@ -49,20 +50,33 @@ struct Entry {
     budget: Arc<RetryBudget>,
     /// The check task of each backend.
     checks: HashMap<SocketAddr, AbortHandle>,
+    metrics: Arc<Metrics>,
 }
 
 impl Entry {
-    fn new(pattern: Pattern, config: PoolConfig, backends: Vec<Arc<Backend>>) -> Entry {
+    fn new(pattern: Pattern, config: PoolConfig, backends: Vec<Arc<Backend>>, metrics: &Arc<Metrics>) -> Entry {
         let budget = Arc::new(RetryBudget::default());
-        let pool = Arc::new(Pool::new(config, backends, budget.clone()));
-        Entry { pattern, pool, budget, checks: HashMap::new() }
+        let pool = Arc::new(live_pool(metrics, config, backends, budget.clone()));
+        Entry { pattern, pool, budget, checks: HashMap::new(), metrics: metrics.clone() }
     }
 
     /// Replaces the pool's snapshot, keeping its retry budget; returns the new one.
     fn rebuild(&mut self, config: PoolConfig, backends: Vec<Arc<Backend>>) -> Arc<Pool> {
-        self.pool = Arc::new(Pool::new(config, backends, self.budget.clone()));
+        self.pool = Arc::new(live_pool(&self.metrics, config, backends, self.budget.clone()));
         self.pool.clone()
     }
+}
+
+/// A pool counting on its handles for its pattern and mode.
+fn live_pool(metrics: &Metrics, config: PoolConfig, backends: Vec<Arc<Backend>>, budget: Arc<RetryBudget>) -> Pool {
+    let handles = metrics.pool(&config.pattern, config.mode.as_str());
+    Pool::new(config, backends, budget).with_metrics(handles)
+}
+
+/// A backend of pool `pattern` counting on its handles.
+fn live_backend(metrics: &Metrics, pattern: &str, config: BackendConfig, state: BackendState) -> Arc<Backend> {
+    let handles = metrics.backend(pattern, config.addr);
+    Arc::new(Backend::new(config, state).with_metrics(handles))
 }
 
 /// Owns the store and the live model, publishes routing snapshots, and runs health checks.
@@ -78,6 +92,7 @@ pub struct ControlPlane {
     listeners: Vec<(SocketAddr, &'static str)>,
     /// Told of every applied change, for [`ControlPlane::run_backup`].
     changed: Notify,
+    metrics: Arc<Metrics>,
 }
 
 /// How long the last-good export waits after a change for more, so that a burst of changes
@@ -87,7 +102,9 @@ const BACKUP_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(50
 impl ControlPlane {
     /// Loads every pool from the store and publishes the first snapshot. Health checks start
     /// with [`ControlPlane::run_health`].
-    pub fn load(store: Store) -> Result<ControlPlane, StoreError> {
+    /// Pools and backends count on `metrics`, the store's writes too.
+    pub fn load(mut store: Store, metrics: Arc<Metrics>) -> Result<ControlPlane, StoreError> {
+        store.time_writes(metrics.store_writes());
         let (observations, observed) = mpsc::channel(OBSERVATION_QUEUE);
         let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
         let control = ControlPlane {
@@ -99,6 +116,7 @@ impl ControlPlane {
             observed: std::sync::Mutex::new(Some(observed)),
             listeners: Vec::new(),
             changed: Notify::new(),
+            metrics,
         };
         {
             let mut pools = control.pools.try_lock().expect("nobody else holds the lock yet");
@@ -110,8 +128,9 @@ impl ControlPlane {
                     key: config.pattern.clone(),
                     reason: e.to_string(),
                 })?;
-                let backends = backends.into_iter().map(|(c, s)| Arc::new(Backend::new(c, s))).collect();
-                pools.insert(config.pattern.clone(), Entry::new(pattern, config, backends));
+                let m = &control.metrics;
+                let backends = backends.into_iter().map(|(c, s)| live_backend(m, &config.pattern, c, s)).collect();
+                pools.insert(config.pattern.clone(), Entry::new(pattern, config, backends, m));
             }
             control.publish(&pools);
         }
@@ -146,6 +165,11 @@ impl ControlPlane {
     /// The snapshot handle the data plane reads.
     pub fn routes(&self) -> Arc<ArcSwap<Routes>> {
         self.routes.clone()
+    }
+
+    /// lb's metrics, which the control plane resolves pools' and backends' handles in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The handle the data plane reports failed requests to.
@@ -237,7 +261,7 @@ impl ControlPlane {
                     return Err(Error::Conflict(conflict.to_string()));
                 }
                 self.store.put_pool(&config).await?;
-                let entry = Entry::new(pattern, config, Vec::new());
+                let entry = Entry::new(pattern, config, Vec::new(), &self.metrics);
                 let pool = entry.pool.clone();
                 pools.insert(key, entry);
                 Applied::PoolAdded(pool)
@@ -258,6 +282,7 @@ impl ControlPlane {
                 let entry = pools.remove(&key).expect("found above");
                 entry.checks.values().for_each(AbortHandle::abort);
                 entry.pool.backends.iter().for_each(|b| b.retire());
+                self.metrics.remove_pool(&key, entry.pool.backends.iter().map(|b| b.addr()));
                 Applied::PoolRemoved(entry.pool)
             }
             Change::AddBackend { pattern, backend: config } => {
@@ -279,7 +304,7 @@ impl ControlPlane {
                 let entry = find_mut(&mut pools, &key)?;
                 ensure_absent(&entry.pool, config.addr)?;
                 self.store.put_backend(&key, &config, &state).await?;
-                let backend = Arc::new(Backend::new(config, state));
+                let backend = live_backend(&self.metrics, &key, config, state);
                 let mut backends = entry.pool.backends.clone();
                 backends.push(backend.clone());
                 entry.rebuild(entry.pool.config.clone(), backends);
@@ -306,7 +331,7 @@ impl ControlPlane {
                 } else {
                     // A new weight means a new selector and a new backend object (with its own
                     // check); requests in flight on the old one finish there.
-                    let backend = Arc::new(Backend::new(config, state));
+                    let backend = live_backend(&self.metrics, &key, config, state);
                     let backends = entry.pool.backends.iter().map(|b| if Arc::ptr_eq(b, &old) { &backend } else { b });
                     entry.rebuild(entry.pool.config.clone(), backends.cloned().collect());
                     // Just checked: its next check goes to a random point of the interval.
@@ -330,6 +355,10 @@ impl ControlPlane {
                 backend.retire();
                 if let Some(check) = entry.checks.remove(&addr) {
                     check.abort();
+                }
+                self.metrics.remove_backend(&key, addr);
+                if matches!(reason, Removal::Evicted { .. }) {
+                    entry.pool.metrics.evicted();
                 }
                 Applied::BackendRemoved { pattern, backend, reason }
             }
@@ -358,13 +387,11 @@ impl ControlPlane {
                         if !seen.insert(backend.addr) {
                             return Err(Error::Invalid(format!("pool {key:?} has backend {} twice", backend.addr)));
                         }
-                        live.push(Arc::new(Backend::new(
-                            backend,
-                            BackendState { draining, ..BackendState::default() },
-                        )));
+                        let state = BackendState { draining, ..BackendState::default() };
+                        live.push(live_backend(&self.metrics, &key, backend, state));
                     }
                     count += live.len();
-                    entries.insert(key, Entry::new(pattern, config, live));
+                    entries.insert(key, Entry::new(pattern, config, live, &self.metrics));
                 }
                 let stored: Vec<_> = entries
                     .values()
@@ -374,9 +401,18 @@ impl ControlPlane {
                     })
                     .collect();
                 self.store.replace_all(&stored).await?;
-                for (_, old) in std::mem::replace(&mut *pools, entries) {
+                for (key, old) in std::mem::replace(&mut *pools, entries) {
                     old.checks.values().for_each(AbortHandle::abort);
                     old.pool.backends.iter().for_each(|b| b.retire());
+                    // Series of what stays keep counting; those of what went go.
+                    let gone =
+                        |b: &&Arc<Backend>| pools.get(&key).is_none_or(|e| find_backend(&e.pool, b.addr()).is_err());
+                    let gone_backends = old.pool.backends.iter().filter(gone).map(|b| b.addr());
+                    if pools.contains_key(&key) {
+                        gone_backends.for_each(|addr| self.metrics.remove_backend(&key, addr));
+                    } else {
+                        self.metrics.remove_pool(&key, gone_backends);
+                    }
                 }
                 for entry in pools.values_mut() {
                     for backend in &entry.pool.backends {
@@ -390,6 +426,9 @@ impl ControlPlane {
         };
         self.publish(&pools);
         self.changed.notify_one();
+        if let Some(kind) = change_kind(&applied) {
+            self.metrics.admin_change(kind);
+        }
         log(&applied);
         Ok(applied)
     }
@@ -406,7 +445,13 @@ impl ControlPlane {
         }
         let spec = &entry.pool.config.health_check;
         let reason = o.result.clone().err();
+        if o.source == Source::Check {
+            o.backend.metrics.checked(reason.is_none());
+        }
         let verdict = o.backend.update_health(|h| health::observe(h, spec, o.result, o.source));
+        if verdict.changed() && verdict.to != BackendStatus::Unknown {
+            o.backend.metrics.became(verdict.to == BackendStatus::Healthy);
+        }
         let addr = o.backend.addr();
         let why = || match (&reason, o.source) {
             (Some(e), Source::Check) => format!("check failed: {e}"),
@@ -452,6 +497,20 @@ fn log(applied: &Applied) {
     } else {
         tracing::info!(target: "lb::admin", "{applied}");
     }
+}
+
+/// `lb_admin_changes_total`'s `kind` of an applied change; evictions are no admin's.
+fn change_kind(applied: &Applied) -> Option<&'static str> {
+    Some(match applied {
+        Applied::PoolAdded(_) => "add_pool",
+        Applied::PoolChanged(_) => "update_pool",
+        Applied::PoolRemoved(_) => "remove_pool",
+        Applied::BackendAdded { .. } => "add_backend",
+        Applied::BackendChanged { .. } => "update_backend",
+        Applied::BackendRemoved { reason: Removal::Evicted { .. }, .. } => return None,
+        Applied::BackendRemoved { .. } => "remove_backend",
+        Applied::Replaced { .. } => "replace_all",
+    })
 }
 
 /// The store key of a pattern as an admin typed it (`Example.com/` is `example.com/`). Go's

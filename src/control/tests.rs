@@ -21,7 +21,7 @@ use crate::store::StoredPool;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn open(dir: &Path) -> ControlPlane {
-    ControlPlane::load(reopen(dir).await).unwrap()
+    ControlPlane::load(reopen(dir).await, Arc::new(crate::metrics::Metrics::new(true))).unwrap()
 }
 
 /// Opens the store in `dir`. sled lets go of its directory lock from its flusher thread, a

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 
+use crate::metrics::BackendMetrics;
+
 /// Largest backend weight.
 pub const MAX_WEIGHT: u32 = 10_000;
 
@@ -123,6 +125,8 @@ pub struct Backend {
     retired: AtomicBool,
     /// Only the control plane writes this; the lock is never taken on the request path.
     health: Mutex<HealthRecord>,
+    /// Resolved by the control plane for this backend's pool and address.
+    pub(crate) metrics: BackendMetrics,
 }
 
 impl Backend {
@@ -138,7 +142,13 @@ impl Backend {
             draining: AtomicBool::new(state.draining),
             retired: AtomicBool::new(false),
             health: Mutex::new(state.health),
+            metrics: BackendMetrics::detached(),
         }
+    }
+
+    /// The backend counting on `metrics`.
+    pub(crate) fn with_metrics(self, metrics: BackendMetrics) -> Self {
+        Backend { metrics, ..self }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -27,6 +27,7 @@ pub use config::{
     MIN_INTERVAL_MS,
 };
 
+use crate::metrics::PoolMetrics;
 use crate::retry::{RetryBudget, Tried};
 use crate::selection::{hash_bytes, Pick, Selector};
 
@@ -75,12 +76,19 @@ pub struct Pool {
     selector: Box<dyn Selector>,
     /// Shared with the pool's next snapshots, so that changes do not reset it.
     pub budget: Arc<RetryBudget>,
+    /// Resolved by the control plane for this pool's pattern and mode.
+    pub(crate) metrics: PoolMetrics,
 }
 
 impl Pool {
     pub fn new(config: PoolConfig, backends: Vec<Arc<Backend>>, budget: Arc<RetryBudget>) -> Self {
         let selector = crate::selection::build(config.strategy, &backends);
-        Pool { config, backends, selector, budget }
+        Pool { config, backends, selector, budget, metrics: PoolMetrics::detached() }
+    }
+
+    /// The pool counting on `metrics`.
+    pub(crate) fn with_metrics(self, metrics: PoolMetrics) -> Self {
+        Pool { metrics, ..self }
     }
 
     /// The backend a request should go to next: usable and not yet tried by it.

@@ -91,6 +91,8 @@ pub struct Store {
     /// The manifest as last written; writes hold it from their first manifest write to their
     /// last (they are serialized by the control plane anyway).
     manifest: Mutex<Manifest>,
+    /// `lb_store_write_seconds`: each durable write, flush included.
+    writes: crate::metrics::StoreWrites,
     _lock: lock::DirLock,
 }
 
@@ -115,7 +117,15 @@ impl Store {
         lb_migrations::run(&db).map_err(|e| open_err(&e))?;
         let pools = db.open_tree(lb_migrations::POOLS)?;
         let backends = db.open_tree(lb_migrations::BACKENDS)?;
-        let store = Store { db, pools, backends, dir: dir.to_owned(), manifest: Mutex::new(manifest), _lock: lock };
+        let store = Store {
+            db,
+            pools,
+            backends,
+            dir: dir.to_owned(),
+            manifest: Mutex::new(manifest),
+            writes: crate::metrics::StoreWrites::detached(),
+            _lock: lock,
+        };
         let loaded = Digest::of(&store.load()?);
         if loaded != found {
             return Err(damaged(
@@ -133,6 +143,7 @@ impl Store {
 
     /// Creates or replaces a pool record (its backends are untouched).
     pub async fn put_pool(&self, pool: &PoolConfig) -> Result<(), StoreError> {
+        let _timed = self.writes.time();
         let key = pool.pattern.as_bytes();
         let mut next = self.digest();
         if let Some(old) = self.pools.get(key)? {
@@ -147,6 +158,7 @@ impl Store {
 
     /// Removes a pool and all its backends, atomically.
     pub async fn remove_pool(&self, pattern: &str) -> Result<(), StoreError> {
+        let _timed = self.writes.time();
         let mut next = self.digest();
         if let Some(old) = self.pools.get(pattern.as_bytes())? {
             next.pool(&decoded_pool(pattern, &old)?, -1);
@@ -187,6 +199,7 @@ impl Store {
         state: &BackendState,
     ) -> Result<(), StoreError> {
         let key = backend_key(pattern, backend.addr);
+        let _timed = self.writes.time();
         let mut next = self.digest();
         if let Some(old) = self.backends.get(&key)? {
             let (config, state) = decoded_backend(&key, &old)?;
@@ -216,6 +229,7 @@ impl Store {
     }
 
     pub async fn remove_backend(&self, pattern: &str, addr: SocketAddr) -> Result<(), StoreError> {
+        let _timed = self.writes.time();
         let key = backend_key(pattern, addr);
         let mut next = self.digest();
         if let Some(old) = self.backends.get(&key)? {
@@ -230,6 +244,7 @@ impl Store {
 
     /// Replaces every pool and backend with `pools`, in one transaction.
     pub async fn replace_all(&self, pools: &[StoredPool]) -> Result<(), StoreError> {
+        let _timed = self.writes.time();
         let next = Digest::of(pools);
         let all = |tree: &sled::Tree| tree.iter().collect::<Result<Vec<_>, _>>();
         let (old_pools, old_backends) = (all(&self.pools)?, all(&self.backends)?);
@@ -276,6 +291,11 @@ impl Store {
     }
 
     /// Replaces `DIR/last-good.json` with `json`, atomically.
+    /// Times every durable write into `writes`.
+    pub fn time_writes(&mut self, writes: crate::metrics::StoreWrites) {
+        self.writes = writes;
+    }
+
     pub fn write_last_good(&self, json: &[u8]) -> Result<(), String> {
         manifest::write_atomically(&self.dir, LAST_GOOD, "last-good.json.tmp", json)
     }
