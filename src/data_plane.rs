@@ -429,8 +429,8 @@ impl DataPlane {
             request::host_from_target(&mut req);
         }
         let pool = {
-            let host = match request::check(&req, &self.via) {
-                Ok(checked) => checked.host,
+            let (host, trace) = match request::check(&req, &self.via) {
+                Ok(checked) => (checked.host, checked.trace),
                 Err(refused) => return refused.response(),
             };
             let routes = self.routes.load();
@@ -447,8 +447,15 @@ impl DataPlane {
                             values.join(" ")
                         );
                     }
+                    if trace {
+                        if let Err(refused) = request::trace(&req, pool.config.allow_trace) {
+                            return refused.response();
+                        }
+                    }
                     pool.clone()
                 }
+                // As before pools could allow it: a TRACE no pool takes is lb's `405`.
+                _ if trace => return request::Refused::Method("TRACE").response(),
                 Route::Redirect(location) => return moved(location),
                 Route::MethodNotAllowed { allow } => return not_allowed(allow),
                 Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),

@@ -11,7 +11,9 @@
 //! - Transfer codings: anything but a single `chunked` is `501` (lb decodes no other coding),
 //!   `chunked` twice `400`.
 //! - Methods: not an uppercase token (`get`) `400`; `TRACE` `405` (it would echo credentials
-//!   back); `CONNECT` `405` (lb is no tunnel); `OPTIONS *` is lb's own `200` with `Allow`.
+//!   back) unless its pool has `allow_trace` ([`trace`], after routing), and then `400` with
+//!   content (RFC 9110 9.3.8: a client must not send any); `CONNECT` `405` (lb is no tunnel);
+//!   `OPTIONS *` is lb's own `200` with `Allow`.
 //! - Loops: a `Via` that carries this instance's own pseudonym ([`Via`]) means the request
 //!   already passed through this lb: `508`.
 //!
@@ -32,6 +34,8 @@ const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 /// client named it.
 pub struct Checked<'a> {
     pub host: &'a str,
+    /// A `TRACE`: its pool decides, with [`trace`].
+    pub trace: bool,
 }
 
 /// Checks `req` before routing; `Err` is lb's own answer to it.
@@ -78,9 +82,10 @@ pub fn check<'a, B: http_body::Body>(req: &'a Request<B>, via: &Via) -> Result<C
         (None, None) if req.version() <= Version::HTTP_10 => "",
         (None, _) => return Err(Refused::BadRequest("missing Host header")),
     };
+    let mut trace = false;
     match *req.method() {
         Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH => {}
-        Method::TRACE => return Err(Refused::Method("TRACE")),
+        Method::TRACE => trace = true,
         Method::CONNECT => return Err(Refused::Method("CONNECT")),
         Method::OPTIONS if req.uri().path() == "*" => return Err(Refused::OptionsStar),
         ref other if !is_method(other) => return Err(Refused::BadRequest("invalid method")),
@@ -90,7 +95,20 @@ pub fn check<'a, B: http_body::Body>(req: &'a Request<B>, via: &Via) -> Result<C
     if req.body().size_hint().exact().is_none() {
         transfer_codings(req)?;
     }
-    Ok(Checked { host })
+    Ok(Checked { host, trace })
+}
+
+/// Whether a `TRACE` that [`check`] let through goes on: `allowed` is its pool's `allow_trace`
+/// (`false` when it matched no pool: lb's `405`, as before pools could allow it). An allowed
+/// one with content is `400`: RFC 9110 9.3.8 forbids it, and a body is nothing to echo.
+pub fn trace<B: http_body::Body>(req: &Request<B>, allowed: bool) -> Result<(), Refused> {
+    if !allowed {
+        return Err(Refused::Method("TRACE"));
+    }
+    if req.body().size_hint().exact() != Some(0) {
+        return Err(Refused::BadRequest("TRACE with content"));
+    }
+    Ok(())
 }
 
 /// For a target with an authority (absolute-form, or HTTP/2's `:authority`): a `Host` header
