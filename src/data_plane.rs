@@ -428,7 +428,7 @@ impl DataPlane {
         if req.uri().authority().is_some() {
             request::host_from_target(&mut req);
         }
-        let pool = {
+        let (pool, trace) = {
             let (host, trace) = match request::check(&req, &self.via) {
                 Ok(checked) => (checked.host, checked.trace),
                 Err(refused) => return refused.response(),
@@ -447,12 +447,7 @@ impl DataPlane {
                             values.join(" ")
                         );
                     }
-                    if trace {
-                        if let Err(refused) = request::trace(&req, pool.config.allow_trace) {
-                            return refused.response();
-                        }
-                    }
-                    pool.clone()
+                    (pool.clone(), trace)
                 }
                 // As before pools could allow it: a TRACE no pool takes is lb's `405`.
                 _ if trace => return request::Refused::Method("TRACE").response(),
@@ -461,6 +456,12 @@ impl DataPlane {
                 Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),
             }
         };
+        if trace {
+            let proxied = pool.config.mode == Mode::Proxy;
+            if let Some(answer) = request::trace(&mut req, pool.config.allow_trace, proxied) {
+                return answer;
+            }
+        }
         match pool.config.mode {
             Mode::Proxy => self.proxy.forward(&pool, req, client).await,
             Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),

@@ -119,6 +119,25 @@ async fn trace_is_refused_unless_the_pool_allows_it() {
     let answer = raw(&lb, "TRACE /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 
+    // Max-Forwards (RFC 9110 7.6.2): one lower at the backend; at 0, lb is the last hop.
+    let r = client().request(Method::TRACE, lb.url("/echo")).header("max-forwards", "3").send().await.unwrap();
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(echo["headers"]["max-forwards"], json!(["2"]), "{echo}");
+    let r = client()
+        .request(Method::TRACE, lb.url("/echo?q=1"))
+        .header("max-forwards", "0")
+        .header("x-seen", "yes")
+        .header("cookie", "session=secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((r.status().as_u16(), &r.headers()["content-type"]), (200, &"message/http".parse().unwrap()));
+    let echoed = r.text().await.unwrap();
+    assert!(echoed.starts_with("TRACE /echo?q=1 HTTP/1.1\r\n") && echoed.contains("x-seen: yes\r\n"), "{echoed}");
+    assert!(!echoed.contains("secret"), "{echoed}");
+    let r = client().request(Method::TRACE, lb.url("/echo")).header("max-forwards", "-1").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
     // A TRACE no pool takes (a pattern of another method, a trailing-slash redirect, no
     // pattern at all) is lb's 405, as before.
     for path in ["/only-get/", "/r", "/nothing"] {

@@ -130,7 +130,7 @@ struct Cli {
     #[arg(long = "expose_backend", value_name = "BOOL", help_heading = POOL, value_parser = go_bool,
           global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     expose_backend: Option<bool>,
-    /// Pass TRACE requests on to the pool's backends instead of refusing them (e.g. --allow_trace=true)
+    /// Pass TRACE requests on to the pool's backends (or redirect them) instead of a 405 (e.g. --allow_trace=true)
     #[arg(long = "allow_trace", value_name = "BOOL", help_heading = POOL, value_parser = go_bool,
           global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     allow_trace: Option<bool>,
