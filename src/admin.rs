@@ -147,6 +147,8 @@ impl From<&Pool> for PoolJson {
             retry_body_limit: pool.config.retry_body_limit,
             timeouts: pool.config.timeouts.clone(),
             health_check: pool.config.health_check.clone(),
+            expose_backend: pool.config.expose_backend,
+            allow_trace: pool.config.allow_trace,
             status: pool.status().as_str(),
             backends: pool.backends.iter().map(|b| BackendJson::from(b.as_ref())).collect(),
         }

@@ -435,8 +435,8 @@ impl DataPlane {
     /// pool's; counted in its pool's metrics (or `pool=""`) once its response head is ready.
     pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer) -> Response<Body> {
         let started = self.metrics.on().then(Instant::now);
-        let pool = match self.route(&mut req) {
-            Ok(pool) => pool,
+        let (pool, trace) = match self.route(&mut req) {
+            Ok(routed) => routed,
             Err(own) => {
                 if let Some(started) = started {
                     self.metrics.unrouted().answered(own.status(), started.elapsed());
@@ -444,9 +444,18 @@ impl DataPlane {
                 return own;
             }
         };
-        let response = match pool.config.mode {
-            Mode::Proxy => self.proxy.forward(&pool, req, client).await,
-            Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
+        let traced = if trace {
+            let proxied = pool.config.mode == Mode::Proxy;
+            request::trace(&mut req, pool.config.allow_trace, proxied)
+        } else {
+            None
+        };
+        let response = match traced {
+            Some(own) => own,
+            None => match pool.config.mode {
+                Mode::Proxy => self.proxy.forward(&pool, req, client).await,
+                Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
+            },
         };
         if let Some(started) = started {
             pool.metrics.answered(response.status(), started.elapsed());
@@ -454,16 +463,16 @@ impl DataPlane {
         response
     }
 
-    /// The pool `req` goes to, or lb's own answer to it. Not async: an async layer here would
+    /// The pool `req` goes to (and whether it is a TRACE), or lb's own answer to it. Not async: an async layer here would
     /// move the request's (large) future once more. The answer is returned by value, as
     /// `handle` returns it: boxing it would allocate.
     #[allow(clippy::result_large_err)]
-    fn route(&self, req: &mut Request<Incoming>) -> Result<Arc<Pool>, Response<Body>> {
+    fn route(&self, req: &mut Request<Incoming>) -> Result<(Arc<Pool>, bool), Response<Body>> {
         if req.uri().authority().is_some() {
             request::host_from_target(req);
         }
-        let host = match request::check(req, &self.via) {
-            Ok(checked) => checked.host,
+        let (host, trace) = match request::check(req, &self.via) {
+            Ok(checked) => (checked.host, checked.trace),
             Err(refused) => return Err(refused.response()),
         };
         let routes = self.routes.load();
@@ -473,8 +482,10 @@ impl DataPlane {
                     let values: Vec<String> = params.iter().map(|(name, value)| format!("{name}={value}")).collect();
                     tracing::debug!("{} {} -> pool {} {}", req.method(), req.uri(), params.pattern(), values.join(" "));
                 }
-                Ok(pool.clone())
+                Ok((pool.clone(), trace))
             }
+            // As before pools could allow it: a TRACE no pool takes is lb's `405`.
+            _ if trace => Err(request::Refused::Method("TRACE").response()),
             Route::Redirect(location) => Err(moved(location)),
             Route::MethodNotAllowed { allow } => Err(not_allowed(allow)),
             Route::NotFound => Err(answer(StatusCode::NOT_FOUND, "404 page not found\n")),

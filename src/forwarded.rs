@@ -9,7 +9,8 @@ use http::{StatusCode, Version};
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-/// The backend (`ip:port`) that served a response, on every proxied or redirected response.
+/// The backend (`ip:port`) that served a response, on the responses of pools that
+/// `expose_backend`; lb removes it from the others' (see [`server`]).
 pub static X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -202,16 +203,30 @@ pub fn request(
     headers.append(header::VIA, via.value(version));
 }
 
-/// Prepares a backend's response headers for the client.
-pub fn response(headers: &mut HeaderMap, version: Version, server: &HeaderValue) {
+/// Names the backend that served a response in `X-Forwarded-Server`, or (`None`, a pool that
+/// does not `expose_backend`) makes sure no such header reaches the client, not even one the
+/// backend sent: one map operation either way, as the unconditional insert cost before.
+pub fn server(headers: &mut HeaderMap, server: Option<&HeaderValue>) {
+    match server {
+        Some(server) => {
+            headers.insert(X_FORWARDED_SERVER.clone(), server.clone());
+        }
+        None => {
+            headers.remove(&X_FORWARDED_SERVER);
+        }
+    }
+}
+
+/// Prepares a backend's response headers for the client; `server` as in [`server`].
+pub fn response(headers: &mut HeaderMap, version: Version, server: Option<&HeaderValue>) {
     remove_hop_by_hop(headers);
     headers.append(header::VIA, via(version));
-    headers.insert(X_FORWARDED_SERVER.clone(), server.clone());
+    self::server(headers, server);
 }
 
 /// [`response`] for a response of `status`: a `426 Upgrade Required` keeps its `Upgrade`
 /// header, which says what the client must upgrade to (RFC 9110 section 15.5.22).
-pub fn response_for(status: StatusCode, headers: &mut HeaderMap, version: Version, server: &HeaderValue) {
+pub fn response_for(status: StatusCode, headers: &mut HeaderMap, version: Version, server: Option<&HeaderValue>) {
     if status != StatusCode::UPGRADE_REQUIRED {
         return response(headers, version, server);
     }
@@ -374,12 +389,24 @@ mod tests {
     fn a_426_keeps_its_upgrade_header() {
         let server = HeaderValue::from_static("10.0.0.1:80");
         let mut h = headers(&[("upgrade", "TLS/1.3"), ("connection", "upgrade")]);
-        response_for(StatusCode::UPGRADE_REQUIRED, &mut h, Version::HTTP_11, &server);
+        response_for(StatusCode::UPGRADE_REQUIRED, &mut h, Version::HTTP_11, Some(&server));
         assert_eq!(h["upgrade"], "TLS/1.3");
         assert!(!h.contains_key("connection"));
         let mut h = headers(&[("upgrade", "TLS/1.3")]);
-        response_for(StatusCode::OK, &mut h, Version::HTTP_11, &server);
+        response_for(StatusCode::OK, &mut h, Version::HTTP_11, Some(&server));
         assert!(!h.contains_key("upgrade"), "only a 426 keeps it");
+    }
+
+    #[test]
+    fn the_backend_is_named_only_when_asked_and_never_by_the_backend_itself() {
+        let server = HeaderValue::from_static("10.0.0.1:80");
+        let mut h = headers(&[("x-forwarded-server", "internal.example:9000"), ("x-kept", "yes")]);
+        response(&mut h, Version::HTTP_11, Some(&server));
+        assert_eq!(h.get_all("x-forwarded-server").iter().collect::<Vec<_>>(), [&server]);
+        let mut h = headers(&[("x-forwarded-server", "internal.example:9000"), ("x-kept", "yes")]);
+        response(&mut h, Version::HTTP_11, None);
+        assert!(!h.contains_key("x-forwarded-server"));
+        assert_eq!(h["x-kept"], "yes");
     }
 
     #[test]

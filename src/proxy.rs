@@ -93,7 +93,7 @@ impl Proxy {
             tried.insert(index);
             let inflight = backend.start_request();
             let Some(attempt_body) = body.attempt() else {
-                return bad_gateway(backend, "the request body was already sent");
+                return bad_gateway(pool, backend, "the request body was already sent");
             };
             let Some(target) = upstream_target(&parts, backend) else {
                 return answer(StatusCode::BAD_REQUEST, "400 bad request: unusable path\n");
@@ -142,14 +142,14 @@ impl Proxy {
                         && retry::may_retry(failure, &parts.method, body.replayable(), config.retry_on_5xx);
                     match retry.then(|| next_attempt(pool, key, &tried)).flatten() {
                         Some(next) => (failure, next),
-                        None => return bad_gateway(backend, &cause),
+                        None => return bad_gateway(pool, backend, &cause),
                     }
                 }
                 Err(Elapsed) => {
                     backend.metrics.failed(sent, StatusCode::GATEWAY_TIMEOUT);
                     let cause = format!("no response within {response_timeout:?}");
                     self.failures.report(&config.pattern, backend, cause.clone());
-                    return gateway_timeout(backend, &cause);
+                    return gateway_timeout(pool, backend, &cause);
                 }
             };
             drop(inflight);
@@ -185,7 +185,8 @@ impl Proxy {
         let mut response = response.map(|body| Body::Backend { body, _inflight: inflight, stall });
         *response.version_mut() = Version::HTTP_11;
         let status = response.status();
-        forwarded::response_for(status, response.headers_mut(), client_version, &backend.server_header);
+        let server = pool.config.expose_backend.then_some(&backend.server_header);
+        forwarded::response_for(status, response.headers_mut(), client_version, server);
         if keep_alive_10 {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         }
@@ -303,18 +304,23 @@ fn upstream_target(parts: &Parts, backend: &Backend) -> Option<PathAndQuery> {
     PathAndQuery::try_from(backend.upstream_path(pq.as_str())).ok()
 }
 
-/// `502`: the cause goes to the log, not to the client.
-fn bad_gateway(backend: &Backend, cause: &str) -> Response<Body> {
+/// `502`: the cause goes to the log, not to the client (nor the backend, unless the pool
+/// `expose_backend`s).
+fn bad_gateway(pool: &Pool, backend: &Backend, cause: &str) -> Response<Body> {
     tracing::debug!("backend {}: 502: {cause}", backend.addr());
     let mut response = answer(StatusCode::BAD_GATEWAY, "502 bad gateway\n");
-    response.headers_mut().insert(&forwarded::X_FORWARDED_SERVER, backend.server_header.clone());
+    if pool.config.expose_backend {
+        forwarded::server(response.headers_mut(), Some(&backend.server_header));
+    }
     response
 }
 
-/// `504`: the cause goes to the log, not to the client.
-fn gateway_timeout(backend: &Backend, cause: &str) -> Response<Body> {
+/// `504`: the cause goes to the log, not to the client (as for [`bad_gateway`]).
+fn gateway_timeout(pool: &Pool, backend: &Backend, cause: &str) -> Response<Body> {
     tracing::debug!("backend {}: 504: {cause}", backend.addr());
     let mut response = answer(StatusCode::GATEWAY_TIMEOUT, "504 gateway timeout\n");
-    response.headers_mut().insert(&forwarded::X_FORWARDED_SERVER, backend.server_header.clone());
+    if pool.config.expose_backend {
+        forwarded::server(response.headers_mut(), Some(&backend.server_header));
+    }
     response
 }

@@ -34,6 +34,8 @@ pub fn answer<B>(pool: &Pool, req: &Request<B>, client: IpAddr) -> Response<Body
     let headers = response.headers_mut();
     headers.insert(LOCATION, location);
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(&X_FORWARDED_SERVER, backend.server_header.clone());
+    if pool.config.expose_backend {
+        headers.insert(&X_FORWARDED_SERVER, backend.server_header.clone());
+    }
     response
 }

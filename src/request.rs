@@ -11,7 +11,9 @@
 //! - Transfer codings: anything but a single `chunked` is `501` (lb decodes no other coding),
 //!   `chunked` twice `400`.
 //! - Methods: not an uppercase token (`get`) `400`; `TRACE` `405` (it would echo credentials
-//!   back); `CONNECT` `405` (lb is no tunnel); `OPTIONS *` is lb's own `200` with `Allow`.
+//!   back) unless its pool has `allow_trace` ([`trace`], after routing), and then `400` with
+//!   content (RFC 9110 9.3.8: a client must not send any) and lb's own echo at `Max-Forwards:
+//!   0`; `CONNECT` `405` (lb is no tunnel); `OPTIONS *` is lb's own `200` with `Allow`.
 //! - Loops: a `Via` that carries this instance's own pseudonym ([`Via`]) means the request
 //!   already passed through this lb: `508`.
 //!
@@ -32,6 +34,8 @@ const ALLOW: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
 /// client named it.
 pub struct Checked<'a> {
     pub host: &'a str,
+    /// A `TRACE`: its pool decides, with [`trace`].
+    pub trace: bool,
 }
 
 /// Checks `req` before routing; `Err` is lb's own answer to it.
@@ -78,9 +82,10 @@ pub fn check<'a, B: http_body::Body>(req: &'a Request<B>, via: &Via) -> Result<C
         (None, None) if req.version() <= Version::HTTP_10 => "",
         (None, _) => return Err(Refused::BadRequest("missing Host header")),
     };
+    let mut trace = false;
     match *req.method() {
         Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH => {}
-        Method::TRACE => return Err(Refused::Method("TRACE")),
+        Method::TRACE => trace = true,
         Method::CONNECT => return Err(Refused::Method("CONNECT")),
         Method::OPTIONS if req.uri().path() == "*" => return Err(Refused::OptionsStar),
         ref other if !is_method(other) => return Err(Refused::BadRequest("invalid method")),
@@ -90,7 +95,54 @@ pub fn check<'a, B: http_body::Body>(req: &'a Request<B>, via: &Via) -> Result<C
     if req.body().size_hint().exact().is_none() {
         transfer_codings(req)?;
     }
-    Ok(Checked { host })
+    Ok(Checked { host, trace })
+}
+
+/// What becomes of a `TRACE` that [`check`] let through and routing matched to a pool:
+/// `allowed` is the pool's `allow_trace`, `forwarded` whether the pool proxies it (rather than
+/// redirecting it). `None`: it goes on; `Some`: lb's own answer. Refused (`405`) unless allowed;
+/// with content, `400` (RFC 9110 9.3.8 forbids it, and a body is nothing to echo). A proxied
+/// one obeys `Max-Forwards` (RFC 9110 7.6.2): at `0` lb is the last hop and echoes it itself,
+/// otherwise the backend gets it one lower; a value that is not digits is `400`.
+pub fn trace<B: http_body::Body>(req: &mut Request<B>, allowed: bool, forwarded: bool) -> Option<Response<Body>> {
+    if !allowed {
+        return Some(Refused::Method("TRACE").response());
+    }
+    if req.body().size_hint().exact() != Some(0) {
+        return Some(Refused::BadRequest("TRACE with content").response());
+    }
+    let value = req.headers().get(header::MAX_FORWARDS).filter(|_| forwarded)?;
+    let digits = value.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Some(Refused::BadRequest("invalid Max-Forwards").response());
+    }
+    // Digits are ASCII; a number too large for a u64 is as good as no limit.
+    let hops = std::str::from_utf8(digits).ok().and_then(|d| d.parse::<u64>().ok()).unwrap_or(u64::MAX);
+    if hops == 0 {
+        return Some(trace_echo(req));
+    }
+    req.headers_mut().insert(header::MAX_FORWARDS, HeaderValue::from(hops - 1));
+    None
+}
+
+/// lb's answer to a `TRACE` it is the last hop of: the request as it arrived (`message/http`),
+/// without the headers that carry credentials (RFC 9110 9.3.8 says to leave them out).
+fn trace_echo<B>(req: &Request<B>) -> Response<Body> {
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut text = format!("TRACE {target} {:?}\r\n", req.version()).into_bytes();
+    for (name, value) in req.headers() {
+        if [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE].contains(name) {
+            continue;
+        }
+        text.extend_from_slice(name.as_str().as_bytes());
+        text.extend_from_slice(b": ");
+        text.extend_from_slice(value.as_bytes());
+        text.extend_from_slice(b"\r\n");
+    }
+    text.extend_from_slice(b"\r\n");
+    let mut response = answer(StatusCode::OK, text);
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("message/http"));
+    response
 }
 
 /// For a target with an authority (absolute-form, or HTTP/2's `:authority`): a `Host` header

@@ -52,7 +52,11 @@ async fn a_backend_killed_under_traffic_goes_sick_after_fall_failed_requests() {
     let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
     // Checks are a day apart (a backend just added is next checked at a random point of that
     // day): only failed requests (passive detection) can make `a` sick.
-    lb.add_pool("/", json!({"health_check": {"interval_ms": 86_400_000, "fall": 3, "rise": 2}})).await;
+    lb.add_pool(
+        "/",
+        json!({"expose_backend": true, "health_check": {"interval_ms": 86_400_000, "fall": 3, "rise": 2}}),
+    )
+    .await;
     lb.add_backend("/", &a, json!({})).await;
     lb.add_backend("/", &b, json!({})).await;
     a.kill();
@@ -82,7 +86,7 @@ async fn a_sick_backend_returns_after_rise_passing_checks() {
     let (mut a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
     lb.add_pool(
         "/",
-        json!({"health_check": {"interval_ms": 100, "timeout_ms": 100, "fall": 2, "rise": 3, "evict_after": 0}}),
+        json!({"expose_backend": true, "health_check": {"interval_ms": 100, "timeout_ms": 100, "fall": 2, "rise": 3, "evict_after": 0}}),
     )
     .await;
     lb.add_backend("/", &a, json!({})).await;
@@ -150,7 +154,7 @@ async fn set_draining(lb: &Lb, port: &str, draining: bool) {
 async fn draining_sends_no_new_requests_and_lets_in_flight_ones_finish() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool("/", json!({})).await;
+    lb.add_pool("/", json!({"expose_backend": true})).await;
     lb.add_backend("/", &a, json!({})).await;
     let slow_url = lb.url("/slow?ms=1000");
     let slow = tokio::spawn(async move { common::get(&slow_url).await });
@@ -192,7 +196,7 @@ async fn statuses_survive_a_restart() {
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
     lb.add_pool(
         "/",
-        json!({"health_check": {"interval_ms": 100, "timeout_ms": 100, "fall": 1, "rise": 1, "evict_after": 0}}),
+        json!({"expose_backend": true, "health_check": {"interval_ms": 100, "timeout_ms": 100, "fall": 1, "rise": 1, "evict_after": 0}}),
     )
     .await;
     lb.add_backend("/", &a, json!({})).await;

@@ -47,7 +47,7 @@ async fn the_go_tools_command_line_works_end_to_end() {
     let pools = ok(lb.lbctl(&["listPools"]));
     assert_eq!(
         pools,
-        "Pattern  Mode      Strategy  Backends  Status\n/        redirect  p2c       1         PS_FULL\n"
+        "Pattern  Mode      Strategy  Backends  Status   Options\n/        redirect  p2c       1         PS_FULL  -\n"
     );
     let json: serde_json::Value = serde_json::from_str(&ok(lb.lbctl(&["--json", "listPools"]))).unwrap();
     assert_eq!(json[0]["pattern"], "/");

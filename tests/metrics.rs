@@ -88,15 +88,18 @@ async fn proxied_requests_are_counted_exactly_with_their_durations() {
     for _ in 0..2 {
         assert_eq!(client().get(lb.url("/status/404")).send().await.unwrap().status(), 404);
     }
-    // lb's own answer, before any pool: `pool=""`.
+    // A TRACE the pool does not allow: lb's 405, counted in the pool it was routed to.
     assert_eq!(client().request(reqwest::Method::TRACE, lb.url("/")).send().await.unwrap().status(), 405);
+    // lb's own answer before any pool (a lowercase method is refused before routing): `pool=""`.
+    let lowercase = reqwest::Method::from_bytes(b"get").unwrap();
+    assert_eq!(client().request(lowercase, lb.url("/")).send().await.unwrap().status(), 400);
 
     let text = scrape(&lb).await;
     assert_eq!(must(&text, r#"lb_requests_total{pool="/",mode="proxy",code_class="2xx"}"#), 7.0);
-    assert_eq!(must(&text, r#"lb_requests_total{pool="/",mode="proxy",code_class="4xx"}"#), 2.0);
+    assert_eq!(must(&text, r#"lb_requests_total{pool="/",mode="proxy",code_class="4xx"}"#), 3.0);
     assert_eq!(must(&text, r#"lb_requests_total{pool="/",mode="proxy",code_class="5xx"}"#), 0.0);
     assert_eq!(must(&text, r#"lb_requests_total{pool="",mode="",code_class="4xx"}"#), 1.0);
-    assert_eq!(checked_histogram(&text, "lb_request_duration_seconds", r#"pool="/",mode="proxy""#), 9);
+    assert_eq!(checked_histogram(&text, "lb_request_duration_seconds", r#"pool="/",mode="proxy""#), 10);
     assert_eq!(checked_histogram(&text, "lb_request_duration_seconds", r#"pool="",mode="""#), 1);
 
     let per_backend = |class: &str| {

@@ -11,7 +11,7 @@ use serde_json::json;
 async fn both_backends_of_a_pool_answer() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool("/", json!({})).await;
+    lb.add_pool("/", json!({"expose_backend": true})).await;
     lb.add_backend("/", &a, json!({})).await;
     lb.add_backend("/", &b, json!({})).await;
 
@@ -75,7 +75,7 @@ async fn empty_pool_answers_503_with_retry_after() {
 async fn dead_backend_answers_502() {
     let lb = Lb::start();
     let mut a = SampleWeb::start("a");
-    lb.add_pool("/", json!({})).await;
+    lb.add_pool("/", json!({"expose_backend": true})).await;
     lb.add_backend("/", &a, json!({})).await;
     assert_eq!(get(&lb.url("/")).await.0, 200);
     a.kill();
@@ -90,7 +90,7 @@ async fn dead_backend_answers_502() {
 async fn hop_by_hop_headers_are_removed_and_forwarded_headers_set() {
     let lb = Lb::start();
     let a = SampleWeb::start("a");
-    lb.add_pool("/", json!({})).await;
+    lb.add_pool("/", json!({"expose_backend": true})).await;
     lb.add_backend("/", &a, json!({})).await;
 
     let r = client()

@@ -250,7 +250,7 @@ async fn a_connect_timeout_is_retried_on_another_backend() {
     });
     let lb = Lb::start();
     let live = SampleWeb::start("live");
-    lb.add_pool("/", json!({"strategy": "round_robin", "timeouts": {"connect_ms": 300}})).await;
+    lb.add_pool("/", json!({"expose_backend": true, "strategy": "round_robin", "timeouts": {"connect_ms": 300}})).await;
     lb.add_backend("/", addr, json!({})).await;
     lb.add_backend("/", &live, json!({})).await;
     stop.send(true).unwrap();

@@ -77,7 +77,7 @@ async fn no_matching_pool_is_404() {
 async fn redirect_mode_answers_307_to_a_backend() {
     let lb = Lb::start();
     let (a, b) = (SampleWeb::start("a"), SampleWeb::start("b"));
-    lb.add_pool("/", json!({"mode": "redirect"})).await;
+    lb.add_pool("/", json!({"expose_backend": true, "mode": "redirect"})).await;
     lb.add_backend("/", &a, json!({"url_path": "/v2/"})).await;
     lb.add_backend("/", &b, json!({"url_path": "/v2/"})).await;
 

@@ -107,13 +107,27 @@ pub struct PoolSettings<Key = HashKey> {
     pub timeouts: Option<TimeoutsChange>,
     #[serde(deserialize_with = "object", skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expose_backend: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_trace: Option<bool>,
 }
 
 impl<Key> PoolSettings<Key> {
     /// Whether no setting is given: a change with nothing to change.
     pub fn is_empty(&self) -> bool {
-        let PoolSettings { mode, strategy, hash_key, retries, retry_on_5xx, retry_body_limit, timeouts, health_check } =
-            self;
+        let PoolSettings {
+            mode,
+            strategy,
+            hash_key,
+            retries,
+            retry_on_5xx,
+            retry_body_limit,
+            timeouts,
+            health_check,
+            expose_backend,
+            allow_trace,
+        } = self;
         mode.is_none()
             && strategy.is_none()
             && hash_key.is_none()
@@ -122,6 +136,8 @@ impl<Key> PoolSettings<Key> {
             && retry_body_limit.is_none()
             && timeouts.is_none()
             && health_check.is_none()
+            && expose_backend.is_none()
+            && allow_trace.is_none()
     }
 }
 

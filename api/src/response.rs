@@ -102,6 +102,10 @@ responses! {
         pub retry_body_limit: u64,
         pub timeouts: Timeouts => lenient::Timeouts,
         pub health_check: HealthCheckSpec => lenient::HealthCheckSpec,
+        /// Name the backend that served a response in its `X-Forwarded-Server` header.
+        pub expose_backend: bool,
+        /// Pass `TRACE` requests on (proxy) or redirect them; lb refuses them (`405`) otherwise.
+        pub allow_trace: bool,
         /// `PS_FULL` (backends, none sick), `PS_DEGRADED` (one or more sick) or `PS_EMPTY`.
         pub status: &'static str => String,
         pub backends: Vec<BackendJson> => Vec<lenient::BackendJson>,
@@ -201,6 +205,8 @@ mod tests {
             retry_body_limit: 65536,
             timeouts: Timeouts::default(),
             health_check: HealthCheckSpec::default(),
+            expose_backend: false,
+            allow_trace: false,
             status: "PS_FULL",
             backends: vec![backend()],
         }
@@ -211,7 +217,7 @@ mod tests {
         let pool = pool();
         assert_eq!(
             serde_json::to_string(&pool).unwrap(),
-            r#"{"pattern":"/","mode":"proxy","strategy":"p2c","hash_key":"client_ip","retries":2,"retry_on_5xx":false,"retry_body_limit":65536,"timeouts":{"connect_ms":3000,"response_ms":60000,"idle_ms":90000},"health_check":{"path":"/healthz","healthy_values":["ok","OK"],"expected_status":null,"interval_ms":10000,"timeout_ms":1000,"fall":3,"rise":2,"evict_after":30},"status":"PS_FULL","backends":[{"ip":"127.0.0.1","port":8082,"url_path":"/","weight":1,"address":"127.0.0.1:8082","status":"BS_HEALTHY","draining":false,"inflight":0,"consecutive_failures":0,"consecutive_passes":1,"last_check_ms":null,"last_error":null}]}"#
+            r#"{"pattern":"/","mode":"proxy","strategy":"p2c","hash_key":"client_ip","retries":2,"retry_on_5xx":false,"retry_body_limit":65536,"timeouts":{"connect_ms":3000,"response_ms":60000,"idle_ms":90000},"health_check":{"path":"/healthz","healthy_values":["ok","OK"],"expected_status":null,"interval_ms":10000,"timeout_ms":1000,"fall":3,"rise":2,"evict_after":30},"expose_backend":false,"allow_trace":false,"status":"PS_FULL","backends":[{"ip":"127.0.0.1","port":8082,"url_path":"/","weight":1,"address":"127.0.0.1:8082","status":"BS_HEALTHY","draining":false,"inflight":0,"consecutive_failures":0,"consecutive_passes":1,"last_check_ms":null,"last_error":null}]}"#
         );
         let error = ErrorJson { error: "pool \"/\" already exists".into() };
         assert_eq!(serde_json::to_string(&error).unwrap(), r#"{"error":"pool \"/\" already exists"}"#);
@@ -274,6 +280,8 @@ mod tests {
             retry_body_limit: Some(1),
             timeouts: Some(crate::TimeoutsChange::default()),
             health_check: Some(check),
+            expose_backend: Some(true),
+            allow_trace: Some(true),
         };
         let mut pool = keys(serde_json::to_value(pool()).unwrap());
         pool.retain(|key| !["pattern", "status", "backends"].contains(&key.as_str()));

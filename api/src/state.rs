@@ -4,8 +4,11 @@
 //! one in the data dir, `last-good.json`, for a restore.
 //!
 //! Read strictly: every field is required and unknown ones are refused, so that a restore
-//! restores exactly what was exported or says why not. `version` is [`STATE_VERSION`]; a
-//! future format gets a new number, and lb refuses one it does not know.
+//! restores exactly what was exported or says why not. The one exception is a setting added
+//! after version 1 (`expose_backend`, `allow_trace`): it may be missing and is then off, as it
+//! was in the lb that wrote the state, so that a backup taken before it still restores.
+//! `version` is [`STATE_VERSION`]; a format that an older lb could not read the same way gets a
+//! new number, and lb refuses one it does not know.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,12 @@ pub struct PoolState {
     pub retry_body_limit: u64,
     pub timeouts: Timeouts,
     pub health_check: HealthCheckSpec,
+    /// Missing in a state of an lb before the setting: off, as that lb behaved.
+    #[serde(default)]
+    pub expose_backend: bool,
+    /// Missing in a state of an lb before the setting: off, as that lb behaved.
+    #[serde(default)]
+    pub allow_trace: bool,
     pub backends: Vec<BackendState>,
 }
 
@@ -69,5 +78,19 @@ mod tests {
             .to_string()
             .contains("missing field `retries`"));
         assert!(serde_json::from_str::<StateJson>("[]").is_err());
+    }
+
+    #[test]
+    fn a_state_from_before_the_newer_settings_reads_with_them_off() {
+        let old = r#"{"version": 1, "pools": [{"pattern": "/", "mode": "proxy", "strategy": "p2c",
+            "hash_key": "client_ip", "retries": 2, "retry_on_5xx": false, "retry_body_limit": 65536,
+            "timeouts": {}, "health_check": {}, "backends": []}]}"#;
+        let state: StateJson = serde_json::from_str(old).unwrap();
+        assert!(!state.pools[0].expose_backend && !state.pools[0].allow_trace);
+        let new = old.replace("\"backends\"", "\"expose_backend\": true, \"allow_trace\": true, \"backends\"");
+        let state: StateJson = serde_json::from_str(&new).unwrap();
+        assert!(state.pools[0].expose_backend && state.pools[0].allow_trace);
+        let bad = old.replace("\"backends\"", "\"allow_trace\": \"yes\", \"backends\"");
+        assert!(serde_json::from_str::<StateJson>(&bad).unwrap_err().to_string().contains("expected a boolean"));
     }
 }

@@ -19,6 +19,7 @@ Examples:
   lbctl --lb=127.0.0.1:8081 --pattern=/ --mode=redirect setMode
   lbctl --lb=127.0.0.1:8081 --pattern=/ --strategy=consistent_hash --hash_key=header:X-User setPool
   lbctl --lb=127.0.0.1:8081 --pattern=/ --connect_timeout=1s --response_timeout=30s --retry_body_limit=1MiB setPool
+  lbctl --lb=127.0.0.1:8081 --pattern=/ --expose_backend=true --allow_trace=false setPool
   lbctl --lb=127.0.0.1:8081 --pattern=/ --interval=2s --fall=3 --rise=2 setHealth
   lbctl --lb=127.0.0.1:8081 --pattern=/ --health_path=/healthz --expected_status=204 --evict_after=0 setHealth
   lbctl --lb=127.0.0.1:8081 --pattern=/ poolHealth
@@ -34,7 +35,8 @@ Examples:
   lbctl --lb=127.0.0.1:8081 export > state.json
   lbctl --lb=127.0.0.1:8081 import state.json
 
-Durations are Go-style (500ms, 2s, 1m30s, 1h); sizes are bytes, KiB or MiB (65536, 64KiB, 1MiB).
+Durations are Go-style (500ms, 2s, 1m30s, 1h); sizes are bytes, KiB or MiB (65536, 64KiB, 1MiB);
+switches are Go-style too (--expose_backend alone is --expose_backend=true; also 1, t, 0, f).
 
 Flags may come before or after the command, and Go-style single-dash flags work too:
   lbctl -lb=127.0.0.1:8081 -pattern=/ addPool";
@@ -124,6 +126,14 @@ struct Cli {
     /// Time an unused connection to a backend is kept open (e.g. --idle_timeout=90s)
     #[arg(long = "idle_timeout", global = true, value_name = "DURATION", help_heading = POOL)]
     idle_timeout: Option<String>,
+    /// Name the backend that served each response in X-Forwarded-Server (e.g. --expose_backend=true)
+    #[arg(long = "expose_backend", value_name = "BOOL", help_heading = POOL, value_parser = go_bool,
+          global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    expose_backend: Option<bool>,
+    /// Pass TRACE requests on to the pool's backends (or redirect them) instead of a 405 (e.g. --allow_trace=true)
+    #[arg(long = "allow_trace", value_name = "BOOL", help_heading = POOL, value_parser = go_bool,
+          global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    allow_trace: Option<bool>,
 
     /// Path lb GETs on each backend (e.g. --health_path=/healthz)
     #[arg(long = "health_path", global = true, value_name = "PATH", help_heading = HEALTH)]
@@ -364,8 +374,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, Err
 fn missing_value(args: &[OsString]) -> Result<(), Error> {
     let command = Cli::command();
     let commands: Vec<&str> = command.get_subcommands().map(|sub| sub.get_name()).collect();
-    let takes_value =
-        |long: &str| command.get_arguments().any(|arg| arg.get_long() == Some(long) && arg.get_action().takes_values());
+    // A switch (`--expose_backend`) takes its value only after `=`, as Go's bool flags do.
+    let takes_value = |long: &str| {
+        command
+            .get_arguments()
+            .any(|arg| arg.get_long() == Some(long) && arg.get_action().takes_values() && !arg.is_require_equals_set())
+    };
     let texts: Vec<Option<&str>> = args.iter().map(|arg| arg.to_str()).collect();
     for pair in texts.windows(2) {
         let (Some(flag), Some(next)) = (pair[0], pair[1]) else { continue };
@@ -507,6 +521,8 @@ impl Cli {
             retry_body_limit,
             timeouts: (timeouts != TimeoutsChange::default()).then_some(timeouts),
             health_check: None,
+            expose_backend: self.expose_backend,
+            allow_trace: self.allow_trace,
         })
     }
 
@@ -564,6 +580,15 @@ fn millis(flag: &str, value: &Option<String>) -> Result<Option<u64>, Error> {
                 .ok_or_else(|| Error::Usage(format!("--{flag}: invalid duration {text:?} (use e.g. 500ms, 2s, 1m)")))
         })
         .transpose()
+}
+
+/// A switch's value as Go's `strconv.ParseBool` reads it, so the Go tool's scripts keep working.
+fn go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("{text:?} is not a boolean (use true or false)")),
+    }
 }
 
 /// Checks the shape of `--hash_key`; whether lb knows the header or cookie is its business.
@@ -646,6 +671,31 @@ mod tests {
         }
         assert!(parse_strs(&["lbctl", "--json", "listPools"]).is_ok(), "a switch takes no value");
         assert!(parse_strs(&["lbctl", "--pattern", "/", "addPool"]).is_ok());
+    }
+
+    #[test]
+    fn switches_read_as_go_reads_bool_flags() {
+        let settings = |args: &[&str]| match parse_strs(args).map(|i| i.request) {
+            Ok(Request::SetPool { settings, .. }) => Ok((settings.expose_backend, settings.allow_trace)),
+            Ok(other) => panic!("{args:?}: {other:?}"),
+            Err(e) => Err(e),
+        };
+        let set = |flag: &str| settings(&["lbctl", "--pattern=/", flag, "setPool"]);
+        assert_eq!(set("--expose_backend=true"), Ok((Some(true), None)));
+        assert_eq!(set("-expose_backend=false"), Ok((Some(false), None)));
+        assert_eq!(set("--allow_trace=1"), Ok((None, Some(true))));
+        assert_eq!(set("--allow_trace=F"), Ok((None, Some(false))));
+        // Alone, before the command (Go's order), it is `true` and the command stays a command.
+        assert_eq!(set("--expose_backend"), Ok((Some(true), None)));
+        assert_eq!(settings(&["lbctl", "setPool", "--pattern=/", "--allow_trace"]), Ok((None, Some(true))));
+        for bad in ["--expose_backend=yes", "--allow_trace="] {
+            match set(bad) {
+                Err(Error::Usage(message)) => assert!(message.contains("boolean"), "{bad}: {message}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let Err(Error::Usage(message)) = parse_strs(&["lbctl", "--pattern=/", "setPool"]) else { panic!() };
+        assert!(message.contains("--expose_backend, --allow_trace"), "{message}");
     }
 
     #[test]
@@ -765,6 +815,8 @@ mod tests {
             "-fall=3",
             "-rise=2",
             "-evict_after=0",
+            "-expose_backend=true",
+            "-allow_trace",
             "addPool",
         ])
         .unwrap();
@@ -794,6 +846,8 @@ mod tests {
                         rise: Some(2),
                         evict_after: Some(0),
                     }),
+                    expose_backend: Some(true),
+                    allow_trace: Some(true),
                 },
             }
         );
@@ -849,7 +903,7 @@ mod tests {
             Error::Usage(
                 "setPool needs at least one of --mode, --strategy, --hash_key, --retries, \
                  --retry_on, --retry_body_limit, --connect_timeout, --response_timeout, \
-                 --idle_timeout"
+                 --idle_timeout, --expose_backend, --allow_trace"
                     .into()
             )
         );

@@ -174,13 +174,18 @@ fn render<T: Answer>(json: bool, reply: Value, human: impl FnOnce(T) -> String) 
     Ok(human(decoded))
 }
 
+/// The Go tool's columns, then `Options`: the switches a pool has on (`expose_backend`,
+/// `allow_trace`), `-` for none, last so that the Go tool's columns keep their places.
 fn pools_table(pools: Vec<PoolJson>) -> String {
-    let header = ["Pattern", "Mode", "Strategy", "Backends", "Status"].map(String::from);
+    let header = ["Pattern", "Mode", "Strategy", "Backends", "Status", "Options"].map(String::from);
     let rows = pools.into_iter().map(|pool| {
         let backends = pool.backends.map_or(0, |backends| backends.len()).to_string();
+        let on = [("expose_backend", pool.expose_backend), ("allow_trace", pool.allow_trace)];
+        let on: Vec<&str> = on.iter().filter(|(_, on)| *on == Some(true)).map(|(name, _)| *name).collect();
+        let options = if on.is_empty() { "-".to_owned() } else { on.join(",") };
         let [pattern, mode, strategy, status] =
             [pool.pattern, pool.mode, pool.strategy, pool.status].map(Option::unwrap_or_default);
-        [pattern, mode, strategy, backends, status]
+        [pattern, mode, strategy, backends, status, options]
     });
     table(&std::iter::once(header).chain(rows).collect::<Vec<_>>())
 }
@@ -220,6 +225,13 @@ fn pool_summary(pool: &PoolJson, sent: &PoolSettings) -> String {
     }
     if sent.retry_body_limit.is_some() {
         parts.extend(pool.retry_body_limit.map(|limit| format!("retry body limit {}", format_bytes(limit))));
+    }
+    if sent.expose_backend.is_some() {
+        let shown = |on| if on { "backend exposed in X-Forwarded-Server" } else { "backend not exposed" };
+        parts.extend(pool.expose_backend.map(|on| shown(on).to_owned()));
+    }
+    if sent.allow_trace.is_some() {
+        parts.extend(pool.allow_trace.map(|on| if on { "TRACE allowed" } else { "TRACE refused" }.to_owned()));
     }
     let sent_timeouts = sent.timeouts.clone().unwrap_or_default();
     let timeouts = pool.timeouts.clone().unwrap_or_default();
@@ -288,7 +300,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             pools_table(pools),
-            "Pattern  Mode   Strategy  Backends  Status\n/        proxy  p2c       2         PS_FULL\n"
+            "Pattern  Mode   Strategy  Backends  Status   Options\n/        proxy  p2c       2         PS_FULL  -\n"
+        );
+        let pools = serde_json::from_str(
+            r#"[{"pattern": "/a", "status": "PS_EMPTY", "backends": [], "expose_backend": true, "allow_trace": true},
+                {"pattern": "/b", "status": "PS_EMPTY", "backends": [], "expose_backend": false, "allow_trace": true}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            pools_table(pools),
+            "Pattern  Mode  Strategy  Backends  Status    Options\n\
+             /a                       0         PS_EMPTY  expose_backend,allow_trace\n\
+             /b                       0         PS_EMPTY  allow_trace\n"
         );
     }
 
@@ -373,6 +396,12 @@ mod tests {
             pool_summary(&answer, &everything),
             "mode proxy, strategy least_conn, hash key client_ip, retries 2, retry on 5xx, \
              retry body limit 64KiB, connect timeout 3s, response timeout 1m, idle timeout 1m30s"
+        );
+        let switches = PoolSettings { expose_backend: Some(true), allow_trace: Some(false), ..PoolSettings::default() };
+        let answer = pool(r#"{"mode": "proxy", "strategy": "p2c", "expose_backend": true, "allow_trace": false}"#);
+        assert_eq!(
+            pool_summary(&answer, &switches),
+            "mode proxy, strategy p2c, backend exposed in X-Forwarded-Server, TRACE refused"
         );
     }
 

@@ -126,6 +126,7 @@ fn pool_json(pattern: &str, mode: &str) -> Value {
            "health_check": {"path": "/healthz", "healthy_values": ["ok", "OK"],
                             "expected_status": null, "interval_ms": 10000, "timeout_ms": 1000,
                             "fall": 3, "rise": 2, "evict_after": 30},
+           "expose_backend": false, "allow_trace": false,
            "status": "PS_FULL", "backends": [backend_json()]})
 }
 
@@ -190,6 +191,9 @@ async fn help_describes_every_command_and_flag() {
         "--json",
     ] {
         assert!(help.contains(&format!("      {flag} ")), "{flag} missing");
+    }
+    for switch in ["--expose_backend", "--allow_trace"] {
+        assert!(help.contains(&format!("      {switch}[=<BOOL>] ")), "{switch} missing");
     }
 }
 
@@ -266,7 +270,7 @@ async fn json_prints_the_admin_answer() {
 async fn list_pools_prints_a_table() {
     let admin = StubAdmin::start(
         200,
-        json!([pool_json("/", "proxy"), {"pattern": "/static/", "mode": "redirect",
+        json!([pool_with("/", json!({"expose_backend": true})), {"pattern": "/static/", "mode": "redirect",
                "strategy": "round_robin", "status": "PS_UNAVAILABLE", "backends": []}]),
     )
     .await;
@@ -275,9 +279,9 @@ async fn list_pools_prints_a_table() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "Pattern   Mode      Strategy     Backends  Status\n\
-         /         proxy     p2c          1         PS_FULL\n\
-         /static/  redirect  round_robin  0         PS_UNAVAILABLE\n"
+        "Pattern   Mode      Strategy     Backends  Status          Options\n\
+         /         proxy     p2c          1         PS_FULL         expose_backend\n\
+         /static/  redirect  round_robin  0         PS_UNAVAILABLE  -\n"
     );
     assert_eq!(admin.seen()[0].method, Method::GET);
     assert_eq!(admin.seen()[0].path, "/v1/pools");
@@ -294,7 +298,7 @@ async fn the_admin_address_can_come_from_lb_admin() {
         .output();
     let output = timeout(DEADLINE, run).await.unwrap().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(stdout(&output), "Pattern  Mode  Strategy  Backends  Status\n");
+    assert_eq!(stdout(&output), "Pattern  Mode  Strategy  Backends  Status  Options\n");
     assert_eq!(admin.seen().len(), 1);
 }
 
@@ -490,6 +494,31 @@ async fn commands_send_the_right_request_and_say_what_happened() {
             printed: "pool / updated: mode proxy, strategy least_conn, retries 2\n",
         },
         Case {
+            args: &["--pattern=/", "--expose_backend=true", "setPool", "-allow_trace=false"],
+            status: 200,
+            reply: pool_with("/", json!({"expose_backend": true})),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool".into(),
+                query: Some("pattern=%2F".into()),
+                body: Some(json!({"expose_backend": true, "allow_trace": false})),
+            },
+            printed: "pool / updated: mode proxy, strategy p2c, backend exposed in X-Forwarded-Server, \
+                      TRACE refused\n",
+        },
+        Case {
+            args: &["--pattern=/", "--allow_trace", "setPool"],
+            status: 200,
+            reply: pool_with("/", json!({"allow_trace": true})),
+            sent: Seen {
+                method: Method::PATCH,
+                path: "/v1/pool".into(),
+                query: Some("pattern=%2F".into()),
+                body: Some(json!({"allow_trace": true})),
+            },
+            printed: "pool / updated: mode proxy, strategy p2c, TRACE allowed\n",
+        },
+        Case {
             args: &["--pattern=/", "--strategy=consistent_hash", "--hash_key=header:X-User", "setPool"],
             status: 200,
             reply: pool_with("/", json!({"strategy": "consistent_hash", "hash_key": "header:X-User"})),
@@ -640,7 +669,7 @@ async fn usage_errors_are_one_line_exit_2_and_send_nothing() {
             Some(
                 "setPool needs at least one of --mode, --strategy, --hash_key, --retries, \
                  --retry_on, --retry_body_limit, --connect_timeout, --response_timeout, \
-                 --idle_timeout",
+                 --idle_timeout, --expose_backend, --allow_trace",
             ),
         ),
         (&["--pattern=/", "--ip=127.0.0.1", "drainBackend"], Some("drainBackend needs --port")),
@@ -649,6 +678,8 @@ async fn usage_errors_are_one_line_exit_2_and_send_nothing() {
         (&["--pattern=/", "--intervall=2s", "setHealth"], None),
         (&["--pattern=/", "--retry_on=4xx", "setPool"], None),
         (&["--pattern=/", "--strategy=fastest", "setPool"], None),
+        (&["--pattern=/", "--expose_backend=yes", "setPool"], None),
+        (&["--pattern=/", "--allow_trace", "on", "setPool"], None),
     ] {
         let args: Vec<&str> = std::iter::once(lb.as_str()).chain(args.iter().copied()).collect();
         let output = lbctl(&args).await;
@@ -725,8 +756,8 @@ async fn tables_and_errors_escape_control_characters() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         stdout(&output),
-        "Pattern     Mode   Strategy  Backends  Status\n\
-         /a\\x1b[31m  proxy  p2c       0         PS_EMPTY\n"
+        "Pattern     Mode   Strategy  Backends  Status    Options\n\
+         /a\\x1b[31m  proxy  p2c       0         PS_EMPTY  -\n"
     );
     let admin = StubAdmin::start(409, json!({"error": "pool \"/\u{1b}[2J\" already exists"})).await;
     let stderr = assert_one_error_line(&lbctl(&[&admin.lb(), "--pattern=/x", "addPool"]).await, 1);

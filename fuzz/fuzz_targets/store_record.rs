@@ -6,13 +6,13 @@
 #![no_main]
 
 use lb::fuzzing::{decode_backend, decode_pool, encode_backend, encode_pool};
-use lb_migrations::records::{v1, v2};
+use lb_migrations::records::{v1, v2, v3};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // Each decoder sees the bytes as they are, and with their format byte, so that the fuzzer
     // reaches every format's body from any input.
-    for format in [None, Some(v1::FORMAT), Some(v2::FORMAT)] {
+    for format in [None, Some(v1::FORMAT), Some(v2::FORMAT), Some(v3::FORMAT)] {
         let mut bytes = data.to_vec();
         if let (Some(format), Some(first)) = (format, bytes.first_mut()) {
             *first = format;
@@ -35,6 +35,13 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok(backend) = v2::decode_backend(&bytes) {
             assert_eq!(v2::decode_backend(&v2::encode_backend(&backend)), Ok(backend));
+        }
+        if let Ok(pool) = v3::decode_pool(&bytes) {
+            assert_eq!(v3::decode_pool(&v3::encode_pool(&pool)).as_ref(), Ok(&pool));
+            // Migration 4's conversion and the manifest's format 2 twin lose nothing.
+            if let Some(old) = v3::to_v2(&pool) {
+                assert_eq!(v3::from_v2(old), pool);
+            }
         }
     }
 });

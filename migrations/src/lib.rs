@@ -18,7 +18,8 @@
 //!   NUL collide).
 //!
 //! Records are encoded by lb's `store::codec` module: a format-version byte, then bincode. A
-//! migration that changes a record format keeps a frozen copy of the old record type here.
+//! migration that changes a record format keeps a frozen copy of the old record type here. As
+//! of schema 4, pools are at format 3 and backends at format 2.
 
 use std::fmt;
 
@@ -69,6 +70,11 @@ pub static MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "backend keys length-prefixed, so that no two patterns' backends can collide",
         plan: records::v2_to_v3,
+    },
+    Migration {
+        version: 4,
+        name: "pool format 3: expose_backend and allow_trace on pools, both off",
+        plan: records::pools_to_format_3,
     },
 ];
 

@@ -136,6 +136,136 @@ pub mod v2 {
     }
 }
 
+/// Format 3 (schema 4): pools gain `expose_backend` and `allow_trace`. Backends stay at
+/// format 2 ([`v2::Backend`]): a format is a record's, not the store's.
+pub mod v3 {
+    use super::*;
+
+    pub const FORMAT: u8 = 3;
+
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    pub struct Pool {
+        pub mode: String,
+        pub strategy: String,
+        pub hash_key: String,
+        pub retries: u32,
+        pub retry_on_5xx: bool,
+        pub retry_body_limit: u64,
+        pub connect_timeout_ms: u64,
+        pub response_timeout_ms: u64,
+        pub idle_timeout_ms: u64,
+        pub health_path: String,
+        pub healthy_values: Vec<String>,
+        pub expected_status: Option<u16>,
+        pub interval_ms: u64,
+        pub timeout_ms: u64,
+        pub fall: u32,
+        pub rise: u32,
+        pub evict_after: u32,
+        pub expose_backend: bool,
+        pub allow_trace: bool,
+    }
+
+    pub fn encode_pool(r: &Pool) -> Vec<u8> {
+        encode(FORMAT, r)
+    }
+
+    pub fn decode_pool(bytes: &[u8]) -> Result<Pool, String> {
+        decode(FORMAT, bytes)
+    }
+
+    /// A format 2 pool as format 3, with both new settings off: how every lb before them behaved.
+    pub fn from_v2(old: v2::Pool) -> Pool {
+        let v2::Pool {
+            mode,
+            strategy,
+            hash_key,
+            retries,
+            retry_on_5xx,
+            retry_body_limit,
+            connect_timeout_ms,
+            response_timeout_ms,
+            idle_timeout_ms,
+            health_path,
+            healthy_values,
+            expected_status,
+            interval_ms,
+            timeout_ms,
+            fall,
+            rise,
+            evict_after,
+        } = old;
+        Pool {
+            mode,
+            strategy,
+            hash_key,
+            retries,
+            retry_on_5xx,
+            retry_body_limit,
+            connect_timeout_ms,
+            response_timeout_ms,
+            idle_timeout_ms,
+            health_path,
+            healthy_values,
+            expected_status,
+            interval_ms,
+            timeout_ms,
+            fall,
+            rise,
+            evict_after,
+            expose_backend: false,
+            allow_trace: false,
+        }
+    }
+
+    /// The format 2 record of `pool`, if its settings fit in format 2 (both new ones off).
+    pub fn to_v2(pool: &Pool) -> Option<v2::Pool> {
+        if pool.expose_backend || pool.allow_trace {
+            return None;
+        }
+        let Pool {
+            mode,
+            strategy,
+            hash_key,
+            retries,
+            retry_on_5xx,
+            retry_body_limit,
+            connect_timeout_ms,
+            response_timeout_ms,
+            idle_timeout_ms,
+            health_path,
+            healthy_values,
+            expected_status,
+            interval_ms,
+            timeout_ms,
+            fall,
+            rise,
+            evict_after,
+            expose_backend: _,
+            allow_trace: _,
+        } = pool.clone();
+        Some(v2::Pool {
+            mode,
+            strategy,
+            hash_key,
+            retries,
+            retry_on_5xx,
+            retry_body_limit,
+            connect_timeout_ms,
+            response_timeout_ms,
+            idle_timeout_ms,
+            health_path,
+            healthy_values,
+            expected_status,
+            interval_ms,
+            timeout_ms,
+            fall,
+            rise,
+            evict_after,
+        })
+    }
+}
+
 fn tree_index(name: &str) -> usize {
     TREES.iter().position(|t| *t == name).expect("a known tree")
 }
@@ -210,6 +340,19 @@ pub fn v2_to_v3(db: &sled::Db) -> Result<Vec<Change>, String> {
     Ok(changes)
 }
 
+/// Migration 4: every pool record from format 2 to format 3, `expose_backend` and
+/// `allow_trace` off (as lb behaved before them); backends unchanged.
+pub fn pools_to_format_3(db: &sled::Db) -> Result<Vec<Change>, String> {
+    let tree = tree_index(POOLS);
+    let mut changes = Vec::new();
+    for entry in db.open_tree(POOLS).map_err(|e| e.to_string())?.iter() {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let old = v2::decode_pool(&value).map_err(|e| format!("pool {}: {e}", crate::keys::shown(&key)))?;
+        changes.push(Change { tree, key: key.to_vec(), value: Some(v3::encode_pool(&v3::from_v2(old))) });
+    }
+    Ok(changes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,7 +370,7 @@ mod tests {
         for (key, value) in old {
             backends.insert(key, value).unwrap();
         }
-        assert_eq!(run(&db).unwrap(), crate::Outcome { from: 2, to: 3 });
+        assert_eq!(run_migrations(&db, &MIGRATIONS[..3]).unwrap(), crate::Outcome { from: 2, to: 3 });
         let now: Vec<(Vec<u8>, Vec<u8>)> =
             backends.iter().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
         let mut want = vec![
@@ -239,6 +382,86 @@ mod tests {
         assert_eq!(now, want);
         let d: Vec<_> = backends.scan_prefix(crate::keys::backend_prefix("/d")).values().collect();
         assert_eq!(d.len(), 1, "/d's scan reaches only /d's backend");
+    }
+
+    fn v2_pool(mode: &str, hash_key: &str) -> v2::Pool {
+        v2::Pool {
+            mode: mode.into(),
+            strategy: "consistent_hash".into(),
+            hash_key: hash_key.into(),
+            retries: 4,
+            retry_on_5xx: true,
+            retry_body_limit: 1024,
+            connect_timeout_ms: 1_500,
+            response_timeout_ms: 20_000,
+            idle_timeout_ms: 30_000,
+            health_path: "/hc".into(),
+            healthy_values: vec!["up".into()],
+            expected_status: Some(204),
+            interval_ms: 5_000,
+            timeout_ms: 500,
+            fall: 4,
+            rise: 3,
+            evict_after: 0,
+        }
+    }
+
+    #[test]
+    fn a_schema_3_store_gets_format_3_pools_with_nothing_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        run_migrations(&db, &MIGRATIONS[..3]).unwrap();
+        let pools = db.open_tree(POOLS).unwrap();
+        let backends = db.open_tree(BACKENDS).unwrap();
+        let (root, api) = (v2_pool("proxy", "header:x-user"), v2_pool("redirect", "client_ip"));
+        pools.insert("/", v2::encode_pool(&root)).unwrap();
+        pools.insert("example.com/api/", v2::encode_pool(&api)).unwrap();
+        let backend = v2::Backend {
+            ip: "::1".parse().unwrap(),
+            port: 8082,
+            url_path: "/v2/".into(),
+            weight: 7,
+            draining: true,
+            status: 2,
+            consecutive_failures: 3,
+            consecutive_passes: 0,
+            last_check_ms: Some(1_700_000_000_000),
+            last_error: Some("refused".into()),
+        };
+        let key = crate::keys::backend_key("/", "[::1]:8082");
+        backends.insert(key.as_slice(), v2::encode_backend(&backend)).unwrap();
+
+        assert_eq!(run(&db).unwrap(), crate::Outcome { from: 3, to: 4 });
+        let read = |pattern: &str| v3::decode_pool(&pools.get(pattern).unwrap().unwrap()).unwrap();
+        for (pattern, old) in [("/", root), ("example.com/api/", api)] {
+            let new = read(pattern);
+            assert!(!new.expose_backend && !new.allow_trace);
+            assert_eq!(v3::to_v2(&new), Some(old), "{pattern}: every format 2 field kept");
+        }
+        assert!(v2::decode_pool(&pools.get("/").unwrap().unwrap()).is_err(), "no format 2 pool is left");
+        assert_eq!(v2::decode_backend(&backends.get(key).unwrap().unwrap()).unwrap(), backend);
+        assert_eq!(backends.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_schema_3_pool_stops_migration_4_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        run_migrations(&db, &MIGRATIONS[..3]).unwrap();
+        let pools = db.open_tree(POOLS).unwrap();
+        pools.insert("/a", v2::encode_pool(&v2_pool("proxy", "client_ip"))).unwrap();
+        pools.insert("/b\x1b", &[v2::FORMAT, 0xff][..]).unwrap();
+        let err = run(&db).unwrap_err().to_string();
+        assert!(err.contains("migration 4") && err.contains("pool /b\\u{1b}"), "{err}");
+        assert_eq!(schema_version(&db).unwrap(), 3);
+        assert_eq!(v2::decode_pool(&pools.get("/a").unwrap().unwrap()).unwrap(), v2_pool("proxy", "client_ip"));
+    }
+
+    #[test]
+    fn format_3_pools_with_both_settings_off_have_a_format_2_twin() {
+        let on = v3::Pool { allow_trace: true, ..v3::from_v2(v2_pool("proxy", "client_ip")) };
+        assert_eq!(v3::to_v2(&on), None);
+        assert_eq!(v3::decode_pool(&v3::encode_pool(&on)), Ok(on));
     }
 
     #[test]

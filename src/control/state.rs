@@ -30,6 +30,8 @@ pub fn export(pools: &[Arc<Pool>]) -> StateJson {
                 retry_body_limit: c.retry_body_limit,
                 timeouts: c.timeouts.clone(),
                 health_check: c.health_check.clone(),
+                expose_backend: c.expose_backend,
+                allow_trace: c.allow_trace,
                 backends: backends
                     .into_iter()
                     .map(|(_, b)| BackendEntry {
@@ -67,6 +69,8 @@ pub fn import(state: StateJson) -> Result<Change, Error> {
             retry_body_limit: p.retry_body_limit,
             timeouts: p.timeouts,
             health_check: p.health_check,
+            expose_backend: p.expose_backend,
+            allow_trace: p.allow_trace,
         };
         let mut backends = Vec::with_capacity(p.backends.len());
         for b in p.backends {

@@ -32,6 +32,8 @@ impl PoolSettings {
             retry_body_limit,
             timeouts,
             health_check,
+            expose_backend,
+            allow_trace,
         } = self.0;
         config.mode = mode.unwrap_or(config.mode);
         config.strategy = strategy.unwrap_or(config.strategy);
@@ -39,6 +41,8 @@ impl PoolSettings {
         config.retries = retries.unwrap_or(config.retries);
         config.retry_on_5xx = retry_on_5xx.unwrap_or(config.retry_on_5xx);
         config.retry_body_limit = retry_body_limit.unwrap_or(config.retry_body_limit);
+        config.expose_backend = expose_backend.unwrap_or(config.expose_backend);
+        config.allow_trace = allow_trace.unwrap_or(config.allow_trace);
         if let Some(t) = timeouts {
             config.timeouts = apply_timeouts(t, config.timeouts);
         }

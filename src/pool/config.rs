@@ -87,6 +87,11 @@ pub struct PoolConfig {
     pub retry_body_limit: u64,
     pub timeouts: Timeouts,
     pub health_check: HealthCheckSpec,
+    /// Name the backend (`ip:port`) in `X-Forwarded-Server` on the pool's responses; off, lb
+    /// removes the header, also one a backend sent.
+    pub expose_backend: bool,
+    /// Pass `TRACE` on (proxy) or redirect it; off, lb answers `405` as for every pool.
+    pub allow_trace: bool,
 }
 
 impl PoolConfig {
@@ -102,6 +107,8 @@ impl PoolConfig {
             retry_body_limit: 64 * 1024,
             timeouts: Timeouts::default(),
             health_check: HealthCheckSpec::default(),
+            expose_backend: false,
+            allow_trace: false,
         }
     }
 

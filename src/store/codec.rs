@@ -1,17 +1,33 @@
 //! The one place that maps lb's types to the records on disk. The record formats themselves are
 //! defined, frozen, in `lb_migrations::records` next to the migrations that convert between
 //! them; this module reads and writes only the latest format, so a format change touches this
-//! file, a new `records::vN`, and a migration.
+//! file, a new `records::vN`, and a migration. Pools are at format 3, backends at format 2.
 
 use std::net::SocketAddr;
 
-use lb_migrations::records::v2 as current;
+use lb_migrations::records::{v2 as backends, v3 as pools};
 
 use crate::pool::{BackendConfig, BackendState, BackendStatus, HealthCheckSpec, HealthRecord, PoolConfig, Timeouts};
 
 pub fn encode_pool(pool: &PoolConfig) -> Vec<u8> {
+    pools::encode_pool(&record(pool))
+}
+
+/// The bytes of `pool` the store's manifest digests: its format 2 record while its settings fit
+/// in format 2 (`expose_backend` and `allow_trace` off), format 3 otherwise. A manifest written
+/// by an lb before format 3 digested format 2 records; with this, a store it wrote still
+/// matches its manifest once migration 4 rewrote its pools to format 3.
+pub fn digested_pool(pool: &PoolConfig) -> Vec<u8> {
+    let record = record(pool);
+    match pools::to_v2(&record) {
+        Some(old) => backends::encode_pool(&old),
+        None => pools::encode_pool(&record),
+    }
+}
+
+fn record(pool: &PoolConfig) -> pools::Pool {
     let h = &pool.health_check;
-    current::encode_pool(&current::Pool {
+    pools::Pool {
         mode: pool.mode.to_string(),
         strategy: pool.strategy.to_string(),
         hash_key: pool.hash_key.to_string(),
@@ -29,11 +45,13 @@ pub fn encode_pool(pool: &PoolConfig) -> Vec<u8> {
         fall: h.fall,
         rise: h.rise,
         evict_after: h.evict_after,
-    })
+        expose_backend: pool.expose_backend,
+        allow_trace: pool.allow_trace,
+    }
 }
 
 pub fn decode_pool(pattern: String, bytes: &[u8]) -> Result<PoolConfig, String> {
-    let r = current::decode_pool(bytes)?;
+    let r = pools::decode_pool(bytes)?;
     let pool = PoolConfig {
         pattern,
         mode: r.mode.parse()?,
@@ -57,6 +75,8 @@ pub fn decode_pool(pattern: String, bytes: &[u8]) -> Result<PoolConfig, String> 
             rise: r.rise,
             evict_after: r.evict_after,
         },
+        expose_backend: r.expose_backend,
+        allow_trace: r.allow_trace,
     };
     pool.validate()?;
     Ok(pool)
@@ -64,7 +84,7 @@ pub fn decode_pool(pattern: String, bytes: &[u8]) -> Result<PoolConfig, String> 
 
 pub fn encode_backend(config: &BackendConfig, state: &BackendState) -> Vec<u8> {
     let h = &state.health;
-    current::encode_backend(&current::Backend {
+    backends::encode_backend(&backends::Backend {
         ip: config.addr.ip(),
         port: config.addr.port(),
         url_path: config.url_path.clone(),
@@ -79,7 +99,7 @@ pub fn encode_backend(config: &BackendConfig, state: &BackendState) -> Vec<u8> {
 }
 
 pub fn decode_backend(bytes: &[u8]) -> Result<(BackendConfig, BackendState), String> {
-    let r = current::decode_backend(bytes)?;
+    let r = backends::decode_backend(bytes)?;
     let config = BackendConfig { addr: SocketAddr::new(r.ip, r.port), url_path: r.url_path, weight: r.weight };
     config.validate()?;
     let state = BackendState {
@@ -111,6 +131,10 @@ mod tests {
         pool.timeouts.response_ms = 1234;
         pool.health_check = HealthCheckSpec { expected_status: Some(204), fall: 5, ..HealthCheckSpec::default() };
         assert_eq!(decode_pool("/api/".into(), &encode_pool(&pool)).unwrap(), pool);
+        for (expose_backend, allow_trace) in [(true, false), (false, true)] {
+            let pool = PoolConfig { expose_backend, allow_trace, ..pool.clone() };
+            assert_eq!(decode_pool("/api/".into(), &encode_pool(&pool)).unwrap(), pool);
+        }
         let backend = BackendConfig { addr: "[::1]:8082".parse().unwrap(), url_path: "/v2/".into(), weight: 7 };
         let state = BackendState {
             draining: true,
@@ -132,7 +156,19 @@ mod tests {
         bytes[0] = 9;
         assert!(decode_backend(&bytes).unwrap_err().contains("format 9"));
         assert!(decode_backend(&[]).is_err());
-        assert!(decode_backend(&[current::FORMAT, 0xff, 0xff]).is_err());
-        assert!(decode_pool("/".into(), &[current::FORMAT]).is_err());
+        assert!(decode_backend(&[backends::FORMAT, 0xff, 0xff]).is_err());
+        assert!(decode_pool("/".into(), &[pools::FORMAT]).is_err());
+        let old = digested_pool(&PoolConfig::new("/".into()));
+        assert!(decode_pool("/".into(), &old).unwrap_err().contains("found format 2"), "lb reads format 3 pools only");
+    }
+
+    #[test]
+    fn the_digested_record_is_format_2_while_the_settings_fit_in_it() {
+        let pool = PoolConfig::new("/".into());
+        assert_eq!(digested_pool(&pool)[0], backends::FORMAT);
+        assert_eq!(encode_pool(&pool)[0], pools::FORMAT);
+        for on in [PoolConfig { expose_backend: true, ..pool.clone() }, PoolConfig { allow_trace: true, ..pool }] {
+            assert_eq!(digested_pool(&on), encode_pool(&on));
+        }
     }
 }

@@ -6,7 +6,10 @@
 //! whole, so that each write updates it from the records it replaces, whatever the store's
 //! size. It covers what an admin set (pools, backends, draining, weight), not health, which
 //! lb writes without flushing and relearns anyway. It is computed from records decoded and
-//! re-encoded by [`codec`](super::codec), so a migration that only moves keys keeps it.
+//! re-encoded by [`codec`](super::codec), so a migration that only moves keys keeps it, and a
+//! pool is digested in the oldest format that holds its settings
+//! ([`codec::digested_pool`](super::codec::digested_pool)), so a migration that only adds
+//! settings, off, keeps it too.
 //!
 //! Before sled's write, the manifest is written with `pending`, the digest the store will have,
 //! beside the digest it has; after sled's flush, and before the change is acknowledged, with the
@@ -55,7 +58,7 @@ pub struct Digest {
 impl Digest {
     /// Counts pool `config` in (`sign` 1) or out (`sign` -1).
     pub fn pool(&mut self, config: &PoolConfig, sign: i8) {
-        let record = super::codec::encode_pool(config);
+        let record = super::codec::digested_pool(config);
         self.count(b"pool", &config.pattern, &record, sign, true);
     }
 
