@@ -197,13 +197,22 @@ async fn the_backend_connection_that_carried_a_malformed_body_is_not_reused() {
     .await;
     lb.add_pool("/", strict_pool()).await;
     lb.add_backend("/", &backend, json!({})).await;
-    for i in 0..5 {
-        let answer = exchange(&lb, &malformed_request(i)).await;
-        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
-    }
     let posts = |s: &common::raw_backend::Seen| {
         s.requests.iter().filter(|(_, raw)| raw.starts_with(b"POST")).map(|(conn, _)| *conn).collect::<Vec<_>>()
     };
+    for i in 0..5 {
+        // The malformed part comes once the head is at the backend: lb's framing check refuses
+        // a malformed body that arrives with its head before anything is forwarded, so this
+        // is hyper's decoder finding it mid-stream.
+        let request = malformed_request(i);
+        let split = common::raw_backend::find(&request, b"\r\n\r\n").unwrap() + 4;
+        let mut conn = TcpStream::connect(lb.data).await.unwrap();
+        conn.write_all(&request[..split]).await.unwrap();
+        backend.wait("the head at the backend", |s| posts(s).len() == i + 1).await;
+        conn.write_all(&request[split..]).await.unwrap();
+        let answer = read_all(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    }
     backend.wait("5 bodies, 5 connections, all closed", |s| posts(s).len() == 5 && s.ended >= 5).await;
     let conns = backend.seen(posts);
     let mut distinct = conns.clone();
