@@ -443,3 +443,69 @@ async fn lb_answers_expect_100_continue_itself_and_never_forwards_expect() {
         assert!(!head.contains("expect:"), "Expect forwarded: {head}");
     }
 }
+
+/// The requests that reach a backend through lb's own client (no body) and through hyper's (a
+/// chunked body), each on a connection of its own.
+const BOTH_CLIENTS: [(&str, &str); 2] = [
+    ("lb's own client", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    (
+        "hyper's client",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    ),
+];
+
+#[tokio::test]
+async fn an_invalid_response_head_counts_against_the_backend_on_both_clients() {
+    let lb = Lb::start();
+    let cases: [(&str, &'static [u8]); 3] = [
+        (
+            "a transfer coding lb does not decode",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n5\r\nFRAME\r\n0\r\n\r\n",
+        ),
+        ("a garbage status line", b"HTTP/1.1 abc OK\r\ncontent-length: 0\r\n\r\n"),
+        ("not HTTP at all", b"SSH-2.0-OpenSSH_9.6\r\n\r\n"),
+    ];
+    for (n, (what, response)) in cases.into_iter().enumerate() {
+        for (i, (client, request)) in BOTH_CLIENTS.into_iter().enumerate() {
+            let pattern = format!("/{n}{i}/");
+            let backend = scripted(response).await;
+            lb.add_pool(&pattern, strict_pool()).await;
+            lb.add_backend(&pattern, &backend, json!({})).await;
+            let answer = exchange(
+                &lb,
+                request
+                    .replace("POST / ", &format!("POST {pattern} "))
+                    .replace("GET / ", &format!("GET {pattern} "))
+                    .as_bytes(),
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 502 "), "{what}, {client}: {answer:?}");
+            eventually(&format!("{what}, {client}: the backend sick"), || async {
+                let health = statuses(&lb, &pattern).await;
+                (health[0].1 == "BS_SICK" && health[0].2 >= 1).then_some(())
+            })
+            .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_response_head_only_too_large_is_a_502_that_does_not_count() {
+    let lb = Lb::start();
+    let sentinel = Sentinel::add(&lb).await;
+    // What a backend echoing a client's 500 KiB header would answer: past lb's and hyper's
+    // 400 KiB.
+    let mut huge = b"HTTP/1.1 200 OK\r\nx-echo: ".to_vec();
+    huge.resize(huge.len() + 500 * 1024, b'a');
+    huge.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+    let backend = scripted(Box::leak(huge.into_boxed_slice())).await;
+    lb.add_pool("/", strict_pool()).await;
+    lb.add_backend("/", &backend, json!({})).await;
+    for (client, request) in BOTH_CLIENTS {
+        let answer = exchange(&lb, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{client}: {answer:?}");
+    }
+    sentinel.flush(&lb).await;
+    let health = statuses(&lb, "/").await;
+    assert_eq!((health[0].1.as_str(), health[0].2), ("BS_HEALTHY", 0), "{health:?}");
+}
