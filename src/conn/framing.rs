@@ -201,6 +201,41 @@ fn hex(b: u8) -> Option<u64> {
     }
 }
 
+/// How far [`common_head`] took a head.
+enum Common {
+    /// To the end of a head without a framing header, `len` bytes with its final LF.
+    Ended(usize),
+    /// To the start of a line the state machine must read (a framing header, an obs-fold, a
+    /// CR alone, or the end of the read).
+    LineStart(usize),
+    /// Into a header line that does not matter, whose end is in a later read.
+    Skip(usize),
+    /// Not past the request line: the state machine reads it.
+    Other,
+}
+
+/// The common case, quicker than the state machine gets there (which it must agree with): a
+/// head that starts in this read, whose request line has a space, no `#` and its LF here, and
+/// whose header lines start with neither `c` nor `t`. One `memchr` a line.
+fn common_head(rest: &[u8]) -> Common {
+    let Some(lf) = memchr2(b'#', b'\n', rest) else { return Common::Other };
+    if rest[lf] == b'#' || memchr(b' ', &rest[..lf]).is_none() {
+        return Common::Other;
+    }
+    let mut p = lf + 1;
+    loop {
+        match rest.get(p) {
+            Some(b'\n') => return Common::Ended(p + 1),
+            Some(b'\r') if rest.get(p + 1) == Some(&b'\n') => return Common::Ended(p + 2),
+            None | Some(b'\r' | b'c' | b'C' | b't' | b'T' | b' ' | b'\t') => return Common::LineStart(p),
+            Some(_) => match memchr(b'\n', &rest[p..]) {
+                Some(k) => p += k + 1,
+                None => return Common::Skip(p),
+            },
+        }
+    }
+}
+
 impl Scanner {
     /// Stream offset of the next byte [`scan`](Scanner::scan) will see.
     pub fn offset(&self) -> u64 {
@@ -241,6 +276,21 @@ impl Scanner {
                     self.seen = 0;
                     self.count = 0;
                     self.state = State::Method;
+                    match common_head(&bytes[i..]) {
+                        Common::Ended(len) => {
+                            i += len;
+                            self.state = self.ended(base + i as u64 - 1);
+                        }
+                        Common::LineStart(at) => {
+                            i += at;
+                            self.state = State::LineStart;
+                        }
+                        Common::Skip(at) => {
+                            i += at;
+                            self.state = State::Skip;
+                        }
+                        Common::Other => {}
+                    }
                 }
                 State::Method => match memchr2(b' ', b'\n', &bytes[i..]) {
                     Some(k) if bytes[i + k] == b' ' => {
