@@ -205,7 +205,9 @@ impl ClientIo {
     /// hyper reads to complete the head of a refused request: answers it (see [`Refusing`]).
     fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let Some(refusing) = self.refusing.as_mut() else { unreachable!("only while refusing") };
+            let Some(refusing) = self.refusing.as_mut() else {
+                return Poll::Ready(Err(io::ErrorKind::InvalidData.into()));
+            };
             match refusing.phase {
                 Phase::Waiting => {
                     // A write of hyper's returned Pending: its buffer still holds an answer to
