@@ -116,6 +116,12 @@ def build_cases():
          te_cl("te-obs-fold", ["Transfer-Encoding:\r\n chunked"]))
     case("te-no-cl-xchunked", "framing", "TE `xchunked` alone (no CL), chunked-looking body",
          raw("POST /s/te-no-cl-xchunked HTTP/1.1", HOSTH, T + "xchunked", body=b"5\r\nhello\r\n0\r\n\r\n"))
+    # the same codings without CL: valid (coding names are case-insensitive, OWS is not part of
+    # a field value); lb must not refuse what nginx and HAProxy accept here
+    case("te-alone-case", "framing", "TE `Chunked` alone (no CL)",
+         raw("POST /s/te-alone-case HTTP/1.1", HOSTH, T + "Chunked", body=b"5\r\nhello\r\n0\r\n\r\n"))
+    case("te-alone-space", "framing", "TE `  chunked ` alone (no CL)",
+         raw("POST /s/te-alone-space HTTP/1.1", HOSTH, T + "  chunked ", body=b"5\r\nhello\r\n0\r\n\r\n"))
     case("te-http10", "framing", "HTTP/1.0 request with `TE: chunked` + CL",
          te_cl("te-http10", [T + "chunked"]).replace(b"HTTP/1.1\r\nHost", b"HTTP/1.0\r\nHost", 1))
 

@@ -65,6 +65,7 @@ pub mod fuzzing {
     use crate::upstream::codec::{self, Framing};
 
     pub use crate::body::Body;
+    pub use crate::conn::framing::{Refusal as FramingRefusal, Scanner as FramingScanner, Verdict as FramingVerdict};
     pub use crate::forwarded::{request as forwarded_request, Peer, Via};
     pub use crate::redirect::answer as redirect_answer;
     pub use crate::request::{check as check_request, host_from_target, Checked, Refused};

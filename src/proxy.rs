@@ -5,8 +5,9 @@
 //! the loop around it: pick a backend, send, and on an error decide from its kind.
 //!
 //! Blame: a failure counts against a backend's health only when the backend is at fault (it
-//! refused or reset the connection, or sent no response head within `response_ms`, or stopped
-//! sending its body). A client whose body is malformed gets `400`, one that stops sending it
+//! refused or reset the connection, sent no response head within `response_ms` or an invalid
+//! one, or stopped sending its body). A head that is only too large does not count: a client
+//! can provoke it. A client whose body is malformed gets `400`, one that stops sending it
 //! `408`, one that goes away a closed connection: none of it counts. Answers lb writes itself
 //! name neither the backend nor what failed; the debug log does.
 //!
@@ -134,7 +135,7 @@ impl Proxy {
                     backend.metrics.failed(sent, StatusCode::BAD_GATEWAY);
                     let cause = e.to_string();
                     tracing::debug!("pool {} backend {}: proxy error: {cause}", config.pattern, backend.addr());
-                    if counts_against_backend(e.kind()) {
+                    if counts_against_backend(&e) {
                         self.failures.report(&config.pattern, backend, cause.clone());
                     }
                     let failure = failure(e.kind());
@@ -276,13 +277,14 @@ fn failure(kind: ErrorKind) -> Failure {
     }
 }
 
-/// Does a failure before any response count against the backend's health? Not when the backend
-/// did answer, with something lb cannot forward (a head too large, say, which a client can
-/// provoke).
-fn counts_against_backend(kind: ErrorKind) -> bool {
-    match kind {
+/// Does a failure before any response count against the backend's health? An invalid
+/// response does (on either client), unless it is only too large: a client can provoke that
+/// (a backend echoing a huge request header). The client's own body failing never does.
+fn counts_against_backend(e: &upstream::Error) -> bool {
+    match e.kind() {
         ErrorKind::Connect | ErrorKind::Closed => true,
-        ErrorKind::Invalid | ErrorKind::ClientBody => false,
+        ErrorKind::Invalid => !e.too_large(),
+        ErrorKind::ClientBody => false,
     }
 }
 

@@ -197,13 +197,22 @@ async fn the_backend_connection_that_carried_a_malformed_body_is_not_reused() {
     .await;
     lb.add_pool("/", strict_pool()).await;
     lb.add_backend("/", &backend, json!({})).await;
-    for i in 0..5 {
-        let answer = exchange(&lb, &malformed_request(i)).await;
-        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
-    }
     let posts = |s: &common::raw_backend::Seen| {
         s.requests.iter().filter(|(_, raw)| raw.starts_with(b"POST")).map(|(conn, _)| *conn).collect::<Vec<_>>()
     };
+    for i in 0..5 {
+        // The malformed part comes once the head is at the backend: lb's framing check refuses
+        // a malformed body that arrives with its head before anything is forwarded, so this
+        // is hyper's decoder finding it mid-stream.
+        let request = malformed_request(i);
+        let split = common::raw_backend::find(&request, b"\r\n\r\n").unwrap() + 4;
+        let mut conn = TcpStream::connect(lb.data).await.unwrap();
+        conn.write_all(&request[..split]).await.unwrap();
+        backend.wait("the head at the backend", |s| posts(s).len() == i + 1).await;
+        conn.write_all(&request[split..]).await.unwrap();
+        let answer = read_all(&mut conn).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+    }
     backend.wait("5 bodies, 5 connections, all closed", |s| posts(s).len() == 5 && s.ended >= 5).await;
     let conns = backend.seen(posts);
     let mut distinct = conns.clone();
@@ -433,4 +442,70 @@ async fn lb_answers_expect_100_continue_itself_and_never_forwards_expect() {
         let head = String::from_utf8_lossy(&raw[..common::raw_backend::find(raw, b"\r\n\r\n").unwrap()]).to_lowercase();
         assert!(!head.contains("expect:"), "Expect forwarded: {head}");
     }
+}
+
+/// The requests that reach a backend through lb's own client (no body) and through hyper's (a
+/// chunked body), each on a connection of its own.
+const BOTH_CLIENTS: [(&str, &str); 2] = [
+    ("lb's own client", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    (
+        "hyper's client",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    ),
+];
+
+#[tokio::test]
+async fn an_invalid_response_head_counts_against_the_backend_on_both_clients() {
+    let lb = Lb::start();
+    let cases: [(&str, &'static [u8]); 3] = [
+        (
+            "a transfer coding lb does not decode",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n5\r\nFRAME\r\n0\r\n\r\n",
+        ),
+        ("a garbage status line", b"HTTP/1.1 abc OK\r\ncontent-length: 0\r\n\r\n"),
+        ("not HTTP at all", b"SSH-2.0-OpenSSH_9.6\r\n\r\n"),
+    ];
+    for (n, (what, response)) in cases.into_iter().enumerate() {
+        for (i, (client, request)) in BOTH_CLIENTS.into_iter().enumerate() {
+            let pattern = format!("/{n}{i}/");
+            let backend = scripted(response).await;
+            lb.add_pool(&pattern, strict_pool()).await;
+            lb.add_backend(&pattern, &backend, json!({})).await;
+            let answer = exchange(
+                &lb,
+                request
+                    .replace("POST / ", &format!("POST {pattern} "))
+                    .replace("GET / ", &format!("GET {pattern} "))
+                    .as_bytes(),
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 502 "), "{what}, {client}: {answer:?}");
+            eventually(&format!("{what}, {client}: the backend sick"), || async {
+                let health = statuses(&lb, &pattern).await;
+                (health[0].1 == "BS_SICK" && health[0].2 >= 1).then_some(())
+            })
+            .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_response_head_only_too_large_is_a_502_that_does_not_count() {
+    let lb = Lb::start();
+    let sentinel = Sentinel::add(&lb).await;
+    // What a backend echoing a client's 500 KiB header would answer: past lb's and hyper's
+    // 400 KiB.
+    let mut huge = b"HTTP/1.1 200 OK\r\nx-echo: ".to_vec();
+    huge.resize(huge.len() + 500 * 1024, b'a');
+    huge.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+    let backend = scripted(Box::leak(huge.into_boxed_slice())).await;
+    lb.add_pool("/", strict_pool()).await;
+    lb.add_backend("/", &backend, json!({})).await;
+    for (client, request) in BOTH_CLIENTS {
+        let answer = exchange(&lb, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 502 "), "{client}: {answer:?}");
+    }
+    sentinel.flush(&lb).await;
+    let health = statuses(&lb, "/").await;
+    assert_eq!((health[0].1.as_str(), health[0].2), ("BS_HEALTHY", 0), "{health:?}");
 }

@@ -3,6 +3,11 @@
 //! through what lb does with a head before a backend is involved: routing over a table of
 //! representative patterns, the stickiness key, redirect mode's answer, proxy mode's forwarded
 //! headers and upstream path, and the 301/405/404 answers.
+//!
+//! First the bytes go through lb's HTTP/1 framing check (`conn::framing`), a parser of hostile
+//! bytes of its own: it must not panic, must give the verdict of the whole input over any split
+//! of it (cut where the input's last bytes say), and a refused request's bytes before its cut
+//! never hold its whole head. hyper then gets what lb would give it: the bytes before the cut.
 
 #![no_main]
 
@@ -18,8 +23,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use lb::fuzzing::{
-    answer, check_request, forwarded_request, host_from_target, moved, not_allowed, redirect_answer, Body, Peer,
-    RetryBudget, Tried, Via,
+    answer, check_request, forwarded_request, host_from_target, moved, not_allowed, redirect_answer, Body,
+    FramingScanner, FramingVerdict, Peer, RetryBudget, Tried, Via,
 };
 use lb::pool::{Backend, BackendConfig, BackendState, HashKey, Mode, Pool, PoolConfig, Strategy};
 use lb::routing::{Pattern, Route, Routes};
@@ -71,9 +76,42 @@ thread_local! {
 
 fuzz_target!(|data: &[u8]| {
     let data = &data[..data.len().min(MAX_INPUT)];
+    let data = match framing(data) {
+        FramingVerdict::Refuse { cut, .. } => &data[..cut as usize],
+        FramingVerdict::Clean | FramingVerdict::GaveUp => data,
+    };
     LazyLock::force(&ROUTES);
     RUNTIME.with(|rt| rt.block_on(exchange(data)));
 });
+
+/// lb's framing check over `data`, whole and split into reads.
+fn framing(data: &[u8]) -> FramingVerdict {
+    let whole = FramingScanner::default().scan(data);
+    // Up to four cuts, each from two of the last bytes, so the fuzzer steers them too.
+    let mut cuts: Vec<usize> = data
+        .rchunks(2)
+        .take(4)
+        .map(|pair| pair.iter().fold(0usize, |n, &b| n << 8 | usize::from(b)) % (data.len() + 1))
+        .collect();
+    cuts.sort_unstable();
+    let mut scanner = FramingScanner::default();
+    let mut split = FramingVerdict::Clean;
+    let mut from = 0;
+    for cut in cuts.into_iter().chain([data.len()]) {
+        split = scanner.scan(&data[from..cut]);
+        if split != FramingVerdict::Clean {
+            break;
+        }
+        from = cut;
+    }
+    assert_eq!(split, whole, "a split changed the verdict");
+    if let FramingVerdict::Refuse { head, at, cut, .. } = whole {
+        assert!(head < cut && cut <= at && at < data.len() as u64, "{head} {cut} {at}");
+        let before = &data[head as usize..cut as usize];
+        assert!(!before.windows(2).any(|w| w == b"\n\n") && !before.windows(4).any(|w| w == b"\r\n\r\n"));
+    }
+    whole
+}
 
 /// Serves one connection that sends `data` and then closes its side.
 async fn exchange(data: &[u8]) {

@@ -2,7 +2,8 @@
 //!
 //! hyper-util's automatic builder reads the preface with no deadline at all; here the first
 //! bytes, the whole HTTP/2 preface and the client's first SETTINGS frame must arrive before the
-//! connection's header deadline. The bytes read are handed back to hyper by [`ClientIo`].
+//! connection's header deadline. The bytes read are handed back to hyper by [`ClientIo`], which
+//! on HTTP/1 checks the framing of every request ([`framing`](super::framing)).
 
 use std::future::Future;
 use std::io;
@@ -43,6 +44,10 @@ pub async fn detect(io: &mut ClientIo, deadline: Instant) -> Result<Protocol, Un
     let mut timer = Deadline::at(deadline);
     std::future::poll_fn(|cx| loop {
         let want = match want(io.prefix()) {
+            Ok(Protocol::Http1) => {
+                io.check_requests();
+                return Poll::Ready(Ok(Protocol::Http1));
+            }
             Ok(protocol) => return Poll::Ready(Ok(protocol)),
             Err(want) => want,
         };

@@ -82,11 +82,11 @@ pub(crate) fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Optio
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);
         let len = match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(Error::invalid(TOO_LARGE)),
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(Error::too_large_head(TOO_LARGE)),
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Error::invalid(TOO_LARGE)),
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Error::too_large_head(TOO_LARGE)),
             Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(Error::invalid("more than 100 headers")),
+            Err(httparse::Error::TooManyHeaders) => return Err(Error::too_large_head("more than 100 headers")),
             Err(_) => return Err(Error::invalid("malformed head")),
         };
         let code = parsed.code.unwrap_or(0);

@@ -78,11 +78,28 @@ fn request(target: &Target, req: Request<'_>) -> http::Request<AttemptBody> {
     request
 }
 
-/// hyper's connect errors are [`ErrorKind::Connect`]; every other one is
-/// [`ErrorKind::Closed`], its parse errors included: through hyper, a head lb cannot forward
-/// has always counted against the backend's health (unlike [`ErrorKind::Invalid`]), and
-/// telling them apart would change that.
+/// hyper's connect errors are [`ErrorKind::Connect`]; its parse errors (a malformed head,
+/// or one too large, see [`Error::too_large`]) [`ErrorKind::Invalid`], as lb's own client
+/// says of the same heads; every other one [`ErrorKind::Closed`].
 fn error(e: hyper_util::client::legacy::Error) -> Error {
-    let kind = if e.is_connect() { ErrorKind::Connect } else { ErrorKind::Closed };
+    let kind = if e.is_connect() {
+        ErrorKind::Connect
+    } else if parse_error(&e).is_some() {
+        ErrorKind::Invalid
+    } else {
+        ErrorKind::Closed
+    };
     Error { kind, cause: Cause::Hyper(Box::new(e)) }
+}
+
+/// The parse error of hyper's behind `e`, if that is what failed.
+pub(super) fn parse_error(e: &hyper_util::client::legacy::Error) -> Option<&::hyper::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<::hyper::Error>() {
+            return hyper.is_parse().then_some(hyper);
+        }
+        source = cause.source();
+    }
+    None
 }

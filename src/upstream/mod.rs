@@ -131,7 +131,8 @@ pub enum ErrorKind {
     Connect,
     /// The connection failed or was closed before the whole response head arrived.
     Closed,
-    /// The backend answered with a response head lb cannot forward.
+    /// The backend answered with a response head lb cannot forward: malformed, a transfer
+    /// coding lb does not decode, a protocol switch, or one only [too large](Error::too_large).
     Invalid,
     /// The client's request body failed while it streamed to the backend (see
     /// [`Error::client_fault`]): the client's fault, not the backend's. The backend connection
@@ -146,6 +147,8 @@ enum Cause {
     /// EOF before any byte of a response.
     Closed,
     Invalid(&'static str),
+    /// An [`ErrorKind::Invalid`] head that is only larger than lb reads.
+    TooLarge(&'static str),
     Client(ClientFault),
     /// Boxed: hyper's error is large, and every result of the request path carries the room
     /// for an error.
@@ -162,6 +165,17 @@ impl Error {
     /// connection that could not be made.
     pub fn sent(&self) -> bool {
         self.kind != ErrorKind::Connect
+    }
+
+    /// An [`ErrorKind::Invalid`] head that is only too large (over lb's or hyper's limit, in
+    /// bytes or headers): a client can provoke it (a backend that echoes a huge request
+    /// header), so unlike other invalid heads it is not the backend's fault.
+    pub fn too_large(&self) -> bool {
+        match &self.cause {
+            Cause::TooLarge(_) => true,
+            Cause::Hyper(e) => hyper::parse_error(e).is_some_and(::hyper::Error::is_parse_too_large),
+            _ => false,
+        }
     }
 
     /// How the client's body failed, for an [`ErrorKind::ClientBody`].
@@ -191,6 +205,10 @@ impl Error {
     fn invalid(why: &'static str) -> Self {
         Error { kind: ErrorKind::Invalid, cause: Cause::Invalid(why) }
     }
+
+    fn too_large_head(why: &'static str) -> Self {
+        Error { kind: ErrorKind::Invalid, cause: Cause::TooLarge(why) }
+    }
 }
 
 impl fmt::Display for Error {
@@ -198,7 +216,7 @@ impl fmt::Display for Error {
         match &self.cause {
             Cause::Io(e) => write!(f, "{e}"),
             Cause::Closed => f.write_str("connection closed before the response"),
-            Cause::Invalid(why) => write!(f, "invalid response: {why}"),
+            Cause::Invalid(why) | Cause::TooLarge(why) => write!(f, "invalid response: {why}"),
             Cause::Client(fault) => write!(f, "{fault}"),
             Cause::Hyper(e) => {
                 // The innermost error: "Connection refused", not "client error (Connect)".
@@ -217,7 +235,7 @@ impl std::error::Error for Error {
         match &self.cause {
             Cause::Io(e) => Some(e),
             Cause::Hyper(e) => Some(&**e),
-            Cause::Closed | Cause::Invalid(_) | Cause::Client(_) => None,
+            Cause::Closed | Cause::Invalid(_) | Cause::TooLarge(_) | Cause::Client(_) => None,
         }
     }
 }

@@ -159,10 +159,26 @@ async fn an_invalid_head_is_invalid_and_sent() {
 }
 
 #[tokio::test]
-async fn an_invalid_head_through_hyper_is_closed_as_it_always_counted_against_the_backend() {
+async fn an_invalid_head_through_hyper_is_invalid_as_through_lbs_own_client() {
     let addr = backend(b"HTTP/1.1 abc OK\r\n\r\n").await;
     let e = failed(target(addr), streamed()).await;
     assert!(through_hyper(&e), "{e:?}");
-    assert_eq!(e.kind(), ErrorKind::Closed, "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e:?}");
+    assert!(!e.too_large(), "{e:?}");
     assert!(e.sent(), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_head_only_too_large_is_told_apart_on_both_clients() {
+    let mut huge = b"HTTP/1.1 200 OK\r\nx-echo: ".to_vec();
+    huge.resize(huge.len() + 500 * 1024, b'a');
+    huge.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+    let addr = backend(Box::leak(huge.into_boxed_slice())).await;
+    for body in [own(), streamed()] {
+        let e = failed(target(addr), body).await;
+        assert_eq!(e.kind(), ErrorKind::Invalid, "{e:?}");
+        assert!(e.too_large(), "{e:?}");
+    }
+    let e = failed(target(backend(b"HTTP/1.1 abc OK\r\n\r\n").await), own()).await;
+    assert!(!e.too_large(), "{e:?}");
 }
