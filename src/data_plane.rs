@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::access_log::{AccessLog, Logged, Note};
 use crate::body::Body;
 use crate::conn::detect::Undetected;
 use crate::conn::h2::{IdleTimer, Streams, Tracked};
@@ -36,6 +37,7 @@ use crate::pool::Mode;
 use crate::proxy::{BodyTimeouts, Proxy};
 use crate::redirect;
 use crate::request;
+use crate::request_id::RequestIds;
 use crate::response::{answer, moved, not_allowed};
 use crate::routing::{Route, Routes};
 
@@ -135,6 +137,7 @@ impl Worker {
                 Source::Inbox(inbox) => Connections::Inbox(inbox),
             };
             plane.serve(self.index, source, workers, shutdown, grace).await;
+            crate::access_log::flush();
             Ok(())
         })
     }
@@ -236,6 +239,8 @@ pub struct DataPlane {
     http2: http2::Builder<TokioExecutor>,
     /// This instance's name in `Via`, to tell a request that looped back.
     via: Arc<Via>,
+    access_log: AccessLog,
+    request_ids: RequestIds,
 }
 
 impl DataPlane {
@@ -246,7 +251,14 @@ impl DataPlane {
         http2.timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
         let via = Arc::new(Via::new());
         tracing::debug!("Via pseudonym {}", via.pseudonym());
-        DataPlane { routes, proxy: Proxy::new(failures, limits.body_timeouts, via.clone()), limits, http1, http2, via }
+        let proxy = Proxy::new(failures, limits.body_timeouts, via.clone());
+        let (access_log, request_ids) = (AccessLog::default(), RequestIds::default());
+        DataPlane { routes, proxy, limits, http1, http2, via, access_log, request_ids }
+    }
+
+    /// With this access log, and request IDs in this header.
+    pub fn observed(self, access_log: AccessLog, request_ids: RequestIds) -> Self {
+        DataPlane { access_log, request_ids, ..self }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].
@@ -380,7 +392,7 @@ impl DataPlane {
                 );
                 let service = service_fn(move |req| {
                     let conn = conn.clone();
-                    async move { Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await) }
+                    async move { Ok::<_, Infallible>(conn.0.serve_request(req, &conn.1, |body| body).await) }
                 });
                 let mut http1 = self.http1.clone();
                 let mut served = pin!(http1.timer(timer).serve_connection(TokioIo::new(io), service));
@@ -401,8 +413,8 @@ impl DataPlane {
                     let conn = conn.clone();
                     let open = streams.open();
                     async move {
-                        let response = conn.0.handle(req, &conn.1).await;
-                        Ok::<_, Infallible>(response.map(|body| Tracked { body, _open: open }))
+                        let tracked = |body| Tracked { body, _open: open };
+                        Ok::<_, Infallible>(conn.0.serve_request(req, &conn.1, tracked).await)
                     }
                 });
                 let mut served = pin!(self.http2.serve_connection(TokioIo::new(io), service));
@@ -422,9 +434,31 @@ impl DataPlane {
         }
     }
 
+    /// Serves one request: gives it its ID ([`request_id`](crate::request_id)), answers it,
+    /// and with the access log on, wraps the body (by `wrap` first) to log it when it is done.
+    /// lb's debug lines about the request carry its ID.
+    async fn serve_request<B>(
+        &self,
+        mut req: Request<Incoming>,
+        client: &Peer,
+        wrap: impl FnOnce(Body) -> B,
+    ) -> Response<Logged<B>> {
+        self.request_ids.assign(req.headers_mut());
+        let pending = self.access_log.begin(&req, client.addr, &self.request_ids);
+        let mut note = Note::default();
+        let response = if tracing::enabled!(tracing::Level::DEBUG) {
+            let id = self.request_ids.of(req.headers()).and_then(|id| id.to_str().ok()).unwrap_or("-");
+            let span = tracing::debug_span!("request", id = %id);
+            tracing::Instrument::instrument(self.handle(req, client, &mut note), span).await
+        } else {
+            self.handle(req, client, &mut note).await
+        };
+        Logged::wrap(response.map(wrap), pending, note)
+    }
+
     /// Answers one request: lb's own answer to one it refuses ([`request::check`]), else its
-    /// pool's.
-    pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer) -> Response<Body> {
+    /// pool's; `note` learns where it went.
+    pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer, note: &mut Note) -> Response<Body> {
         if req.uri().authority().is_some() {
             request::host_from_target(&mut req);
         }
@@ -454,10 +488,16 @@ impl DataPlane {
                 Route::NotFound => return answer(StatusCode::NOT_FOUND, "404 page not found\n"),
             }
         };
-        match pool.config.mode {
-            Mode::Proxy => self.proxy.forward(&pool, req, client).await,
-            Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
-        }
+        let response = match pool.config.mode {
+            Mode::Proxy => self.proxy.forward(&pool, req, client, note).await,
+            Mode::Redirect => {
+                let mut response = redirect::answer_noting(&pool, &req, client.addr.ip(), note);
+                self.request_ids.answer_with(req.headers(), response.headers_mut());
+                response
+            }
+        };
+        note.pool = Some(pool);
+        response
     }
 }
 

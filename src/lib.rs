@@ -32,6 +32,7 @@
 //! lb's engineers (`cargo doc --document-private-items`), so it links private modules too.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod body;
 pub(crate) mod conn;
@@ -44,6 +45,7 @@ pub mod pool;
 pub(crate) mod proxy;
 pub(crate) mod redirect;
 pub(crate) mod request;
+pub(crate) mod request_id;
 pub(crate) mod response;
 pub(crate) mod retry;
 pub mod routing;
