@@ -111,6 +111,9 @@ pub struct Config {
     #[arg(long, env = "LB_REQUEST_ID_HEADER", default_value = request_id::DEFAULT_HEADER, value_name = "NAME",
           value_parser = request_id::parse_header)]
     pub request_id_header: http::HeaderName,
+    /// Gives requests no ID: the header passes through untouched, the access log has none.
+    #[arg(long, env = "LB_NO_REQUEST_ID")]
+    pub no_request_id: bool,
 }
 
 /// A Go-style duration (`500ms`, `10s`, `1m30s`) other than zero.
@@ -284,7 +287,7 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         }
         None => (AccessLog::default(), None),
     };
-    let request_ids = RequestIds::new(config.request_id_header.clone());
+    let request_ids = RequestIds::new((!config.no_request_id).then(|| config.request_id_header.clone()));
     Ok(Bound {
         data,
         admin,

@@ -10,7 +10,7 @@
 //! first:
 //! - [`timer`]: the request path's deadlines; [`retry`]: when a failed attempt may be tried on
 //!   another backend, and the retry budget; [`forwarded`]: the headers that cross the proxy and
-//!   the client's [`forwarded::Peer`].
+//!   the client's [`forwarded::Peer`]; [`request_id`]: keep, replace or make a request's ID.
 //! - [`pool`]: the nouns. `pool::config` (what an admin says of a pool) and `pool::backend` (a
 //!   backend and its health record) sit below [`selection`] (how a pool picks a backend); the
 //!   live `Pool` and the partial changes (`pool::change`) sit above it.
@@ -21,6 +21,7 @@
 //!   [`response`]: the answers lb writes itself.
 //! - [`health`]: checks, the status state machine, and failure reports from the data path.
 //! - [`request`]: what a request must be before lb routes it (Host, framing, methods, loops).
+//! - [`access_log`]: one line per request, from per-worker buffers through one writer thread.
 //! - [`conn`]: a client connection's protocol detection and its deadlines in every phase.
 //! - [`redirect`] and [`proxy`]: the two modes; [`data_plane`]: workers, the accept loop, the
 //!   connection limit and per-request dispatch.

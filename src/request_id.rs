@@ -15,11 +15,12 @@
 //! Cost per request (callgrind, see the README's Request IDs): one header-map lookup, and for
 //! a new ID its formatting, one allocation (the header value) and one insert.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
+use bytes::BytesMut;
 use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// The longest ID lb keeps from a client.
@@ -28,28 +29,29 @@ pub const MAX_LEN: usize = 128;
 /// The header lb reads and sets unless `--request-id-header` renames it.
 pub const DEFAULT_HEADER: &str = "x-request-id";
 
-/// Which header carries the request ID; one per data plane.
+/// Which header carries the request ID, if any (`--no-request-id`); one per data plane.
 #[derive(Debug, Clone)]
 pub struct RequestIds {
-    header: HeaderName,
+    header: Option<HeaderName>,
 }
 
 impl Default for RequestIds {
     fn default() -> Self {
-        RequestIds { header: HeaderName::from_static(DEFAULT_HEADER) }
+        RequestIds { header: Some(HeaderName::from_static(DEFAULT_HEADER)) }
     }
 }
 
 impl RequestIds {
-    /// IDs in header `header`.
-    pub fn new(header: HeaderName) -> Self {
+    /// IDs in header `header`, or none at all.
+    pub fn new(header: Option<HeaderName>) -> Self {
         RequestIds { header }
     }
 
     /// Keeps a valid ID in `headers`, or replaces an invalid one (every copy of it) or adds a
     /// new one.
     pub fn assign(&self, headers: &mut HeaderMap) {
-        match headers.entry(&self.header) {
+        let Some(header) = &self.header else { return };
+        match headers.entry(header) {
             Entry::Occupied(mut held) => {
                 let mut values = held.iter();
                 let one_valid = values.next().is_some_and(|v| is_valid(v.as_bytes())) && values.next().is_none();
@@ -65,14 +67,14 @@ impl RequestIds {
 
     /// Puts the request's ID on lb's own answer to it (a redirect's `307`).
     pub fn answer_with(&self, request: &HeaderMap, response: &mut HeaderMap) {
-        if let Some(id) = request.get(&self.header) {
-            response.insert(self.header.clone(), id.clone());
+        if let Some((header, id)) = self.header.as_ref().and_then(|h| Some((h, request.get(h)?))) {
+            response.insert(header.clone(), id.clone());
         }
     }
 
     /// The request's ID, once [`assign`](Self::assign) gave it one.
     pub fn of<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
-        headers.get(&self.header)
+        headers.get(self.header.as_ref()?)
     }
 }
 
@@ -156,27 +158,48 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// Threads that made an ID so far.
 static THREADS: AtomicU32 = AtomicU32::new(0);
 
+/// The longest ID lb makes.
+const MADE_LEN: usize = 12 + 1 + 8 + 1 + 16;
+/// IDs are cut from chunks this large: one allocation per hundred or so, not one each.
+const CHUNK: usize = 4096;
+
+/// This thread's ID maker.
+struct Maker {
+    /// This thread's number, taken on first use.
+    thread: u32,
+    next: u64,
+    chunk: BytesMut,
+}
+
 thread_local! {
-    /// This thread's number (taken on first use) and its next counter value.
-    static COUNTER: Cell<Option<(u32, u64)>> = const { Cell::new(None) };
+    static MAKER: RefCell<Option<Maker>> = const { RefCell::new(None) };
 }
 
 /// A new ID.
 pub fn generate() -> HeaderValue {
-    let (thread, n) = COUNTER.with(|c| {
-        let (thread, n) = c.get().unwrap_or_else(|| (THREADS.fetch_add(1, Ordering::Relaxed), 0));
-        c.set(Some((thread, n.wrapping_add(1))));
-        (thread, n)
-    });
-    let mut buf = [0u8; 12 + 1 + 8 + 1 + 16];
+    let mut buf = [0u8; MADE_LEN];
     buf[..12].copy_from_slice(prefix());
-    let mut len = 12;
-    for (value, width) in [(u64::from(thread), 8), (n, 16)] {
-        buf[len] = b'-';
-        len += 1;
-        len += hex(value, &mut buf[len..len + width]);
-    }
-    HeaderValue::from_bytes(&buf[..len]).expect("hex digits and dashes make a header value")
+    let bytes = MAKER.with(|maker| {
+        let mut maker = maker.borrow_mut();
+        let maker = maker.get_or_insert_with(|| Maker {
+            thread: THREADS.fetch_add(1, Ordering::Relaxed),
+            next: 0,
+            chunk: BytesMut::new(),
+        });
+        let mut len = 12;
+        for (value, width) in [(u64::from(maker.thread), 8), (maker.next, 16)] {
+            buf[len] = b'-';
+            len += 1;
+            len += hex(value, &mut buf[len..len + width]);
+        }
+        maker.next = maker.next.wrapping_add(1);
+        if maker.chunk.capacity() < len {
+            maker.chunk = BytesMut::with_capacity(CHUNK);
+        }
+        maker.chunk.extend_from_slice(&buf[..len]);
+        maker.chunk.split().freeze()
+    });
+    HeaderValue::from_maybe_shared(bytes).expect("hex digits and dashes make a header value")
 }
 
 /// Writes `value` in hex without leading zeros at the front of `out`; returns the digits written.

@@ -376,6 +376,21 @@ async fn the_request_id_header_can_be_renamed() {
     assert_eq!(logged, expected);
 }
 
+#[tokio::test]
+async fn no_request_id_leaves_the_header_alone() {
+    let (lb, log) = lb_logging("json", &["--no-request-id"]);
+    let web = SampleWeb::start("A");
+    lb.add_pool("/", json!({})).await;
+    lb.add_backend("/", &web, json!({})).await;
+    let echo: Value = client().get(lb.url("/echo")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(echoed(&echo, "x-request-id"), Vec::<String>::new());
+    let r = client().get(lb.url("/echo")).header("x-request-id", "a b").send().await.unwrap();
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(echoed(&echo, "x-request-id"), ["a b"]);
+    let entries = parse_json(&lines(&log, 2).await);
+    assert!(entries.iter().all(|e| e["request_id"].is_null()), "{entries:?}");
+}
+
 #[test]
 fn bad_flags_are_refused() {
     let dir = tempfile::tempdir().unwrap();
