@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -446,28 +446,38 @@ impl Writer {
 }
 
 impl Pending {
-    /// The request's line, `\n` included.
+    /// The request's line, `\n` included. Written with no `fmt` machinery on the common path
+    /// (numbers through `itoa`, the date cached per second): it runs once per request.
     fn format(&self, out: &mut Vec<u8>) {
         let duration_us = self.started.elapsed().as_micros();
-        let duration = format!("{}.{:03}", duration_us / 1000, duration_us % 1000);
+        let target_text;
         let target = match (self.version, self.target.path_and_query()) {
             // HTTP/2's target has the scheme and authority of its pseudo-headers.
-            (Version::HTTP_2, Some(pq)) => pq.as_str().to_owned(),
-            _ => self.target.to_string(),
+            (Version::HTTP_2, Some(pq)) => pq.as_str(),
+            (_, Some(pq)) if self.target.authority().is_none() => pq.as_str(),
+            _ => {
+                target_text = self.target.to_string();
+                &target_text
+            }
         };
-        let pool = self.note.pool.as_ref().map(|p| p.config.pattern.as_str());
+        let pool = self.note.pool.as_ref().map(|p| p.config.pattern.as_bytes());
         let mode = self.note.pool.as_ref().map(|p| match p.config.mode {
-            Mode::Proxy => "proxy",
-            Mode::Redirect => "redirect",
+            Mode::Proxy => &b"proxy"[..],
+            Mode::Redirect => b"redirect",
         });
-        let backend = self.note.backend.map(|b| b.to_string());
         let id = self.id.as_ref().map(HeaderValue::as_bytes);
-        let protocol = format!("{:?}", self.version);
-        let client = self.client.ip().to_string();
+        let protocol: &[u8] = match self.version {
+            Version::HTTP_09 => b"HTTP/0.9",
+            Version::HTTP_10 => b"HTTP/1.0",
+            Version::HTTP_2 => b"HTTP/2.0",
+            Version::HTTP_3 => b"HTTP/3.0",
+            _ => b"HTTP/1.1",
+        };
+        let mut numbers = itoa::Buffer::new();
         match self.log.format {
             Format::Combined => {
                 // %h %l %u [%t] "%r" %>s %b "%{Referer}i" "%{User-agent}i", then lb's own.
-                out.extend_from_slice(client.as_bytes());
+                ip(self.client.ip(), out);
                 out.extend_from_slice(b" - - [");
                 clf_time(self.time, out);
                 out.extend_from_slice(b"] \"");
@@ -475,38 +485,63 @@ impl Pending {
                 out.push(b' ');
                 escape_clf(target.as_bytes(), out);
                 out.push(b' ');
-                out.extend_from_slice(protocol.as_bytes());
-                out.extend_from_slice(format!("\" {} {} ", self.status.as_u16(), self.bytes).as_bytes());
+                out.extend_from_slice(protocol);
+                out.extend_from_slice(b"\" ");
+                out.extend_from_slice(numbers.format(self.status.as_u16()).as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(numbers.format(self.bytes).as_bytes());
                 for value in [self.referer.as_ref(), self.user_agent.as_ref()] {
-                    quoted_clf(value.map(HeaderValue::as_bytes), out);
                     out.push(b' ');
+                    quoted_clf(value.map(HeaderValue::as_bytes), out);
                 }
-                quoted_clf(pool.map(str::as_bytes), out);
-                let (mode, backend) = (mode.unwrap_or("-"), backend.as_deref().unwrap_or("-"));
-                out.extend_from_slice(format!(" {mode} {backend} {} {duration} ", self.note.attempts).as_bytes());
+                out.push(b' ');
+                quoted_clf(pool, out);
+                out.push(b' ');
+                out.extend_from_slice(mode.unwrap_or(b"-"));
+                out.push(b' ');
+                match self.note.backend {
+                    Some(backend) => socket_addr(backend, out),
+                    None => out.push(b'-'),
+                }
+                out.push(b' ');
+                out.extend_from_slice(numbers.format(self.note.attempts).as_bytes());
+                out.push(b' ');
+                millis(duration_us, out);
+                out.push(b' ');
                 quoted_clf(id, out);
             }
             Format::Json => {
                 out.extend_from_slice(b"{\"time\":\"");
                 rfc3339(self.time, out);
-                out.extend_from_slice(b"\",\"client\":");
-                json_str(Some(client.as_bytes()), out);
-                out.extend_from_slice(b",\"method\":");
+                out.extend_from_slice(b"\",\"client\":\"");
+                ip(self.client.ip(), out);
+                out.extend_from_slice(b"\",\"method\":");
                 json_str(Some(self.method.as_str().as_bytes()), out);
                 out.extend_from_slice(b",\"target\":");
                 json_str(Some(target.as_bytes()), out);
-                out.extend_from_slice(b",\"protocol\":");
-                json_str(Some(protocol.as_bytes()), out);
-                let numbers =
-                    format!(",\"status\":{},\"bytes\":{},\"duration_ms\":{duration}", self.status.as_u16(), self.bytes);
-                out.extend_from_slice(numbers.as_bytes());
+                out.extend_from_slice(b",\"protocol\":\"");
+                out.extend_from_slice(protocol);
+                out.extend_from_slice(b"\",\"status\":");
+                out.extend_from_slice(numbers.format(self.status.as_u16()).as_bytes());
+                out.extend_from_slice(b",\"bytes\":");
+                out.extend_from_slice(numbers.format(self.bytes).as_bytes());
+                out.extend_from_slice(b",\"duration_ms\":");
+                millis(duration_us, out);
                 out.extend_from_slice(b",\"pool\":");
-                json_str(pool.map(str::as_bytes), out);
+                json_str(pool, out);
                 out.extend_from_slice(b",\"mode\":");
-                json_str(mode.map(str::as_bytes), out);
+                json_str(mode, out);
                 out.extend_from_slice(b",\"backend\":");
-                json_str(backend.as_deref().map(str::as_bytes), out);
-                out.extend_from_slice(format!(",\"attempts\":{}", self.note.attempts).as_bytes());
+                match self.note.backend {
+                    Some(backend) => {
+                        out.push(b'"');
+                        socket_addr(backend, out);
+                        out.push(b'"');
+                    }
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b",\"attempts\":");
+                out.extend_from_slice(numbers.format(self.note.attempts).as_bytes());
                 out.extend_from_slice(b",\"request_id\":");
                 json_str(id, out);
                 out.extend_from_slice(b",\"referer\":");
@@ -520,6 +555,45 @@ impl Pending {
     }
 }
 
+/// Microseconds as milliseconds with three decimals.
+fn millis(us: u128, out: &mut Vec<u8>) {
+    let mut numbers = itoa::Buffer::new();
+    out.extend_from_slice(numbers.format(us / 1000).as_bytes());
+    let frac = (us % 1000) as u16;
+    out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+}
+
+/// An IP address as text; IPv4 without `fmt`.
+fn ip(ip: IpAddr, out: &mut Vec<u8>) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut numbers = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(numbers.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// `ip:port`, or `[ip6]:port`.
+fn socket_addr(addr: SocketAddr, out: &mut Vec<u8>) {
+    if addr.is_ipv6() {
+        out.push(b'[');
+        ip(addr.ip(), out);
+        out.push(b']');
+    } else {
+        ip(addr.ip(), out);
+    }
+    out.push(b':');
+    out.extend_from_slice(itoa::Buffer::new().format(addr.port()).as_bytes());
+}
+
 /// `"value"`, escaped as nginx does, or `"-"`.
 fn quoted_clf(value: Option<&[u8]>, out: &mut Vec<u8>) {
     out.push(b'"');
@@ -530,33 +604,41 @@ fn quoted_clf(value: Option<&[u8]>, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Bytes written as they are in both formats: printable ASCII but `"` and `\`.
+fn plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
 /// nginx's escaping in the combined format: `"`, `\`, control bytes and bytes outside ASCII
 /// as `\xHH`, so a line is one line and its quoted fields end at their quote.
-fn escape_clf(value: &[u8], out: &mut Vec<u8>) {
-    for &b in value {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-        } else {
-            out.push(b);
-        }
+fn escape_clf(mut value: &[u8], out: &mut Vec<u8>) {
+    while !value.is_empty() {
+        let run = value.iter().position(|&b| !plain(b)).unwrap_or(value.len());
+        out.extend_from_slice(&value[..run]);
+        let Some(&b) = value.get(run) else { return };
+        out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        value = &value[run + 1..];
     }
 }
 
 /// A JSON string, or `null`. Bytes outside printable ASCII are written `\u00HH`, one per byte
 /// (a header value may hold any byte, and a line must stay valid UTF-8).
 fn json_str(value: Option<&[u8]>, out: &mut Vec<u8>) {
-    let Some(value) = value else {
+    let Some(mut value) = value else {
         out.extend_from_slice(b"null");
         return;
     };
     out.push(b'"');
-    for &b in value {
+    while !value.is_empty() {
+        let run = value.iter().position(|&b| !plain(b)).unwrap_or(value.len());
+        out.extend_from_slice(&value[..run]);
+        let Some(&b) = value.get(run) else { break };
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
-            0x20..0x7f => out.push(b),
             _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]),
         }
+        value = &value[run + 1..];
     }
     out.push(b'"');
 }
@@ -564,9 +646,8 @@ fn json_str(value: Option<&[u8]>, out: &mut Vec<u8>) {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Seconds since 1970 as a UTC date and time.
-fn civil(time: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
-    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
+fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = secs as i64;
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
     // Howard Hinnant's days-to-civil.
     let z = days + 719_468;
@@ -578,21 +659,50 @@ fn civil(time: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rest / 3600, rest / 60 % 60, rest % 60, since.subsec_micros())
+    (year, month, day, rest / 3600, rest / 60 % 60, rest % 60)
+}
+
+thread_local! {
+    /// The last second this thread formatted, in both formats: most lines share theirs.
+    static SECOND: RefCell<(u64, Vec<u8>, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new(), Vec::new())) };
+}
+
+/// Appends `time`'s second as Apache's `%t` (`clf`) or as RFC 3339 without fractions.
+fn second(time: SystemTime, clf: bool, out: &mut Vec<u8>) -> u32 {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs {
+            const MONTHS: [&str; 12] =
+                ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+            let (y, mo, d, h, mi, s) = civil(secs);
+            cache.0 = secs;
+            cache.1 = format!("{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000", MONTHS[(mo - 1) as usize]).into_bytes();
+            cache.2 = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}").into_bytes();
+        }
+        out.extend_from_slice(if clf { &cache.1 } else { &cache.2 });
+    });
+    since.subsec_micros()
 }
 
 /// `10/Oct/2000:13:55:36 +0000`, as Apache's `%t` (in UTC).
 fn clf_time(time: SystemTime, out: &mut Vec<u8>) {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let (y, mo, d, h, mi, s, _) = civil(time);
-    let text = format!("{d:02}/{}/{y}:{h:02}:{mi:02}:{s:02} +0000", MONTHS[(mo - 1) as usize]);
-    out.extend_from_slice(text.as_bytes());
+    second(time, true, out);
 }
 
 /// `2000-10-10T13:55:36.123456Z`.
 fn rfc3339(time: SystemTime, out: &mut Vec<u8>) {
-    let (y, mo, d, h, mi, s, us) = civil(time);
-    out.extend_from_slice(format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z").as_bytes());
+    let micros = second(time, false, out);
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.push(b'.');
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
 }
 
 #[cfg(test)]
@@ -611,6 +721,19 @@ mod tests {
         let mut out = Vec::new();
         rfc3339(at(0), &mut out);
         assert_eq!(out, b"1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn numbers_and_addresses() {
+        let mut out = Vec::new();
+        millis(12_034, &mut out);
+        out.push(b' ');
+        millis(7, &mut out);
+        out.push(b' ');
+        socket_addr("[::1]:8080".parse().unwrap(), &mut out);
+        out.push(b' ');
+        socket_addr("10.0.0.255:80".parse().unwrap(), &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "12.034 0.007 [::1]:8080 10.0.0.255:80");
     }
 
     #[test]

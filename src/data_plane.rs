@@ -449,7 +449,8 @@ impl DataPlane {
         let response = if tracing::enabled!(tracing::Level::DEBUG) {
             let id = self.request_ids.of(req.headers()).and_then(|id| id.to_str().ok()).unwrap_or("-");
             let span = tracing::debug_span!("request", id = %id);
-            tracing::Instrument::instrument(self.handle(req, client, &mut note), span).await
+            // Boxed, so that the future of every request stays as small as without it.
+            Box::pin(tracing::Instrument::instrument(self.handle(req, client, &mut note), span)).await
         } else {
             self.handle(req, client, &mut note).await
         };
