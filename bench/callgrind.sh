@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # lb's user-space instructions per request, counted by callgrind, loopback only.
 # See bench/README.md ("Counting instructions"). Knobs (env): LB_BIN ROUNDS DURATION CONNS
-# WRK_THREADS WARMUP BACKENDS LB_STRATEGY KEEP_TMP.
+# WRK_THREADS WARMUP BACKENDS LB_STRATEGY LB_FLAGS KEEP_TMP.
 #
 # For each mode (proxy, then redirect) and each round: a fresh lb (--threads 1, a temp data
 # dir) under `valgrind --tool=callgrind --instr-atstart=no`, pool `/` in that mode with the nginx
@@ -17,6 +17,7 @@ WRK_THREADS=${WRK_THREADS:-1}  # wrk threads
 WARMUP=${WARMUP:-2}            # seconds of unrecorded load before instrumentation goes on
 BACKENDS=${BACKENDS:-1}        # nginx backend ports in the pool (one nginx serves them all)
 LB_STRATEGY=${LB_STRATEGY:-}   # pool strategy; empty: lb's default (p2c)
+LB_FLAGS=${LB_FLAGS:-}         # extra lb flags, split on spaces; {tmp} is the run's directory
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
@@ -85,7 +86,7 @@ echo "lb instructions per request (callgrind), $(date -u '+%Y-%m-%d %H:%M:%S UTC
 echo "lb binary:  $LB_BIN, built $(date -u -r "$LB_BIN" '+%Y-%m-%d %H:%M:%S UTC'), sha256 $(sha256sum "$LB_BIN" | cut -c1-12)"
 echo "tools:      $(valgrind --version), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 echo "settings:   ROUNDS=$ROUNDS DURATION=${DURATION}s CONNS=$CONNS WRK_THREADS=$WRK_THREADS WARMUP=${WARMUP}s" \
-  "BACKENDS=$BACKENDS LB_STRATEGY=${LB_STRATEGY:-default}, lb --threads 1"
+  "BACKENDS=$BACKENDS LB_STRATEGY=${LB_STRATEGY:-default}, lb --threads 1${LB_FLAGS:+ $LB_FLAGS}"
 
 # ---- backend: one nginx, one worker, a small fixed body (as in compare.sh) ----
 USER_LINE=""
@@ -151,14 +152,15 @@ bg_wait() {
 
 # One measured run: sets IR and REQUESTS.
 measure() { # $1 mode (proxy|redirect), $2 run number
-  local mode=$1 dir=$TMP/$1-$2 expect=2xx code=200 lb_pid out line
+  local mode=$1 dir=$TMP/$1-$2 expect=2xx code=200 lb_pid out line extra
   [[ $mode == redirect ]] && { expect=307; code=307; }
   mkdir -p "$dir"
+  read -r -a extra <<<"${LB_FLAGS//\{tmp\}/$dir}"
   # callgrind_control finds the process through vgdb; the working directory holds the dumps.
   (cd "$dir" && LB_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$dir/callgrind.out" \
     "$TMP/lb" --listen "$H:$P_LB" --admin "$H:$P_ADMIN" --data-dir "$dir/data" --threads 1 \
-    >"$dir/lb.out" 2>&1) &
+    "${extra[@]}" >"$dir/lb.out" 2>&1) &
   lb_pid=$!
   PIDS+=("$lb_pid")
   wait_code "$ADMIN/healthz" 200 "lb admin (under valgrind)" 600

@@ -20,10 +20,12 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::watch;
 
+use crate::access_log::{self, AccessLog};
 use crate::admin;
 use crate::control::ControlPlane;
 use crate::data_plane::{ClientLimits, DataPlane, Source, Worker, Workers};
 use crate::proxy::BodyTimeouts;
+use crate::request_id::{self, RequestIds};
 use crate::store::Store;
 
 /// Connections the kernel queues on the data port while lb is not accepting them (a burst, or
@@ -105,6 +107,32 @@ pub struct Config {
     #[arg(long, env = "LB_METRICS", default_value = "on", value_name = "on|off",
           action = clap::ArgAction::Set, value_parser = parse_on_off)]
     pub metrics: bool,
+    /// Writes one line per request to this file (appending; `-` for stdout); SIGHUP reopens
+    /// it, for logrotate. Off by default.
+    #[arg(long, env = "LB_ACCESS_LOG", value_name = "PATH")]
+    pub access_log: Option<PathBuf>,
+    /// The access log's lines: Apache's `combined` with lb's fields appended, or one JSON
+    /// object per line.
+    #[arg(long, env = "LB_ACCESS_LOG_FORMAT", value_enum, default_value = "combined", value_name = "FORMAT")]
+    pub access_log_format: access_log::Format,
+    /// Request IDs: `on` (a client's valid one is kept, any other replaced by lb's own; it goes
+    /// to the backend, the access log and lb's log lines), `off`, or `auto`: on when the
+    /// access log is.
+    #[arg(long, env = "LB_REQUEST_ID", value_enum, default_value = "auto", value_name = "auto|on|off")]
+    pub request_id: RequestIdMode,
+    /// The header that carries each request's ID.
+    #[arg(long, env = "LB_REQUEST_ID_HEADER", default_value = request_id::DEFAULT_HEADER, value_name = "NAME",
+          value_parser = request_id::parse_header)]
+    pub request_id_header: http::HeaderName,
+}
+
+/// `--request-id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RequestIdMode {
+    /// On when the access log is.
+    Auto,
+    On,
+    Off,
 }
 
 /// `on` or `off`.
@@ -161,9 +189,10 @@ pub fn run(config: Config) -> Result<(), String> {
     raise_open_files_limit();
     let bound = bind(&config)?;
     let (data, admin) = (bound.data_addr(), bound.admin_endpoint().clone());
+    let access_log = bound.access_log.clone();
     let mut unwatched = None;
     let served = serve(bound, async {
-        match termination() {
+        match termination(access_log) {
             Ok(signal) => {
                 announce(data, admin);
                 signal.await;
@@ -185,6 +214,10 @@ pub struct Bound {
     control: Arc<ControlPlane>,
     threads: usize,
     limits: ClientLimits,
+    access_log: AccessLog,
+    /// The access log's writer thread, closed at shutdown.
+    log_writer: Option<access_log::Writer>,
+    request_ids: RequestIds,
 }
 
 impl Bound {
@@ -275,7 +308,33 @@ pub fn bind(config: &Config) -> Result<Bound, String> {
         max_connections,
         body_timeouts: BodyTimeouts { client: config.client_body_timeout, backend: config.backend_body_timeout },
     };
-    Ok(Bound { data, admin, data_addr, admin_addr, access, control, threads, limits })
+    let (access_log, log_writer) = match &config.access_log {
+        Some(path) => {
+            let (log, writer) = AccessLog::open(path, config.access_log_format)?;
+            tracing::info!("access log to {} ({:?})", path.display(), config.access_log_format);
+            (log, Some(writer))
+        }
+        None => (AccessLog::default(), None),
+    };
+    let ids = match config.request_id {
+        RequestIdMode::On => true,
+        RequestIdMode::Off => false,
+        RequestIdMode::Auto => config.access_log.is_some(),
+    };
+    let request_ids = RequestIds::new(ids.then(|| config.request_id_header.clone()));
+    Ok(Bound {
+        data,
+        admin,
+        data_addr,
+        admin_addr,
+        access,
+        control,
+        threads,
+        limits,
+        access_log,
+        log_writer,
+        request_ids,
+    })
 }
 
 /// `--import FILE`: the state in `file` into the empty store of `dir`, atomically. Its check
@@ -309,12 +368,13 @@ fn import(control: &ControlPlane, file: &std::path::Path, dir: &std::path::Path)
 /// the routing snapshot. `shutdown` is polled on worker 0, which tells the other threads when
 /// it resolves; it need not be `Send`, and may set itself up when first polled.
 pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    let Bound { data, admin, access, control, threads, limits, .. } = bound;
+    let Bound { data, admin, access, control, threads, limits, access_log, log_writer, request_ids, .. } = bound;
     let (stop, stopped) = watch::channel(false);
     let admin_thread = spawn_admin(admin, access, control.clone(), stopped.clone())?;
 
     let metrics = control.metrics().clone();
-    let plane = Arc::new(DataPlane::new(control.routes(), control.failure_reporter(), limits, metrics));
+    let plane = DataPlane::new(control.routes(), control.failure_reporter(), limits, metrics);
+    let plane = Arc::new(plane.observed(access_log, request_ids));
     let (roster, inboxes) = Workers::new(threads);
     let mut workers = Vec::with_capacity(threads - 1);
     let mut served = Ok(());
@@ -351,6 +411,9 @@ pub fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), Str
     let _ = stop.send(true);
     for worker in workers {
         let _ = worker.join();
+    }
+    if let Some(writer) = log_writer {
+        writer.close();
     }
     let admin_result = admin_thread.join().unwrap_or_else(|_| Err("admin thread panicked".into()));
     control.flush().map_err(|e| format!("cannot flush store at shutdown: {e}"))?;
@@ -450,15 +513,25 @@ async fn wait_for(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|&s| s).await;
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-fn termination() -> Result<impl Future<Output = ()>, String> {
+/// Resolves on the first SIGINT or SIGTERM; on SIGHUP, reopens the access log and goes on.
+fn termination(access_log: AccessLog) -> Result<impl Future<Output = ()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => return tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => return tracing::info!("SIGINT: draining"),
+                _ = hup.recv() => {
+                    if access_log.reopen() {
+                        tracing::info!("SIGHUP: reopening the access log");
+                    } else {
+                        tracing::info!("SIGHUP: no access log file to reopen");
+                    }
+                }
+            }
         }
     })
 }

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::access_log::{AccessLog, Logged, Note};
 use crate::body::Body;
 use crate::conn::detect::Undetected;
 use crate::conn::h2::{IdleTimer, Streams, Tracked};
@@ -37,6 +38,7 @@ use crate::pool::{Mode, Pool};
 use crate::proxy::{BodyTimeouts, Proxy};
 use crate::redirect;
 use crate::request;
+use crate::request_id::RequestIds;
 use crate::response::{answer, moved, not_allowed};
 use crate::routing::{Route, Routes};
 
@@ -136,6 +138,7 @@ impl Worker {
                 Source::Inbox(inbox) => Connections::Inbox(inbox),
             };
             plane.serve(self.index, source, workers, shutdown, grace).await;
+            crate::access_log::flush();
             Ok(())
         })
     }
@@ -238,6 +241,8 @@ pub struct DataPlane {
     /// This instance's name in `Via`, to tell a request that looped back.
     via: Arc<Via>,
     metrics: Arc<Metrics>,
+    access_log: AccessLog,
+    request_ids: RequestIds,
 }
 
 impl DataPlane {
@@ -254,7 +259,13 @@ impl DataPlane {
         let via = Arc::new(Via::new());
         tracing::debug!("Via pseudonym {}", via.pseudonym());
         let proxy = Proxy::new(failures, limits.body_timeouts, via.clone());
-        DataPlane { routes, proxy, limits, http1, http2, via, metrics }
+        let (access_log, request_ids) = (AccessLog::default(), RequestIds::default());
+        DataPlane { routes, proxy, limits, http1, http2, via, metrics, access_log, request_ids }
+    }
+
+    /// With this access log, and request IDs in this header.
+    pub fn observed(self, access_log: AccessLog, request_ids: RequestIds) -> Self {
+        DataPlane { access_log, request_ids, ..self }
     }
 
     /// Worker `index`'s accept loop; see [`Worker::serve`].
@@ -389,7 +400,7 @@ impl DataPlane {
                 );
                 let service = service_fn(move |req| {
                     let conn = conn.clone();
-                    async move { Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await) }
+                    async move { Ok::<_, Infallible>(conn.0.serve_request(req, &conn.1, |body| body).await) }
                 });
                 let mut http1 = self.http1.clone();
                 let mut served = pin!(http1.timer(timer).serve_connection(TokioIo::new(io), service));
@@ -410,8 +421,8 @@ impl DataPlane {
                     let conn = conn.clone();
                     let open = streams.open();
                     async move {
-                        let response = conn.0.handle(req, &conn.1).await;
-                        Ok::<_, Infallible>(response.map(|body| Tracked { body, _open: open }))
+                        let tracked = |body| Tracked { body, _open: open };
+                        Ok::<_, Infallible>(conn.0.serve_request(req, &conn.1, tracked).await)
                     }
                 });
                 let mut served = pin!(self.http2.serve_connection(TokioIo::new(io), service));
@@ -431,9 +442,33 @@ impl DataPlane {
         }
     }
 
+    /// Serves one request: gives it its ID ([`request_id`](crate::request_id)), answers it,
+    /// and with the access log on, wraps the body (by `wrap` first) to log it when it is done.
+    /// lb's debug lines about the request carry its ID.
+    async fn serve_request<B>(
+        &self,
+        mut req: Request<Incoming>,
+        client: &Peer,
+        wrap: impl FnOnce(Body) -> B,
+    ) -> Response<Logged<B>> {
+        self.request_ids.assign(req.headers_mut());
+        let pending = self.access_log.begin(&req, client.addr, &self.request_ids);
+        let mut note = Note::default();
+        let response = if tracing::enabled!(tracing::Level::DEBUG) {
+            let id = self.request_ids.of(req.headers()).and_then(|id| id.to_str().ok()).unwrap_or("-");
+            let span = tracing::debug_span!("request", id = %id);
+            // Boxed, so that the future of every request stays as small as without it.
+            Box::pin(tracing::Instrument::instrument(self.handle(req, client, &mut note), span)).await
+        } else {
+            self.handle(req, client, &mut note).await
+        };
+        Logged::wrap(response.map(wrap), pending, note)
+    }
+
     /// Answers one request: lb's own answer to one it refuses ([`request::check`]), else its
-    /// pool's; counted in its pool's metrics (or `pool=""`) once its response head is ready.
-    pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer) -> Response<Body> {
+    /// pool's; counted in its pool's metrics (or `pool=""`) once its response head is ready;
+    /// `note` learns where it went.
+    pub async fn handle(&self, mut req: Request<Incoming>, client: &Peer, note: &mut Note) -> Response<Body> {
         let started = self.metrics.on().then(Instant::now);
         let (pool, trace) = match self.route(&mut req) {
             Ok(routed) => routed,
@@ -453,19 +488,24 @@ impl DataPlane {
         let response = match traced {
             Some(own) => own,
             None => match pool.config.mode {
-                Mode::Proxy => self.proxy.forward(&pool, req, client).await,
-                Mode::Redirect => redirect::answer(&pool, &req, client.addr.ip()),
+                Mode::Proxy => self.proxy.forward(&pool, req, client, note).await,
+                Mode::Redirect => {
+                    let mut response = redirect::answer_noting(&pool, &req, client.addr.ip(), note);
+                    self.request_ids.answer_with(req.headers(), response.headers_mut());
+                    response
+                }
             },
         };
         if let Some(started) = started {
             pool.metrics.answered(response.status(), started.elapsed());
         }
+        note.pool = Some(pool);
         response
     }
 
-    /// The pool `req` goes to (and whether it is a TRACE), or lb's own answer to it. Not async: an async layer here would
-    /// move the request's (large) future once more. The answer is returned by value, as
-    /// `handle` returns it: boxing it would allocate.
+    /// The pool `req` goes to (and whether it is a TRACE), or lb's own answer to it. Not
+    /// async: an async layer here would move the request's (large) future once more. The answer
+    /// is returned by value, as `handle` returns it: boxing it would allocate.
     #[allow(clippy::result_large_err)]
     fn route(&self, req: &mut Request<Incoming>) -> Result<(Arc<Pool>, bool), Response<Body>> {
         if req.uri().authority().is_some() {

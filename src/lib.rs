@@ -11,7 +11,8 @@
 //! - [`timer`]: the request path's deadlines; [`retry`]: when a failed attempt may be tried on
 //!   another backend, and the retry budget; [`forwarded`]: the headers that cross the proxy and
 //!   the client's [`forwarded::Peer`]; [`metrics`]: the families behind `GET /metrics` and the
-//!   per-pool and per-backend handles the request path counts on.
+//!   per-pool and per-backend handles the request path counts on; [`request_id`]: keep,
+//!   replace or make a request's ID.
 //! - [`pool`]: the nouns. `pool::config` (what an admin says of a pool) and `pool::backend` (a
 //!   backend and its health record) sit below [`selection`] (how a pool picks a backend); the
 //!   live `Pool` and the partial changes (`pool::change`) sit above it.
@@ -22,6 +23,7 @@
 //!   [`response`]: the answers lb writes itself.
 //! - [`health`]: checks, the status state machine, and failure reports from the data path.
 //! - [`request`]: what a request must be before lb routes it (Host, framing, methods, loops).
+//! - [`access_log`]: one line per request, from per-worker buffers through one writer thread.
 //! - [`conn`]: a client connection's protocol detection and its deadlines in every phase.
 //! - [`redirect`] and [`proxy`]: the two modes; [`data_plane`]: workers, the accept loop, the
 //!   connection limit and per-request dispatch.
@@ -33,6 +35,7 @@
 //! lb's engineers (`cargo doc --document-private-items`), so it links private modules too.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod body;
 pub(crate) mod conn;
@@ -46,6 +49,7 @@ pub mod pool;
 pub(crate) mod proxy;
 pub(crate) mod redirect;
 pub(crate) mod request;
+pub(crate) mod request_id;
 pub(crate) mod response;
 pub(crate) mod retry;
 pub mod routing;

@@ -29,6 +29,7 @@ use http::uri::PathAndQuery;
 use http::{header, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
+use crate::access_log::Note;
 use crate::body::{Body, Stall};
 use crate::forwarded;
 use crate::forwarded::{Peer, Via};
@@ -61,8 +62,8 @@ impl Proxy {
     }
 
     /// Sends `req` to a backend of `pool`, retrying on others as the pool allows, and answers
-    /// with the response, or with `502`, `503` or `504`.
-    pub async fn forward(&self, pool: &Pool, req: Request<Incoming>, client: &Peer) -> Response<Body> {
+    /// with the response, or with `502`, `503` or `504`; `note` learns each attempt's backend.
+    pub async fn forward(&self, pool: &Pool, req: Request<Incoming>, client: &Peer, note: &mut Note) -> Response<Body> {
         let (mut parts, incoming) = req.into_parts();
         let key = pool.key(&parts.headers, client.addr.ip());
         let mut tried = Tried::default();
@@ -92,6 +93,7 @@ impl Proxy {
         let mut retries_left = config.retries;
         loop {
             tried.insert(index);
+            note.attempt(backend.addr());
             let inflight = backend.start_request();
             let Some(attempt_body) = body.attempt() else {
                 return bad_gateway(pool, backend, "the request body was already sent");

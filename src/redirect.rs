@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use http::{Request, Response, StatusCode};
 
+use crate::access_log::Note;
 use crate::body::Body;
 use crate::forwarded::X_FORWARDED_SERVER;
 use crate::pool::Pool;
@@ -16,11 +17,17 @@ use crate::retry::Tried;
 /// The redirect for `req` in `pool`, or `503` when no backend is usable. Sick and draining
 /// backends are never chosen; `consistent_hash` pools send the same client to the same backend.
 pub fn answer<B>(pool: &Pool, req: &Request<B>, client: IpAddr) -> Response<Body> {
+    answer_noting(pool, req, client, &mut Note::default())
+}
+
+/// [`answer`], telling `note` the backend chosen.
+pub fn answer_noting<B>(pool: &Pool, req: &Request<B>, client: IpAddr, note: &mut Note) -> Response<Body> {
     let key = pool.key(req.headers(), client);
     let Some((_, backend)) = pool.pick(key, &Tried::default()) else {
         pool.metrics.no_backend();
         return no_backend(pool);
     };
+    note.backend = Some(backend.addr());
     let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
     let mut location = String::with_capacity(backend.origin.len() + backend.config.url_path.len() + path.len() + 1);
     location.push_str(&backend.origin);

@@ -35,6 +35,10 @@ pub use histogram::Histogram;
 
 use crate::retry::Failure;
 
+/// `lb_access_log_dropped_total`: access log lines dropped (the access log counts them here,
+/// with or without `--metrics`, since lb also reports them at shutdown).
+pub static ACCESS_LOG_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// `Content-Type` of the Prometheus text format, the default.
 pub const TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 /// `Content-Type` of OpenMetrics, sent when `Accept` asks for it.

@@ -23,6 +23,14 @@ impl Collector for Process {
             )?;
             counter.encode(e)?;
         }
+        let dropped = ConstCounter::new(super::ACCESS_LOG_DROPPED.load(std::sync::atomic::Ordering::Relaxed));
+        let e = encoder.encode_descriptor(
+            "lb_access_log_dropped",
+            "Access log lines dropped because the writer could not keep up",
+            None,
+            dropped.metric_type(),
+        )?;
+        dropped.encode(e)?;
         let gauges = [
             ("process_resident_memory_bytes", "Resident memory size in bytes", resident_bytes()),
             ("process_open_fds", "Open file descriptors", open_fds()),
