@@ -35,9 +35,10 @@ pub struct RequestIds {
     header: Option<HeaderName>,
 }
 
+/// None, as lb's `--request-id auto` without an access log.
 impl Default for RequestIds {
     fn default() -> Self {
-        RequestIds { header: Some(HeaderName::from_static(DEFAULT_HEADER)) }
+        RequestIds { header: None }
     }
 }
 
@@ -78,7 +79,8 @@ impl RequestIds {
     }
 }
 
-/// `--request-id-header`: a header name, and not one lb or HTTP gives another meaning.
+/// `--request-id-header`: a header name, and not one lb or HTTP gives another meaning (nor a
+/// hop-by-hop or credential header).
 pub fn parse_header(name: &str) -> Result<HeaderName, String> {
     let parsed = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a header name (letters, digits and !#$%&'*+-.^_`|~)"))?;
@@ -92,6 +94,17 @@ pub fn parse_header(name: &str) -> Result<HeaderName, String> {
         "x-forwarded-proto",
         "x-forwarded-host",
         "x-forwarded-server",
+        // Hop-by-hop: stripped on the way to the backend, so the ID would never arrive.
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        // Credentials: an ID is logged and echoed on a 307, a credential must be neither.
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
     ];
     if reserved.contains(&parsed.as_str()) {
         return Err(format!("{name:?} is a header lb already uses for something else"));
@@ -239,7 +252,7 @@ mod tests {
 
     #[test]
     fn assign_keeps_replaces_or_adds() {
-        let ids = RequestIds::default();
+        let ids = RequestIds::new(Some(HeaderName::from_static(DEFAULT_HEADER)));
         let mut headers = HeaderMap::new();
         ids.assign(&mut headers);
         assert!(ids.of(&headers).is_some_and(|v| is_valid(v.as_bytes())));
@@ -260,6 +273,9 @@ mod tests {
     #[test]
     fn header_names() {
         assert_eq!(parse_header("X-Trace-Id").unwrap().as_str(), "x-trace-id");
+        for reserved in ["TE", "Upgrade", "Authorization", "Cookie"] {
+            assert!(parse_header(reserved).is_err(), "{reserved}");
+        }
         for bad in ["", "a b", "a:b", "Host", "via", "x-forwarded-for"] {
             assert!(parse_header(bad).is_err(), "{bad}");
         }
