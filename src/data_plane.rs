@@ -132,15 +132,19 @@ impl Worker {
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) -> io::Result<()> {
-        self.runtime.block_on(async {
+        let served = self.runtime.block_on(async {
             let source = match source {
                 Source::Listener(listener) => Connections::Listener(TcpListener::from_std(listener)?),
                 Source::Inbox(inbox) => Connections::Inbox(inbox),
             };
             plane.serve(self.index, source, workers, shutdown, grace).await;
-            crate::access_log::flush();
             Ok(())
-        })
+        });
+        // Requests still open after `grace` end with the runtime, and their access log lines
+        // land in this thread's buffer as they do: hand them over after it, not before.
+        drop(self.runtime);
+        crate::access_log::flush();
+        served
     }
 }
 
