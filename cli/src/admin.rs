@@ -126,6 +126,18 @@ impl Admin {
         self.send(self.request(Method::PUT, "/v1/state").json(state)).await
     }
 
+    /// `GET /metrics`: lb's Prometheus text, for `lbctl stats` to read.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let response = self.request(Method::GET, "/metrics").send().await.map_err(|err| self.failed(&err))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|err| self.failed(&err))?;
+        if !status.is_success() {
+            return Err(Error::Failed(refusal(status, &body)));
+        }
+        String::from_utf8(body.to_vec())
+            .map_err(|_| Error::Failed(format!("lb admin at {} answered metrics that are not UTF-8", self.addr)))
+    }
+
     /// A request to `base + path`; `.query(...)` adds the parameters, percent-encoded. Every
     /// write says it is JSON, a `DELETE` without a body too: lb refuses writes that do not.
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
