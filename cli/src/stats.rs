@@ -367,11 +367,14 @@ pub async fn watch(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        tokio::select! {
+        // Ctrl-C ends the wait and the scrape alike, not only the wait.
+        let text = tokio::select! {
             _ = &mut ctrl_c => return Ok(String::new()),
-            _ = ticks.tick() => {}
-        }
-        let text = admin.metrics().await?;
+            text = async {
+                ticks.tick().await;
+                admin.metrics().await
+            } => text?,
+        };
         let now = Instant::now();
         let snapshot = scrape_snapshot(&text, pattern)?;
         // The first frame has nothing to compare with: its rates are `-`, its columns the same.
