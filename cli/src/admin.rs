@@ -16,6 +16,9 @@ use crate::error::Error;
 /// Admin calls are small; a server silent this long is stuck, and a script should hear so.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most `/metrics` lbctl reads: lb's for thousands of backends fit many times over.
+const METRICS_LIMIT: usize = 64 << 20;
+
 /// A client for one lb's admin API.
 pub struct Admin {
     client: reqwest::Client,
@@ -124,6 +127,29 @@ impl Admin {
 
     pub async fn import(&self, state: &Value) -> Result<Value, Error> {
         self.send(self.request(Method::PUT, "/v1/state").json(state)).await
+    }
+
+    /// `GET /metrics`: lb's Prometheus text, for `lbctl stats` to read. At most
+    /// [`METRICS_LIMIT`] bytes: something else on that port may answer without end.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let mut response = self.request(Method::GET, "/metrics").send().await.map_err(|err| self.failed(&err))?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|err| self.failed(&err))? {
+            if body.len() + chunk.len() > METRICS_LIMIT {
+                return Err(Error::Failed(format!(
+                    "lb admin at {} answered more than {} of metrics",
+                    self.addr,
+                    crate::units::format_bytes(METRICS_LIMIT as u64)
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(Error::Failed(refusal(status, &body)));
+        }
+        String::from_utf8(body)
+            .map_err(|_| Error::Failed(format!("lb admin at {} answered metrics that are not UTF-8", self.addr)))
     }
 
     /// A request to `base + path`; `.query(...)` adds the parameters, percent-encoded. Every

@@ -30,6 +30,8 @@ Examples:
   lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8083 --weight=1 setWeight
   lbctl --lb=127.0.0.1:8081 --pattern=/ --ip=127.0.0.1 --port=8082 removeBackend
   lbctl --lb=127.0.0.1:8081 --pattern=/ removePool
+  lbctl --lb=127.0.0.1:8081 stats
+  lbctl --lb=127.0.0.1:8081 --pattern=/api/ --watch --interval=2s stats
   lbctl --json --pattern=/ poolHealth
   lbctl --token-file=/etc/lb/admin-token listPools          # an lb started with --admin-token-file
   lbctl --lb=127.0.0.1:8081 export > state.json
@@ -77,6 +79,14 @@ struct Cli {
     /// (e.g. --token-file=/etc/lb/token)
     #[arg(long = "token-file", global = true, value_name = "FILE")]
     token_file: Option<std::path::PathBuf>,
+
+    /// Redraw stats every --interval (default 1s, at least 100ms) until Ctrl-C, with requests/s
+    #[arg(long, global = true, value_parser = go_bool, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL")]
+    watch: Option<bool>,
+    /// Frames stats --watch draws before it ends (for tests and scripts)
+    #[arg(long, global = true, hide = true, value_name = "N")]
+    count: Option<u64>,
 
     /// Backend IP, for the backend commands (e.g. --ip=127.0.0.1)
     #[arg(long, global = true, help_heading = BACKEND)]
@@ -150,7 +160,7 @@ struct Cli {
         help_heading = HEALTH
     )]
     expected_status: Option<u16>,
-    /// Time between checks (e.g. --interval=2s)
+    /// Time between checks (e.g. --interval=2s); with stats --watch, between frames (default 1s)
     #[arg(long, global = true, value_name = "DURATION", help_heading = HEALTH)]
     interval: Option<String>,
     /// Time one check may take (e.g. --timeout=1s)
@@ -208,6 +218,9 @@ enum Command {
     /// Give --ip:--port of the pool --pattern the weight --weight
     #[command(name = "setWeight")]
     SetWeight,
+    /// Per pool and backend: status, in flight, weight, requests, 5xx share, p50/p99, from
+    /// lb's /metrics (--pattern for one pool; --watch to redraw every --interval)
+    Stats,
     /// Print every pool, backend and setting as JSON, a state for import (lbctl export > state.json)
     Export,
     /// Replace every pool and backend with the state in FILE, all or nothing (lbctl import state.json)
@@ -242,6 +255,7 @@ impl Command {
             Command::DrainBackend => "drainBackend",
             Command::UndrainBackend => "undrainBackend",
             Command::SetWeight => "setWeight",
+            Command::Stats => "stats",
             Command::Export => "export",
             Command::Import { .. } => "import",
             Command::Completions { .. } => "completions",
@@ -323,6 +337,11 @@ pub enum Request {
         port: u16,
         weight: u32,
     },
+    /// `lbctl stats`: the whole lb or one pool, once or watched.
+    Stats {
+        pattern: Option<String>,
+        watch: Option<Watch>,
+    },
     Export,
     Import {
         file: std::path::PathBuf,
@@ -332,6 +351,13 @@ pub enum Request {
         shell: clap_complete::Shell,
     },
     Man,
+}
+
+/// `stats --watch`: how often, and how many frames (`None`: until Ctrl-C).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub interval_ms: u64,
+    pub count: Option<u64>,
 }
 
 /// lbctl's command line as clap defines it, for the completions and the man page.
@@ -484,6 +510,19 @@ impl Cli {
                 port: port()?,
                 weight: self.weight.ok_or_else(|| needs("--weight"))?,
             },
+            Command::Stats => {
+                let watch = match self.watch {
+                    Some(true) => {
+                        let interval_ms = millis("interval", &self.interval)?.unwrap_or(1000);
+                        if interval_ms < 100 {
+                            return Err(Error::Usage("stats --watch: --interval must be at least 100ms".into()));
+                        }
+                        Some(Watch { interval_ms, count: self.count })
+                    }
+                    _ => None,
+                };
+                Request::Stats { pattern: self.pattern.clone(), watch }
+            }
             Command::Export => Request::Export,
             Command::Import { file } => Request::Import { file: file.clone() },
             Command::Completions { shell } => Request::Completions { shell: *shell },
@@ -764,6 +803,24 @@ mod tests {
     }
 
     #[test]
+    fn stats_takes_a_pattern_and_a_watch_interval_of_at_least_100ms() {
+        let request = |args: &[&str]| parse_strs(args).map(|invocation| invocation.request);
+        assert_eq!(request(&["lbctl", "stats"]), Ok(Request::Stats { pattern: None, watch: None }));
+        assert_eq!(
+            request(&["lbctl", "-pattern=/api/", "-watch", "stats"]),
+            Ok(Request::Stats { pattern: Some("/api/".into()), watch: Some(Watch { interval_ms: 1000, count: None }) })
+        );
+        assert_eq!(
+            request(&["lbctl", "stats", "--watch=true", "--interval=250ms", "--count=2"]),
+            Ok(Request::Stats { pattern: None, watch: Some(Watch { interval_ms: 250, count: Some(2) }) })
+        );
+        assert_eq!(request(&["lbctl", "--watch=false", "stats"]), Ok(Request::Stats { pattern: None, watch: None }));
+        for bad in ["--interval=99ms", "--interval=0s", "--interval=soon"] {
+            assert!(matches!(request(&["lbctl", "--watch", bad, "stats"]), Err(Error::Usage(_))), "{bad}");
+        }
+    }
+
+    #[test]
     fn no_command_lists_the_commands() {
         let err = parse_strs(&["lbctl", "--lb=x:1"]).unwrap_err();
         assert_eq!(
@@ -771,7 +828,7 @@ mod tests {
             Error::Usage(
                 "no command given, try one of listPools, addPool, removePool, setMode, \
                  setPool, setHealth, poolHealth, addBackend, removeBackend, drainBackend, \
-                 undrainBackend, setWeight, export, import, completions, man (see lbctl --help)"
+                 undrainBackend, setWeight, stats, export, import, completions, man (see lbctl --help)"
                     .into()
             )
         );

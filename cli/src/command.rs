@@ -55,6 +55,11 @@ pub async fn run(invocation: Invocation) -> Result<String, Error> {
                 summary => format!("pool {pattern} health check: {summary}\n"),
             })
         }
+        Request::Stats { pattern, watch: None } => crate::stats::once(&admin, pattern.as_deref()).await,
+        Request::Stats { pattern, watch: Some(watch) } => {
+            let interval = std::time::Duration::from_millis(watch.interval_ms);
+            crate::stats::watch(&admin, pattern.as_deref(), interval, watch.count).await
+        }
         Request::PoolHealth { pattern } => render(json, admin.pool_health(pattern).await?, health_tables),
         Request::AddBackend { pattern, ip, port, url_path, weight } => {
             let backend = NewBackend { ip: ip.clone(), port: *port, url_path: Some(url_path.clone()), weight: *weight };

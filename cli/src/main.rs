@@ -12,6 +12,7 @@
 //! - `admin`: lb's admin API over HTTP; the JSON it sends and reads is lb-api's.
 //! - `command`: runs one command and renders the answer for a person, or as JSON.
 //! - `docs`: shell completions and the man page, generated from `args`.
+//! - `stats`: `lbctl stats`, lb's `/metrics` read back into tables, once or `--watch`ed.
 //! - `table`: the aligned text tables of `poolHealth` and `listPools`.
 //! - `units`: durations (`2s`, `1m30s`) and sizes (`64KiB`) as flags take them and sentences
 //!   print them.
@@ -22,6 +23,7 @@ mod args;
 mod command;
 mod docs;
 mod error;
+mod stats;
 mod table;
 mod units;
 
