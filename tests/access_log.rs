@@ -166,15 +166,7 @@ async fn combined_lines_with_lbs_fields_appended() {
 #[tokio::test]
 async fn a_retried_request_logs_two_attempts_and_the_backend_that_answered() {
     let (lb, log) = lb_logging("json", &[]);
-    let (mut dead, live) = (SampleWeb::start("dead"), SampleWeb::start("live"));
-    lb.add_pool(
-        "/",
-        json!({"strategy": "round_robin", "health_check": {"interval_ms": 3_600_000, "fall": 100, "evict_after": 0}}),
-    )
-    .await;
-    lb.add_backend("/", &dead, json!({})).await;
-    lb.add_backend("/", &live, json!({})).await;
-    dead.kill();
+    let (_dead, live) = common::dead_and_live(&lb).await;
     // Round robin alternates: one of two requests meets the dead backend first.
     for _ in 0..2 {
         assert_eq!(client().get(lb.url("/")).send().await.unwrap().status(), 200);

@@ -24,24 +24,12 @@ fn strict_pool() -> Value {
 
 /// The status of every backend of pool `pattern`, by address.
 async fn statuses(lb: &Lb, pattern: &str) -> Vec<(String, String, u64)> {
-    let health: Value = client()
-        .get(lb.admin_url("/v1/pool/health"))
-        .query(&[("pattern", pattern)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pool: Value = client()
-        .get(lb.admin_url("/v1/pool"))
-        .query(&[("pattern", pattern)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get = |path: &str| {
+        let r = client().get(lb.admin_url(path)).query(&[("pattern", pattern)]).send();
+        async { r.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let health = get("/v1/pool/health").await;
+    let pool = get("/v1/pool").await;
     let failures = |addr: &str| {
         pool["backends"]
             .as_array()

@@ -66,15 +66,7 @@ async fn a_post_whose_backend_resets_after_reading_it_is_not_retried() {
 /// lb with a round-robin pool of a backend that died (unnoticed by checks) and a live one.
 async fn dead_and_live() -> (Lb, SampleWeb, SampleWeb) {
     let lb = Lb::start();
-    let (mut dead, live) = (SampleWeb::start("dead"), SampleWeb::start("live"));
-    lb.add_pool(
-        "/",
-        json!({"strategy": "round_robin", "health_check": {"interval_ms": 3_600_000, "fall": 100, "evict_after": 0}}),
-    )
-    .await;
-    lb.add_backend("/", &dead, json!({})).await;
-    lb.add_backend("/", &live, json!({})).await;
-    dead.kill();
+    let (dead, live) = common::dead_and_live(&lb).await;
     (lb, dead, live)
 }
 

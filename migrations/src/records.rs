@@ -174,7 +174,9 @@ pub mod v3 {
         decode(FORMAT, bytes)
     }
 
-    /// A format 2 pool as format 3, with both new settings off: how every lb before them behaved.
+    /// A format 2 pool as format 3, with both new settings off. For TRACE that is how every lb
+    /// before them behaved (405); `X-Forwarded-Server`, which they always sent, is no longer
+    /// sent unless the pool turns `expose_backend` on (the README says so).
     pub fn from_v2(old: v2::Pool) -> Pool {
         let v2::Pool {
             mode,

@@ -31,6 +31,22 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().timeout(DEADLINE).build().unwrap()
 }
 
+/// Pool `/` of `lb`, round robin, with a backend that died (unnoticed by checks: an hour apart,
+/// `fall` 100, no eviction) and a live one: one of every two requests meets the dead one first
+/// and is retried. Returns both; the dead one is killed.
+pub async fn dead_and_live(lb: &Lb) -> (SampleWeb, SampleWeb) {
+    let (mut dead, live) = (SampleWeb::start("dead"), SampleWeb::start("live"));
+    lb.add_pool(
+        "/",
+        serde_json::json!({"strategy": "round_robin", "health_check": {"interval_ms": 3_600_000, "fall": 100, "evict_after": 0}}),
+    )
+    .await;
+    lb.add_backend("/", &dead, serde_json::json!({})).await;
+    lb.add_backend("/", &live, serde_json::json!({})).await;
+    dead.kill();
+    (dead, live)
+}
+
 /// `GET url` and the body as text, with the status.
 pub async fn get(url: &str) -> (u16, String) {
     let r = client().get(url).send().await.unwrap();
